@@ -1,0 +1,254 @@
+"""newsletter.toml -> a frozen Config; every key overridable from the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from newsletter.errors import ConfigError
+
+CONFIG_NAME = "newsletter.toml"
+ENV_PREFIX = "NEWSLETTER_"
+
+# Secrets are read from the environment only; naming one in the file is an error that says so.
+SECRET_KEYS = {
+    ("smtp", "password"): "NEWSLETTER_SMTP_PASSWORD",
+    ("sendgrid", "api_key"): "SENDGRID_API_KEY",
+    (None, "secret"): "NEWSLETTER_SECRET",
+}
+
+
+@dataclass(frozen=True)
+class SendConfig:
+    provider: str = "outbox"
+    rate: float | None = None
+    workers: int | None = None
+    batch_size: int | None = None
+    test_to: list[str] = field(default_factory=list)
+    feedback_id: str | None = None
+    max_consecutive_failures: int = 10
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "localhost"
+    port: int = 587
+    security: str = "starttls"
+    username: str | None = None
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class SendgridConfig:
+    host: str = "https://api.sendgrid.com"
+    categories: list[str] = field(default_factory=list)
+    asm_group_id: int | None = None
+    sandbox: bool = False
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    webhook_public_key: str | None = None
+    confirm_ttl_hours: int = 48
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    from_email: str
+    from_name: str | None = None
+    reply_to: str | None = None
+    postal_address: str | None = None
+    base_url: str | None = None
+    template: str = "default"
+    list: str = "main"
+    send: SendConfig = field(default_factory=SendConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    sendgrid: SendgridConfig = field(default_factory=SendgridConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    # Where the file was found; every workspace path is relative to it.
+    root: Path = Path(".")
+    path: Path | None = None
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def issues_dir(self) -> Path:
+        return self.root / "issues"
+
+    @property
+    def subscribers_dir(self) -> Path:
+        return self.root / "subscribers"
+
+    @property
+    def build_dir(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.root / "outbox"
+
+    @property
+    def state_dir(self) -> Path:
+        """Git-ignored folder for the ledger, the generated secret and other machine state."""
+        return self.root / ".newsletter"
+
+    @property
+    def sender_domain(self) -> str:
+        return self.from_email.rpartition("@")[2]
+
+
+SECTIONS: dict[str, type] = {
+    "send": SendConfig,
+    "smtp": SmtpConfig,
+    "sendgrid": SendgridConfig,
+    "serve": ServeConfig,
+}
+_INTERNAL = {"root", "path"}
+
+
+def find_config(start: Path | None = None) -> Path:
+    """Walk up from start (the current directory) to the nearest newsletter.toml."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no {CONFIG_NAME} in {here} or any parent folder; "
+        "run `newsletter init DIR` or pass --config FILE"
+    )
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read newsletter.toml (found by walking up when not given) and apply env overrides."""
+    env = os.environ if env is None else env
+    path = find_config() if path is None else path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return config_from_dict(data, env=env, source=str(path), root=path.resolve().parent, path=path)
+
+
+def config_from_dict(
+    data: Mapping[str, object],
+    *,
+    env: Mapping[str, str] | None = None,
+    source: str = CONFIG_NAME,
+    root: Path = Path("."),
+    path: Path | None = None,
+) -> Config:
+    env = {} if env is None else env
+    top: dict[str, object] = {}
+    sections: dict[str, object] = {}
+    for key, value in data.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: [{key}] must be a table")
+            sections[key] = _build(SECTIONS[key], value, env, source, key)
+        else:
+            top[key] = value
+    for name, cls in SECTIONS.items():
+        sections.setdefault(name, _build(cls, {}, env, source, name))
+    config = _build(Config, top, env, source, None, extra=sections)
+    return dataclasses.replace(config, root=root, path=path)
+
+
+def _build(cls, values, env, source, section, extra=None):
+    hints = typing.get_type_hints(cls)
+    names = [
+        f.name for f in dataclasses.fields(cls) if f.name not in _INTERNAL and f.name not in SECTIONS
+    ]
+    prefix = f"{section}." if section else ""
+    for key in values:
+        if key not in names:
+            secret_env = SECRET_KEYS.get((section, key))
+            if secret_env:
+                raise ConfigError(
+                    f"{source}: {prefix}{key}: secrets are not read from the config file; "
+                    f"set {secret_env} in the environment"
+                )
+            known = ", ".join(names)
+            raise ConfigError(f"{source}: unknown key {prefix}{key} (known: {known})")
+    kwargs: dict[str, object] = dict(extra or {})
+    for name in names:
+        env_name = ENV_PREFIX + (f"{section}_{name}" if section else name).upper()
+        if env_name in env:
+            kwargs[name] = _coerce(env[env_name], hints[name], env_name, from_env=True)
+        elif name in values:
+            kwargs[name] = _coerce(values[name], hints[name], f"{source}: {prefix}{name}")
+    for f in dataclasses.fields(cls):
+        missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if missing and f.name not in kwargs:
+            raise ConfigError(f"{source}: missing required key {prefix}{f.name}")
+    return cls(**kwargs)
+
+
+def _coerce(value, hint, where: str, from_env: bool = False):
+    """Check (and, for environment strings, convert) a value against a field's type."""
+    args = typing.get_args(hint)
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
+    if optional:
+        if value is None or (from_env and value == ""):
+            return None
+        hint = next(a for a in args if a is not type(None))
+    origin = typing.get_origin(hint)
+    if origin is list:
+        if from_env:
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise ConfigError(f"{where}: expected a list of strings, got {_kind(value)}")
+    if hint is bool:
+        if from_env:
+            lowered = value.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off", ""}:
+                return False
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {_kind(value)}")
+    if hint in (int, float):
+        if from_env:
+            try:
+                return hint(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {_kind(value)}")
+        if hint is int and isinstance(value, float):
+            raise ConfigError(f"{where}: expected a whole number, got {value}")
+        return hint(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {_kind(value)}")
+        return value
+    raise AssertionError(f"unsupported config type {hint}")  # a bug in the schema, not user input
+
+
+def _kind(value) -> str:
+    return {dict: "a table", list: "a list", bool: "a boolean", str: "a string"}.get(
+        type(value), type(value).__name__
+    )
