@@ -1,0 +1,120 @@
+"""Markdown -> HTML and Markdown -> plain text, from one parse of the same source."""
+
+from __future__ import annotations
+
+import functools
+import textwrap
+
+from markdown_it import MarkdownIt
+from markdown_it.tree import SyntaxTreeNode
+
+WIDTH = 72
+
+
+@functools.cache
+def _md() -> MarkdownIt:
+    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+
+
+def to_html(source: str) -> str:
+    return _md().render(source)
+
+
+def inline_html(source: str) -> str:
+    return _md().renderInline(source)
+
+
+def to_text(source: str, width: int = WIDTH) -> str:
+    """Plain text for the text/plain part: paragraphs wrapped, links as readable URLs."""
+    return convert(source, width)[1]
+
+
+def convert(source: str, width: int = WIDTH) -> tuple[str, str]:
+    """(HTML, plain text) of a Markdown source, from a single parse."""
+    md = _md()
+    tokens = md.parse(source)
+    html = md.renderer.render(tokens, md.options, {})
+    tree = SyntaxTreeNode(tokens)
+    blocks = [b for b in (_block(child, width) for child in tree.children) if b]
+    return html, "\n\n".join(blocks)
+
+
+def inline_text(source: str) -> str:
+    tree = SyntaxTreeNode(_md().parse(source))
+    return " ".join(_inline(node) for node in tree.walk() if node.type == "inline").strip()
+
+
+def _wrap(text: str, width: int, first: str = "", rest: str = "") -> str:
+    lines = []
+    for para_line in text.split("\n"):
+        wrapped = textwrap.wrap(
+            para_line,
+            width=width,
+            initial_indent=first if not lines else rest,
+            subsequent_indent=rest,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        lines.extend(wrapped or [first if not lines else rest])
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _block(node: SyntaxTreeNode, width: int) -> str:
+    kind = node.type
+    if kind == "paragraph":
+        return _wrap(_inline(node.children[0]), width)
+    if kind == "heading":
+        return _inline(node.children[0]).upper()
+    if kind in ("bullet_list", "ordered_list"):
+        items = []
+        start = int(node.attrs.get("start", 1)) if kind == "ordered_list" else 1
+        for number, item in enumerate(node.children, start):
+            marker = f"{number}. " if kind == "ordered_list" else "- "
+            inner = "\n".join(_block(child, width - len(marker)) for child in item.children)
+            first, _, rest = inner.partition("\n")
+            pad = " " * len(marker)
+            rest = "\n".join(pad + line if line else line for line in rest.split("\n"))
+            items.append(marker + first + ("\n" + rest if rest else ""))
+        return "\n".join(items)
+    if kind == "blockquote":
+        inner = "\n\n".join(_block(child, width - 2) for child in node.children)
+        return "\n".join(("> " + line).rstrip() for line in inner.split("\n"))
+    if kind in ("fence", "code_block"):
+        return "\n".join("    " + line for line in node.content.rstrip("\n").split("\n"))
+    if kind == "hr":
+        return "-" * 20
+    if kind == "html_block":
+        return ""
+    if kind == "table":
+        rows = []
+        for row in node.walk():
+            if row.type == "tr":
+                rows.append(" | ".join(_inline(cell.children[0]) for cell in row.children))
+        return "\n".join(rows)
+    return "\n\n".join(_block(child, width) for child in node.children)
+
+
+def _inline(node: SyntaxTreeNode) -> str:
+    out: list[str] = []
+    for child in node.children:
+        kind = child.type
+        if kind == "text":
+            out.append(child.content)
+        elif kind == "softbreak":
+            out.append(" ")
+        elif kind == "hardbreak":
+            out.append("\n")
+        elif kind == "code_inline":
+            out.append(child.content)
+        elif kind == "image":
+            alt = _inline(child) or child.content
+            out.append(f"[{alt}]" if alt else "")
+        elif kind == "link":
+            label = _inline(child)
+            href = str(child.attrs.get("href", ""))
+            out.append(label if not href or href == label else f"{label} ({href})")
+        elif kind in ("html_inline",):
+            continue
+        else:
+            out.append(_inline(child))
+    return "".join(out)

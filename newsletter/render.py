@@ -1,0 +1,376 @@
+"""Issue + templates -> Rendered: Jinja2 -> MJML -> HTML -> premailer, once per issue.
+
+Per-recipient values (`subscriber.*`, `unsubscribe_url`) never go through that pipeline:
+each `{{ … }}` that uses them is swapped for an opaque token before Jinja runs, the
+tokens ride through Markdown, MJML and premailer untouched, and `Rendered.personalize`
+fills them in for each recipient with one join.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup, escape
+
+from newsletter import markdown
+from newsletter.config import Config
+from newsletter.errors import TemplateError
+from newsletter.issue import Issue, split_stories
+
+BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
+PER_RECIPIENT = frozenset({"subscriber", "unsubscribe_url"})
+TOKEN = re.compile(r"zzm(\d+)zz")
+_EXPR = re.compile(r"\{\{(-|\+)?(.*?)(-|\+)?\}\}", re.S)
+_STMT = re.compile(r"\{%(.*?)%\}", re.S)
+
+
+@dataclass(frozen=True)
+class MergeField:
+    source: str  # the Jinja expression as written
+    where: str  # file:line it came from
+    evaluate: Any  # compiled expression: context -> value
+
+
+@dataclass
+class MergeRegistry:
+    """Per-recipient expressions found in templates and the issue, numbered by token."""
+
+    env: jinja2.Environment
+    fields: list[MergeField] = field(default_factory=list)
+    _index: dict[str, int] = field(default_factory=dict)
+
+    def protect(self, source: str, where: str, first_line: int = 1) -> str:
+        """Replace each per-recipient {{ expression }} with a literal token; refuse them in {% %}."""
+        for match in _STMT.finditer(source):
+            if _uses_recipient(self.env, "{{" + match.group(1).strip() + "}}", statement=True):
+                line = first_line + source.count("\n", 0, match.start())
+                raise TemplateError(
+                    "subscriber fields can only be used inside {{ … }}, not in {% … %}",
+                    where=f"{where}:{line}",
+                )
+
+        def swap(match: re.Match) -> str:
+            expr = match.group(2).strip()
+            if not _uses_recipient(self.env, "{{" + expr + "}}"):
+                return match.group(0)
+            line = first_line + source.count("\n", 0, match.start())
+            token = self.token_for(expr, f"{where}:{line}")
+            return "{{%s %r %s}}" % (match.group(1) or "", token, match.group(3) or "")
+
+        return _EXPR.sub(swap, source)
+
+    def token_for(self, expr: str, where: str) -> str:
+        if expr not in self._index:
+            try:
+                compiled = self.env.compile_expression(expr, undefined_to_none=False)
+            except jinja2.TemplateSyntaxError as exc:
+                raise TemplateError(f"invalid merge field {{{{ {expr} }}}}: {exc.message}", where=where) from None
+            self._index[expr] = len(self.fields)
+            self.fields.append(MergeField(expr, where, compiled))
+        return f"zzm{self._index[expr]}zz"
+
+
+def _uses_recipient(env: jinja2.Environment, source: str, statement: bool = False) -> bool:
+    try:
+        tokens = list(env.lex(source))
+    except jinja2.TemplateSyntaxError:
+        return False  # let the real compile report it with its line
+    previous = None
+    for _, kind, value in tokens:
+        if kind == "name" and value in PER_RECIPIENT and previous != ".":
+            return True
+        previous = value if kind == "operator" else None
+    return False
+
+
+class _ProtectingLoader(jinja2.BaseLoader):
+    """Workspace templates first, then built-ins; every source has its merge fields tokenised."""
+
+    def __init__(self, folders: list[Path], registry: MergeRegistry) -> None:
+        self.inner = jinja2.FileSystemLoader([str(f) for f in folders])
+        self.registry = registry
+
+    def get_source(self, environment, template):
+        source, filename, uptodate = self.inner.get_source(environment, template)
+        return self.registry.protect(source, _short(filename)), filename, uptodate
+
+    def list_templates(self):
+        return self.inner.list_templates()
+
+
+def _short(filename: str) -> str:
+    path = Path(filename)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _autoescape(name: str | None) -> bool:
+    return bool(name) and not name.endswith(".txt.j2")
+
+
+@dataclass(frozen=True)
+class Personalized:
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass
+class Rendered:
+    """One issue rendered once: final HTML and text with per-recipient tokens still in them."""
+
+    issue: Issue
+    subject: str
+    preheader: str | None
+    html: str
+    text: str
+    mjml: str
+    merge_fields: list[MergeField]
+    context: dict[str, Any]
+    _html_parts: list[str] = field(default_factory=list, repr=False)
+    _text_parts: list[str] = field(default_factory=list, repr=False)
+    _subject_parts: list[str] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        # TOKEN.split alternates literal, token index, literal, ...; personalize joins them.
+        self._html_parts = TOKEN.split(self.html)
+        self._text_parts = TOKEN.split(self.text)
+        self._subject_parts = TOKEN.split(self.subject)
+        used = {
+            int(parts[i])
+            for parts in (self._html_parts, self._text_parts, self._subject_parts)
+            for i in range(1, len(parts), 2)
+        }
+        self.used_fields = {i: self.merge_fields[i] for i in sorted(used)}
+
+    def values(self, subscriber: dict[str, str], unsubscribe_url: str) -> dict[int, Any]:
+        """Evaluate the merge fields this issue uses for one recipient (TemplateError names one)."""
+        context = {**self.context, "subscriber": subscriber, "unsubscribe_url": unsubscribe_url}
+        out = {}
+        for index, merge in self.used_fields.items():
+            try:
+                value = merge.evaluate(**context)
+            except jinja2.UndefinedError as exc:
+                who = subscriber.get("email", "the recipient")
+                raise TemplateError(
+                    f"merge field {{{{ {merge.source} }}}} has no value for {who}: {exc.message}; "
+                    'give it a default, e.g. | default("")',
+                    where=merge.where,
+                ) from None
+            out[index] = value if isinstance(value, Markup) else str(value)
+        return out
+
+    def personalize(self, subscriber: dict[str, str], unsubscribe_url: str) -> Personalized:
+        values = self.values(subscriber, unsubscribe_url)
+        # No CR/LF from subscriber data can reach the Subject header.
+        flat = {i: " ".join(str(v).split()) for i, v in values.items()}
+        return Personalized(
+            subject=fill(self._subject_parts, flat),
+            html=fill(self._html_parts, {i: str(escape(v)) for i, v in values.items()}),
+            text=fill(self._text_parts, {i: str(v) for i, v in values.items()}),
+        )
+
+    def with_tokens(self, html_token: str, text_token: str) -> tuple[str, str, str]:
+        """(subject, html, text) with tokens renamed, e.g. to a provider's substitution tags."""
+        html_names = {i: html_token.format(i) for i in self.used_fields}
+        text_names = {i: text_token.format(i) for i in self.used_fields}
+        return (
+            fill(self._subject_parts, text_names),
+            fill(self._html_parts, html_names),
+            fill(self._text_parts, text_names),
+        )
+
+
+def fill(parts: list[str], values: dict[int, str]) -> str:
+    """Join TOKEN.split() output, putting values[i] where token i was."""
+    if len(parts) == 1:
+        return parts[0]
+    out = parts[:]
+    for i in range(1, len(parts), 2):
+        out[i] = values[int(parts[i])]
+    return "".join(out)
+
+
+class Renderer:
+    """Holds the Jinja environment so that templates compile once per process."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.registry = MergeRegistry(env=jinja2.Environment())
+        folders = [config.templates_dir, BUILTIN_TEMPLATES]
+        self.env = jinja2.Environment(
+            loader=_ProtectingLoader(folders, self.registry),
+            undefined=jinja2.StrictUndefined,
+            autoescape=_autoescape,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters["wrap"] = lambda text, width=markdown.WIDTH: markdown._wrap(text, width)
+        self.text_env = self.env.overlay(autoescape=False)
+        self._compiled: dict[tuple[str, str, int], jinja2.Template] = {}
+        self.registry.env = self.env
+
+    def render(self, issue: Issue) -> Rendered:
+        config = self.config
+        name = issue.template or config.template
+        context = base_context(config, issue)
+        context["issue"] = self._issue_context(issue, context)
+        mjml_source = self._render_template(f"{name}.mjml.j2", context, name)
+        text_name = f"{name}.txt.j2"
+        if text_name not in self.env.loader.list_templates():
+            text_name = "default.txt.j2"
+        text = self._render_template(text_name, context, name, env=self.text_env)
+        html = compile_mjml(mjml_source, where=f"template {name}.mjml.j2")
+        return Rendered(
+            issue=issue,
+            subject=context["issue"]["subject"],
+            preheader=context["issue"]["preheader"],
+            html=html,
+            text=_tidy_text(text),
+            mjml=mjml_source,
+            merge_fields=list(self.registry.fields),
+            context={k: v for k, v in context.items() if k not in PER_RECIPIENT},
+        )
+
+    def _render_template(self, template_name, context, name, env=None):
+        env = env or self.env
+        try:
+            template = env.get_template(template_name)
+            return template.render(context)
+        except jinja2.TemplateNotFound as exc:
+            if exc.name == template_name:
+                raise TemplateError(
+                    f"template {name!r} not found: no {template_name} in "
+                    f"{_short(str(self.config.templates_dir))}/ or the built-in templates"
+                ) from None
+            raise TemplateError(f"included template {exc.name!r} not found", where=template_name) from None
+        except jinja2.TemplateSyntaxError as exc:
+            where = f"{_short(exc.filename)}:{exc.lineno}" if exc.filename else template_name
+            raise TemplateError(f"template syntax error: {exc.message}", where=where) from None
+        except jinja2.UndefinedError as exc:
+            raise TemplateError(f"undefined variable: {exc.message}", where=_template_line(exc)) from None
+
+    def _string(self, source: str, context: dict, where: str, first_line: int = 1) -> str:
+        """Render a piece of the issue file (body, subject) as a Jinja template."""
+        try:
+            template = self._compiled.get((source, where, first_line))
+            if template is None:
+                protected = self.registry.protect(source, where, first_line)
+                padded = "\n" * (first_line - 1) + protected  # Jinja's line numbers = the file's
+                code = self.text_env.compile(padded, name=where, filename=where)
+                template = self.text_env.template_class.from_code(self.text_env, code, {}, None)
+                self._compiled[(source, where, first_line)] = template
+            return template.render(context)[first_line - 1 :]
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"template syntax error: {exc.message}", where=f"{where}:{exc.lineno}") from None
+        except jinja2.UndefinedError as exc:
+            raise TemplateError(f"undefined variable: {exc.message}", where=_template_line(exc, where)) from None
+
+    def _issue_context(self, issue: Issue, context: dict) -> dict:
+        path = _short(str(issue.path))
+        body = self._string(issue.body, context, path, issue.body_line)
+        intro, stories = split_stories(body.split("\n"), first_line=issue.body_line)
+        meta = lambda text: self._string(text, context, path) if text else text  # noqa: E731
+        intro_html, intro_text = markdown.convert(intro) if intro else ("", "")
+        converted = [markdown.convert(s.body) for s in stories]
+        return {
+            "title": issue.title,
+            "subject": " ".join(meta(issue.subject).split()),
+            "preheader": meta(issue.preheader),
+            "date": issue.date,
+            "date_display": f"{issue.date:%B} {issue.date.day}, {issue.date.year}" if issue.date else "",
+            "slug": issue.slug,
+            "intro_html": Markup(intro_html),
+            "intro_text": intro_text,
+            "stories": [
+                {
+                    "headline_html": Markup(markdown.inline_html(s.headline)),
+                    "headline_text": markdown.inline_text(s.headline),
+                    "link": s.link,
+                    "image": s.image,
+                    "image_alt": s.image_alt,
+                    "body_html": Markup(body_html),
+                    "body_text": body_text,
+                    "line": s.line,
+                }
+                for s, (body_html, body_text) in zip(stories, converted, strict=True)
+            ],
+        }
+
+
+def base_context(config: Config, issue: Issue) -> dict[str, Any]:
+    """What templates see besides the issue: the publication and the per-recipient names."""
+    base = (config.base_url or "").rstrip("/")
+    return {
+        "publication": {
+            "name": config.name,
+            "from_name": config.from_name or config.name,
+            "from_email": config.from_email,
+            "reply_to": config.reply_to,
+            "postal_address": config.postal_address,
+            "base_url": base or None,
+        },
+        "view_url": f"{base}/issues/{issue.slug}.html" if base else None,
+    }
+
+
+def _template_line(exc: BaseException, fallback: str = "template") -> str:
+    """file:line of the innermost template frame in a Jinja traceback."""
+    where = fallback
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2") or filename == fallback:
+            where = f"{_short(filename)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
+
+
+_INLINE_STYLE = re.compile(r"<mj-style\s+inline=\"inline\"\s*>(.*?)</mj-style>", re.S)
+
+
+def compile_mjml(source: str, where: str = "MJML") -> str:
+    """MJML -> HTML; `<mj-style inline="inline">` rules are inlined (premailer) into the result."""
+    from mjml import mjml2html
+
+    inline_rules = _INLINE_STYLE.findall(source)
+    try:
+        html = mjml2html(_INLINE_STYLE.sub("", source), disable_comments=True)
+    except ValueError as exc:
+        raise TemplateError(f"invalid MJML: {exc}", where=where) from None
+    return inline_css(html, inline_rules)
+
+
+def inline_css(html: str, rules: list[str]) -> str:
+    """Inline the given CSS into style attributes; the head's own <style> blocks stay as written.
+
+    MJML's head styles are resets, Outlook fixes, media queries and dark-mode rules that
+    work only from a <style> block; inlining them would bloat every cell towards Gmail's
+    102 KB clip for nothing, so premailer is told to leave them alone.
+    """
+    from premailer import Premailer
+
+    html = html.replace("<style", '<style data-premailer="ignore"')
+    return Premailer(
+        html,
+        css_text=rules,
+        remove_classes=False,
+        strip_important=False,
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+        allow_network=False,
+    ).transform(pretty_print=False).replace(' data-premailer="ignore"', "")
+
+
+def _tidy_text(text: str) -> str:
+    lines = [line.rstrip() for line in text.split("\n")]
+    out = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+    return out + "\n"
