@@ -134,18 +134,18 @@ class Rendered:
     mjml: str
     merge_fields: list[MergeField]
     context: dict[str, Any]
-    _html_parts: list[str] = field(default_factory=list, repr=False)
-    _text_parts: list[str] = field(default_factory=list, repr=False)
-    _subject_parts: list[str] = field(default_factory=list, repr=False)
+    html_parts: list[str] = field(default_factory=list, repr=False)
+    text_parts: list[str] = field(default_factory=list, repr=False)
+    subject_parts: list[str] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         # TOKEN.split alternates literal, token index, literal, ...; personalize joins them.
-        self._html_parts = TOKEN.split(self.html)
-        self._text_parts = TOKEN.split(self.text)
-        self._subject_parts = TOKEN.split(self.subject)
+        self.html_parts = TOKEN.split(self.html)
+        self.text_parts = TOKEN.split(self.text)
+        self.subject_parts = TOKEN.split(self.subject)
         used = {
             int(parts[i])
-            for parts in (self._html_parts, self._text_parts, self._subject_parts)
+            for parts in (self.html_parts, self.text_parts, self.subject_parts)
             for i in range(1, len(parts), 2)
         }
         self.used_fields = {i: self.merge_fields[i] for i in sorted(used)}
@@ -168,13 +168,23 @@ class Rendered:
         return out
 
     def personalize(self, subscriber: dict[str, str], unsubscribe_url: str) -> Personalized:
-        values = self.values(subscriber, unsubscribe_url)
+        return self.fill_values(self.values(subscriber, unsubscribe_url))
+
+    def part_values(self, values: dict[int, Any]) -> tuple[dict, dict, str]:
+        """(values for HTML, escaped; values for text; the filled subject)."""
+        html_values = {i: str(escape(v)) for i, v in values.items()}
+        text_values = {i: str(v) for i, v in values.items()}
         # No CR/LF from subscriber data can reach the Subject header.
-        flat = {i: " ".join(str(v).split()) for i, v in values.items()}
+        flat = {i: " ".join(v.split()) for i, v in text_values.items()}
+        return html_values, text_values, fill(self.subject_parts, flat)
+
+    def fill_values(self, values: dict[int, Any]) -> Personalized:
+        """Subject, HTML (values escaped) and text with evaluated merge values filled in."""
+        html_values, text_values, subject = self.part_values(values)
         return Personalized(
-            subject=fill(self._subject_parts, flat),
-            html=fill(self._html_parts, {i: str(escape(v)) for i, v in values.items()}),
-            text=fill(self._text_parts, {i: str(v) for i, v in values.items()}),
+            subject=subject,
+            html=fill(self.html_parts, html_values),
+            text=fill(self.text_parts, text_values),
         )
 
     def with_tokens(self, html_token: str, text_token: str) -> tuple[str, str, str]:
@@ -182,9 +192,9 @@ class Rendered:
         html_names = {i: html_token.format(i) for i in self.used_fields}
         text_names = {i: text_token.format(i) for i in self.used_fields}
         return (
-            fill(self._subject_parts, text_names),
-            fill(self._html_parts, html_names),
-            fill(self._text_parts, text_names),
+            fill(self.subject_parts, text_names),
+            fill(self.html_parts, html_names),
+            fill(self.text_parts, text_names),
         )
 
 

@@ -1,0 +1,224 @@
+"""Rendered issue + one subscriber -> the exact message that subscriber receives.
+
+The campaign (everything recipients share) is prepared once; per recipient the work is
+evaluating the merge fields, one join per part, and a quoted-printable pass in C.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from email.header import Header
+from email.utils import format_datetime, formataddr, localtime
+from functools import cached_property, lru_cache
+from urllib.parse import quote
+
+from newsletter.config import Config
+from newsletter.errors import ConfigError
+from newsletter.render import Personalized, Rendered
+from newsletter.tokens import make_token
+
+CRLF = "\r\n"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
+
+
+def header_safe(value: str) -> str:
+    """Collapse CR, LF and other control characters: subscriber data cannot add a header."""
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+@lru_cache(maxsize=4096)
+def encode_header(name: str, value: str) -> str:
+    """`Name: value`, RFC 2047-encoded when not ASCII and folded below 78 columns."""
+    value = header_safe(value)
+    if value.isascii() and len(name) + len(value) + 2 <= 78:
+        return f"{name}: {value}"
+    encoded = Header(value, "utf-8" if not value.isascii() else "us-ascii", header_name=name)
+    return f"{name}: {encoded.encode(linesep=CRLF)}"
+
+
+def address_header(name: str, display: str | None, address: str) -> str:
+    address = header_safe(address)
+    if _CONTROL.search(address) or any(c in address for c in "<>,;\"()"):
+        raise ValueError(f"invalid address for {name}: {address!r}")
+    return f"{name}: {formataddr((header_safe(display or ''), address), charset='utf-8')}"
+
+
+def _qp(text: str) -> str:
+    """Quoted-printable with CRLF line ends; every encoded line is at most 76 octets."""
+    data = text.replace("\r\n", "\n").encode("utf-8")
+    # b2a_qp breaks lines with LF unless the data already has CRLF: make them all CRLF.
+    return binascii.b2a_qp(data, istext=True).decode("ascii").replace("\n", CRLF)
+
+
+SOFT_BREAK = "=" + CRLF
+
+
+def qp_chunks(parts: list[str]) -> list[str]:
+    """Pre-encode the literal chunks of a TOKEN.split() list (odd items stay token indexes).
+
+    Each encoded chunk ends with a soft line break, so the next piece starts a fresh line:
+    the encoding of the whole is the chunks' encodings joined, and decodes to the same text.
+    """
+    return [_qp(part) + SOFT_BREAK if i % 2 == 0 else part for i, part in enumerate(parts)]
+
+
+def qp_fill(chunks: list[str], values: dict[int, str]) -> str:
+    """Quoted-printable of a part with per-recipient values: only the values are encoded."""
+    if len(chunks) == 1:
+        return chunks[0]
+    out = chunks[:]
+    for i in range(1, len(chunks), 2):
+        out[i] = _qp(values[int(chunks[i])]) + SOFT_BREAK
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """What every message of one send shares."""
+
+    config: Config
+    rendered: Rendered
+    list_name: str
+    secret: bytes
+    subject_prefix: str = ""
+    boundary: str = field(default_factory=lambda: f"=_nl_{secrets.token_hex(12)}")
+
+    @property
+    def issue_slug(self) -> str:
+        return self.rendered.issue.slug
+
+    @cached_property
+    def list_id(self) -> str:
+        """RFC 2919 List-Id: `Name <list.domain>`."""
+        label = re.sub(r"[^A-Za-z0-9-]+", "-", self.list_name).strip("-") or "list"
+        return f"{header_safe(self.config.name)} <{label}.{self.config.sender_domain}>"
+
+    @cached_property
+    def encoded_html(self) -> list[str]:
+        return qp_chunks(self.rendered.html_parts)
+
+    @cached_property
+    def encoded_text(self) -> list[str]:
+        return qp_chunks(self.rendered.text_parts)
+
+    @cached_property
+    def static_headers(self) -> str:
+        """The headers that are the same for every recipient, encoded once."""
+        cfg = self.config
+        if "@" not in cfg.from_email:
+            raise ConfigError(f"from_email {cfg.from_email!r} is not an email address")
+        lines = [address_header("From", cfg.from_name or cfg.name, cfg.from_email)]
+        if cfg.reply_to:
+            lines.append(address_header("Reply-To", None, cfg.reply_to))
+        lines.append(encode_header("List-Id", self.list_id))
+        if cfg.send.feedback_id:
+            lines.append(encode_header("Feedback-ID", cfg.send.feedback_id))
+        lines.append("MIME-Version: 1.0")
+        return CRLF.join(lines)
+
+    def unsubscribe_links(self, key: str) -> tuple[str | None, str]:
+        """(https URL or None without base_url, mailto URL) for one recipient."""
+        token = make_token(self.secret, self.list_name, key)
+        base = (self.config.base_url or "").rstrip("/")
+        url = f"{base}/unsubscribe/{token}" if base else None
+        mailto = f"mailto:{self.config.from_email}?subject={quote('unsubscribe ' + token)}"
+        return url, mailto
+
+    def message(self, to_email: str, key: str, fields: dict[str, str], name: str = "") -> OutgoingMessage:
+        """One recipient's message; merge fields are evaluated now (TemplateError if one fails)."""
+        url, mailto = self.unsubscribe_links(key)
+        values = self.rendered.values(fields, url or mailto)
+        return OutgoingMessage(
+            campaign=self,
+            to_email=to_email,
+            to_name=name,
+            key=key,
+            message_id=f"<{secrets.token_hex(16)}@{self.config.sender_domain}>",
+            unsubscribe_url=url,
+            unsubscribe_mailto=mailto,
+            values=values,
+        )
+
+
+_date_cache: list = [0, ""]
+
+
+def _now_header() -> str:
+    """RFC 5322 date, computed at most once a second."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[:] = [now, format_datetime(localtime())]
+    return _date_cache[1]
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One recipient's message: what providers translate and transport."""
+
+    campaign: Campaign
+    to_email: str
+    to_name: str
+    key: str  # normalised address: the identity in lists, ledger and suppressions
+    message_id: str
+    unsubscribe_url: str | None
+    unsubscribe_mailto: str
+    values: dict[int, object]
+
+    @property
+    def list_unsubscribe(self) -> str:
+        links = [f"<{self.unsubscribe_url}>"] if self.unsubscribe_url else []
+        return ", ".join([*links, f"<{self.unsubscribe_mailto}>"])
+
+    def personal_headers(self) -> dict[str, str]:
+        """Headers that differ per recipient, as plain values (providers encode them)."""
+        headers = {"List-Unsubscribe": self.list_unsubscribe}
+        if self.unsubscribe_url:
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        return headers
+
+    def personalized(self) -> Personalized:
+        rendered = self.campaign.rendered
+        return rendered.fill_values(self.values)
+
+    @property
+    def subject(self) -> str:
+        return self.campaign.subject_prefix + self.personalized().subject
+
+    def as_bytes(self) -> bytes:
+        """The complete RFC 5322 message, CRLF line ends, no line over 998 octets."""
+        camp = self.campaign
+        html_values, text_values, subject = camp.rendered.part_values(self.values)
+        boundary = camp.boundary
+        links = [f"<{self.unsubscribe_url}>"] if self.unsubscribe_url else []
+        head = [
+            camp.static_headers,
+            address_header("To", self.to_name, self.to_email),
+            encode_header("Subject", camp.subject_prefix + subject),
+            f"Date: {_now_header()}",
+            f"Message-ID: {self.message_id}",
+            "List-Unsubscribe: " + f",{CRLF} ".join([*links, f"<{self.unsubscribe_mailto}>"]),
+        ]
+        if self.unsubscribe_url:
+            head.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+        head.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+        parts = [
+            CRLF.join(head),
+            "",
+            f"--{boundary}",
+            'Content-Type: text/plain; charset="utf-8"',
+            "Content-Transfer-Encoding: quoted-printable",
+            "",
+            qp_fill(camp.encoded_text, text_values),
+            f"--{boundary}",
+            'Content-Type: text/html; charset="utf-8"',
+            "Content-Transfer-Encoding: quoted-printable",
+            "",
+            qp_fill(camp.encoded_html, html_values),
+            f"--{boundary}--",
+            "",
+        ]
+        return CRLF.join(parts).encode("ascii")

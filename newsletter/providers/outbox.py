@@ -1,0 +1,35 @@
+"""The outbox provider: each message becomes an .eml file under outbox/<issue-slug>/."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from newsletter.message import OutgoingMessage
+from newsletter.providers.base import Provider, Result, Status
+
+
+def eml_name(message: OutgoingMessage) -> str:
+    """A file name per recipient that is stable, safe and unique (the address's token id)."""
+    ident = message.unsubscribe_mailto.rpartition(".")[0].rpartition(".")[2]
+    local = "".join(c if c.isalnum() or c in "-_" else "_" for c in message.key.split("@")[0])
+    return f"{local[:40]}-{ident}.eml"
+
+
+class OutboxProvider(Provider):
+    name = "outbox"
+    max_batch = 100
+    default_workers = 1
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
+        results = []
+        for message in messages:
+            folder = self.config.outbox_dir / message.campaign.issue_slug
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / eml_name(message)
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "wb") as handle:
+                handle.write(message.as_bytes())
+            os.replace(tmp, path)  # a reader never sees half a message
+            results.append(Result(message.key, Status.ACCEPTED, provider_id=str(path)))
+        return results

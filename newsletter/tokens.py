@@ -1,0 +1,96 @@
+"""Signed tokens for unsubscribe links: they name a list and an address without exposing it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from newsletter.errors import ConfigError
+
+SECRET_ENV = "NEWSLETTER_SECRET"
+SECRET_FILE = "secret"
+_ID_BYTES = 12
+_SIG_BYTES = 16
+
+
+@dataclass(frozen=True)
+class Claims:
+    purpose: str
+    list_name: str
+    address_id: str  # keyed hash of the address; match it with address_id()
+
+
+def load_secret(state_dir: Path, env: Mapping[str, str] | None = None) -> bytes:
+    """NEWSLETTER_SECRET, or a secret generated once and kept in the workspace's state folder."""
+    env = os.environ if env is None else env
+    value = env.get(SECRET_ENV, "")
+    if value:
+        if len(value) < 16:
+            raise ConfigError(f"{SECRET_ENV} is too short: use at least 16 random characters")
+        return value.encode()
+    path = state_dir / SECRET_FILE
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fresh = secrets.token_urlsafe(32).encode()
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(fresh)
+    try:
+        os.link(tmp, path)  # fails if another process won the race; then use theirs
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_bytes().strip()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def address_id(secret: bytes, list_name: str, key: str) -> str:
+    """A stable keyed hash of (list, normalised address): what tokens carry instead of the address."""
+    digest = hmac.new(secret, f"id\0{list_name}\0{key}".encode(), hashlib.sha256).digest()
+    return _b64(digest[:_ID_BYTES])
+
+
+def _signature(secret: bytes, purpose: str, list_name: str, ident: str) -> str:
+    payload = f"sig\0{purpose}\0{list_name}\0{ident}".encode()
+    return _b64(hmac.new(secret, payload, hashlib.sha256).digest()[:_SIG_BYTES])
+
+
+def make_token(secret: bytes, list_name: str, key: str, purpose: str = "u") -> str:
+    """`<list>.<address id>.<signature>`, URL-safe."""
+    ident = address_id(secret, list_name, key)
+    return f"{list_name}.{ident}.{_signature(secret, purpose, list_name, ident)}"
+
+
+def verify_token(secret: bytes, token: str, purpose: str = "u") -> Claims | None:
+    """The claims of a genuine token, or None for a forged, truncated or foreign one."""
+    list_name, _, rest = token.rpartition(".")
+    list_name, _, ident = list_name.rpartition(".")
+    if not list_name or not ident or not rest:
+        return None
+    expected = _signature(secret, purpose, list_name, ident)
+    if not hmac.compare_digest(expected.encode(), rest.encode()):
+        return None
+    try:
+        if len(_unb64(ident)) != _ID_BYTES:
+            return None
+    except (ValueError, TypeError):
+        return None
+    return Claims(purpose, list_name, ident)
