@@ -1,0 +1,33 @@
+"""Shared fixtures: a real workspace on disk, copied fresh for each test."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of tests/fixtures/workspace as the current directory, with no NEWSLETTER_* env."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("NEWSLETTER_") or name == "SENDGRID_API_KEY":
+            monkeypatch.delenv(name)
+    root = tmp_path / "ws"
+    shutil.copytree(FIXTURES / "workspace", root)
+    monkeypatch.chdir(root)
+    return root
+
+
+def free_port() -> int:
+    """A port that is free now (aiosmtpd's Controller cannot bind port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
