@@ -24,10 +24,14 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-def _attach_groups() -> None:
-    from newsletter import cli_subscribers
+def _attach_commands() -> None:
+    """Commands that live in their own modules."""
+    from newsletter import cli_send, cli_subscribers
 
     app.add_typer(cli_subscribers.app, name="subscribers")
+    for name in ("send", "status"):
+        if hasattr(cli_send, name):
+            app.command(name)(getattr(cli_send, name))
 
 
-_attach_groups()
+_attach_commands()

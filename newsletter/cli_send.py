@@ -1,0 +1,3 @@
+"""`newsletter send` and `newsletter status`."""
+
+from __future__ import annotations
