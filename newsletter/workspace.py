@@ -1,0 +1,39 @@
+"""`newsletter init`: lay out a new workspace from the package's skeleton."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+from newsletter.config import CONFIG_NAME
+from newsletter.errors import ConfigError
+from newsletter.importer import new_issue_text
+from newsletter.render import BUILTIN_TEMPLATES
+
+SKELETON = Path(__file__).parent / "skeleton"
+
+
+def init_workspace(directory: Path) -> list[Path]:
+    """Create newsletter.toml, templates/, issues/ with an example, subscribers/main.csv."""
+    target = directory / CONFIG_NAME
+    if target.exists():
+        raise ConfigError(f"{target} already exists; not overwriting a workspace")
+    directory.mkdir(parents=True, exist_ok=True)
+    created = []
+
+    def put(path: Path, data: bytes) -> None:
+        if path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        created.append(path)
+
+    put(target, (SKELETON / CONFIG_NAME).read_bytes())
+    put(directory / ".gitignore", (SKELETON / "gitignore").read_bytes())
+    put(directory / "subscribers" / "main.csv", (SKELETON / "subscribers" / "main.csv").read_bytes())
+    for source in sorted(BUILTIN_TEMPLATES.rglob("*.j2")):
+        put(directory / "templates" / source.relative_to(BUILTIN_TEMPLATES), source.read_bytes())
+    name, text = new_issue_text("Welcome to the first issue", dt.date.today())
+    put(directory / "issues" / name, text.encode())
+    return created
