@@ -148,12 +148,14 @@ def check_rendered(
     if doc is not None:
         for img in doc.xpath("//img"):
             src = (img.get("src") or "").strip()
-            if img.get("alt") is None or (not img.get("alt").strip() and _in_link(img)):
-                add("image-no-alt", WARNING, locate.find(src, "email.html"),
+            decorative = img.get("role") == "presentation" or img.get("aria-hidden") == "true"
+            if not (img.get("alt") or "").strip() and not decorative:
+                add("image-no-alt", WARNING, locate.find(f"]({src}", "email.html", src),
                     f"image {src or '(no src)'} has no alt text")  # fmt: skip
             problem = _url_problem(src, image=True)
             if problem:
-                add("image-src", WARNING, locate.find(src, "email.html"), f"image {problem}")
+                where = locate.find(f"]({src}", "email.html", src)
+                add("image-src", WARNING, where, f"image {problem}")
         for a in anchors:
             href = (a.get("href") or "").strip()
             if href == unsubscribe_url:
@@ -161,7 +163,7 @@ def check_rendered(
             problem = _url_problem(href, image=False)
             if problem:
                 label = _text(a)[:40] or href
-                add("link", WARNING, locate.find(href or label, "email.html"),
+                add("link", WARNING, locate.find(f"]({href}", "email.html", f'"{href}"', label),
                     f"link “{label}” {problem}")  # fmt: skip
 
     for match in _PLACEHOLDER.finditer(sample.text):
@@ -231,7 +233,15 @@ class _Locator:
             if folder.is_dir():
                 self.sources.extend(sorted(folder.rglob("*.j2")))
 
-    def find(self, snippet: str, fallback: str) -> str:
+    def find(self, snippet: str, fallback: str, *alternatives: str) -> str:
+        """file:line of the first source line holding the snippet (or an alternative)."""
+        for wanted in (snippet, *alternatives):
+            where = self._search(wanted) if wanted else None
+            if where:
+                return where
+        return fallback
+
+    def _search(self, snippet: str) -> str | None:
         if snippet:
             for path in self.sources:
                 try:
@@ -241,7 +251,7 @@ class _Locator:
                 for number, line in enumerate(lines, 1):
                     if snippet in line:
                         return f"{path if path == self.sources[0] else _rel(path)}:{number}"
-        return fallback
+        return None
 
 
 def _rel(path: Path) -> str:

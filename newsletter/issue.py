@@ -74,7 +74,7 @@ def parse_issue(text: str, path: Path) -> Issue:
         end = next(i for i in range(1, len(lines)) if _FENCE.match(lines[i]))
     except StopIteration:
         raise IssueError("front matter is not closed by a '---' line", where=f"{path}:1") from None
-    meta = _front_matter("\n".join(lines[1:end]), path)
+    meta = _front_matter(lines[1:end], path)
     body_start = end + 1
     intro, stories = split_stories(lines[body_start:], first_line=body_start + 1)
 
@@ -105,7 +105,8 @@ def parse_issue(text: str, path: Path) -> Issue:
     )
 
 
-def _front_matter(source: str, path: Path) -> dict:
+def _front_matter(lines: list[str], path: Path) -> dict:
+    source = "\n".join(lines)
     try:
         meta = yaml.safe_load(source) if source.strip() else {}
     except yaml.MarkedYAMLError as exc:
@@ -117,10 +118,13 @@ def _front_matter(source: str, path: Path) -> dict:
         raise IssueError(f"invalid front matter: {exc}", where=str(path)) from None
     if not isinstance(meta, dict):
         raise IssueError("front matter must be a mapping of keys to values", where=f"{path}:2")
-    unknown = sorted(str(k) for k in meta if k not in FRONT_MATTER_KEYS)
-    if unknown:
-        known = ", ".join(sorted(FRONT_MATTER_KEYS))
-        raise IssueError(f"unknown front matter key {unknown[0]!r} (known: {known})", where=str(path))
+    for key in meta:
+        if key not in FRONT_MATTER_KEYS:
+            line = next((n + 2 for n, text in enumerate(lines) if text.startswith(f"{key}:")), 1)
+            known = ", ".join(sorted(FRONT_MATTER_KEYS))
+            raise IssueError(
+                f"unknown front matter key {key!r} (known: {known})", where=f"{path}:{line}"
+            )
     return meta
 
 

@@ -157,6 +157,7 @@ class Rendered:
         for index, merge in self.used_fields.items():
             try:
                 value = merge.evaluate(**context)
+                value = value if isinstance(value, Markup) else str(value)
             except jinja2.UndefinedError as exc:
                 who = subscriber.get("email", "the recipient")
                 raise TemplateError(
@@ -164,7 +165,7 @@ class Rendered:
                     'give it a default, e.g. | default("")',
                     where=merge.where,
                 ) from None
-            out[index] = value if isinstance(value, Markup) else str(value)
+            out[index] = value
         return out
 
     def personalize(self, subscriber: dict[str, str], unsubscribe_url: str) -> Personalized:
@@ -286,7 +287,10 @@ class Renderer:
 
     def _issue_context(self, issue: Issue, context: dict) -> dict:
         path = _short(str(issue.path))
-        body = self._string(issue.body, context, path, issue.body_line)
+        # The body may use the front matter: {{ issue.title }}, {{ issue.date }}.
+        meta_context = {**context, "issue": {"title": issue.title, "date": issue.date,
+                                             "slug": issue.slug}}  # fmt: skip
+        body = self._string(issue.body, meta_context, path, issue.body_line)
         intro, stories = split_stories(body.split("\n"), first_line=issue.body_line)
         meta = lambda text: self._string(text, context, path) if text else text  # noqa: E731
         intro_html, intro_text = markdown.convert(intro) if intro else ("", "")
@@ -355,8 +359,19 @@ def compile_mjml(source: str, where: str = "MJML") -> str:
     try:
         html = mjml2html(_INLINE_STYLE.sub("", source), disable_comments=True)
     except ValueError as exc:
-        raise TemplateError(f"invalid MJML: {exc}", where=where) from None
+        raise TemplateError(f"invalid MJML: {exc}{_xml_hint(source)}", where=where) from None
     return inline_css(html, inline_rules)
+
+
+def _xml_hint(source: str) -> str:
+    """Where an XML parser trips over the rendered MJML: mrml's own errors have no line."""
+    from lxml import etree
+
+    try:
+        etree.fromstring(source.encode(), etree.XMLParser(recover=False, resolve_entities=False))
+    except etree.XMLSyntaxError as exc:
+        return f" (rendered MJML line {exc.lineno}: {exc.msg})"
+    return ""
 
 
 def inline_css(html: str, rules: list[str]) -> str:

@@ -1,0 +1,331 @@
+"""SQLite record of who got which issue: the state of every recipient of every send.
+
+A recipient is written `in_flight` before its batch goes to the provider and `sent` only
+once the provider accepted it, so a crash leaves `in_flight` rows behind; the next send
+of the issue turns them into `unknown` (they may or may not have been delivered) and
+never sends to them again unless asked to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from newsletter.errors import SendError
+
+LEDGER_NAME = "ledger.sqlite3"
+SCHEMA_VERSION = 1
+
+IN_FLIGHT = "in_flight"  # handed (or about to be handed) to the provider, no answer yet
+SENT = "sent"  # the provider accepted it
+FAILED = "failed"  # permanent: rejected by the provider, or its merge fields failed
+RETRY = "retry"  # a temporary failure: not sent, tried again by the next send
+UNKNOWN = "unknown"  # was in flight when the send died: it may have been delivered
+STATES = (SENT, FAILED, RETRY, UNKNOWN, IN_FLIGHT)
+
+_SCHEMA = """
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    issue TEXT NOT NULL,
+    list TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    outcome TEXT
+);
+CREATE TABLE recipients (
+    issue TEXT NOT NULL,
+    key TEXT NOT NULL,
+    list TEXT NOT NULL,
+    email TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    provider_id TEXT,
+    run INTEGER,
+    batch INTEGER,
+    first_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    sent_at TEXT,
+    error TEXT,
+    PRIMARY KEY (issue, key)
+) WITHOUT ROWID;
+CREATE INDEX recipients_state ON recipients (issue, state);
+"""
+_LOOKUP_CHUNK = 500  # keys per IN (...) query; well under SQLite's variable limit
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Row:
+    issue: str
+    key: str
+    list: str
+    email: str
+    state: str
+    attempts: int
+    provider_id: str | None
+    run: int | None
+    batch: int | None
+    first_at: str
+    updated_at: str
+    sent_at: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one recipient's message: the new state and what the provider said."""
+
+    key: str
+    state: str
+    provider_id: str | None = None
+    error: str | None = None
+
+
+class Ledger:
+    """One SQLite database per workspace; safe to share between threads (one lock, short transactions)."""
+
+    def __init__(self, path: Path | None) -> None:
+        """Open (creating it if needed) the ledger at path; None keeps it in memory only."""
+        self.path = path
+        self._lock = threading.Lock()
+        where = str(path) if path else None
+        try:
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                str(path) if path else ":memory:",
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=30,
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a commit survives the process being killed (the OS has
+            # it); only a power cut can lose the last commits.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise SendError(f"cannot open the send ledger: {exc}", where=where) from None
+
+    @classmethod
+    def for_workspace(cls, state_dir: Path) -> Ledger:
+        return cls(state_dir / LEDGER_NAME)
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise SendError(
+                f"the send ledger has schema version {version}, newer than this program's "
+                f"{SCHEMA_VERSION}: upgrade newsletter",
+                where=str(self.path),
+            )
+        if version == 0:
+            with self._transaction() as db:
+                db.executescript(
+                    "BEGIN IMMEDIATE;"
+                    + _SCHEMA
+                    + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                )
+
+    @contextmanager
+    def _transaction(self):
+        with self._lock:
+            try:
+                yield self._db
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def _write(self, sql: str, rows: Iterable[Sequence]) -> None:
+        with self._transaction() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(sql, rows)
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # Runs -----------------------------------------------------------------------------
+
+    @contextmanager
+    def claim(self, issue: str):
+        """Hold the issue for one send at a time; in-flight rows left by a dead send become unknown."""
+        lock = None
+        if self.path is not None:
+            lock_path = self.path.parent / f"send-{issue}.lock"
+            lock = FileLock(lock_path, thread_local=False)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                raise SendError(
+                    f"another `newsletter send` of {issue} is running (it holds {lock_path}); "
+                    "wait for it to finish"
+                ) from None
+        try:
+            self._write(
+                "UPDATE recipients SET state = ?, updated_at = ?, "
+                "error = 'the send stopped before the provider answered' "
+                "WHERE issue = ? AND state = ?",
+                [(UNKNOWN, now(), issue, IN_FLIGHT)],
+            )
+            yield
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def is_sending(self, issue: str) -> bool:
+        """Whether a send of the issue holds its lock right now (in another process)."""
+        if self.path is None:
+            return False
+        lock = FileLock(self.path.parent / f"send-{issue}.lock", thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        lock.release()
+        return False
+
+    def start_run(self, issue: str, list_name: str, provider: str) -> int:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (issue, list, provider, started_at) VALUES (?, ?, ?, ?)",
+                (issue, list_name, provider, now()),
+            )
+            return int(cursor.lastrowid)
+
+    def finish_run(self, run: int, outcome: str) -> None:
+        self._write(
+            "UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?", [(now(), outcome, run)]
+        )
+
+    # Recipients ---------------------------------------------------------------------
+
+    def blocked(self, issue: str, keys: Sequence[str], resend_unknown: bool = False) -> dict[str, str]:
+        """The keys that must not be sent now, with their state; every other key may be sent.
+
+        Sent and permanently failed recipients are done; unknown ones are held back unless
+        resend_unknown. A failure before the provider saw the message (attempts = 0, e.g. a
+        merge field error) and a temporary failure are tried again.
+        """
+        out: dict[str, str] = {}
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            chunk = keys[start : start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT key, state, attempts FROM recipients "
+                    f"WHERE issue = ? AND key IN ({marks})",
+                    (issue, *chunk),
+                ).fetchall()
+            for key, state, attempts in rows:
+                if (
+                    state == SENT
+                    or (state == FAILED and attempts > 0)
+                    or (state in (UNKNOWN, IN_FLIGHT) and not resend_unknown)
+                ):
+                    out[key] = state
+        return out
+
+    def mark_in_flight(
+        self, issue: str, list_name: str, run: int, batch: int, recipients: Iterable[tuple[str, str]]
+    ) -> None:
+        """Record (key, email) pairs as handed to the provider: call before handing them over."""
+        stamp = now()
+        self._write(
+            "INSERT INTO recipients (issue, key, list, email, state, attempts, run, batch, "
+            "first_at, updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?) "
+            "ON CONFLICT (issue, key) DO UPDATE SET state = excluded.state, "
+            "attempts = attempts + 1, list = excluded.list, email = excluded.email, "
+            "run = excluded.run, batch = excluded.batch, updated_at = excluded.updated_at, "
+            "error = NULL",
+            [
+                (issue, key, list_name, email, IN_FLIGHT, run, batch, stamp, stamp)
+                for key, email in recipients
+            ],
+        )
+
+    def record(self, issue: str, outcomes: Iterable[Outcome]) -> None:
+        """Store what the provider said about recipients that were marked in flight."""
+        stamp = now()
+        self._write(
+            "UPDATE recipients SET state = ?, provider_id = coalesce(?, provider_id), error = ?, "
+            "updated_at = ?, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+            "WHERE issue = ? AND key = ?",
+            [
+                (o.state, o.provider_id, o.error, stamp, o.state, stamp, issue, o.key)
+                for o in outcomes
+            ],
+        )
+
+    def record_unsent(
+        self, issue: str, list_name: str, run: int, failures: Iterable[tuple[str, str, str]]
+    ) -> None:
+        """Record (key, email, reason) of recipients whose message could not be built."""
+        stamp = now()
+        self._write(
+            "INSERT INTO recipients (issue, key, list, email, state, attempts, run, first_at, "
+            "updated_at, error) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?) "
+            "ON CONFLICT (issue, key) DO UPDATE SET state = excluded.state, "
+            "list = excluded.list, email = excluded.email, run = excluded.run, "
+            "updated_at = excluded.updated_at, error = excluded.error",
+            [
+                (issue, key, list_name, email, FAILED, run, stamp, stamp, reason)
+                for key, email, reason in failures
+            ],
+        )
+
+    def counts(self, issue: str) -> dict[str, dict[str, int]]:
+        """{list: {state: count}} for an issue, lists in the order they were first sent to."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT list, state, count(*), min(first_at) FROM recipients WHERE issue = ? "
+                "GROUP BY list, state ORDER BY 4",
+                (issue,),
+            ).fetchall()
+        out: dict[str, dict[str, int]] = {}
+        for list_name, state, count, _ in rows:
+            out.setdefault(list_name, {})[state] = count
+        return out
+
+    def rows(
+        self, issue: str, states: Sequence[str] | None = None, list_name: str | None = None
+    ) -> Iterator[Row]:
+        """Recipients of an issue (optionally only some states or one list), by address, streamed."""
+        where = "issue = ?"
+        params: list = [issue]
+        if states:
+            where += f" AND state IN ({','.join('?' * len(states))})"
+            params += list(states)
+        if list_name is not None:
+            where += " AND list = ?"
+            params.append(list_name)
+        last = ""
+        while True:
+            with self._lock:
+                page = self._db.execute(
+                    f"SELECT * FROM recipients WHERE {where} AND key > ? ORDER BY key LIMIT 1000",
+                    (*params, last),
+                ).fetchall()
+            if not page:
+                return
+            for row in page:
+                yield Row(*row)
+            last = page[-1][1]
