@@ -16,10 +16,11 @@ import json
 import os
 import re
 import stat
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cache, partial
 from itertools import chain
@@ -37,7 +38,9 @@ SUPPRESSION_COLUMNS = ("email", "reason", "at")
 SUPPRESSIONS = "suppressions"
 FORMATS = ("auto", "mailchimp", "substack", "buttondown", "listmonk", "csv")
 HASH_PREFIX = "sha256:"
-MAX_LINE = 1 << 20  # characters; a longer line is not a subscriber row (csv's field limit is 128 KiB)
+MAX_LINE = (
+    1 << 20
+)  # characters; a longer line is not a subscriber row (csv's field limit is 128 KiB)
 LOCK_TIMEOUT = 30.0
 
 # How far a status is from "may be mailed": imports and merges only ever move rows upwards.
@@ -89,7 +92,11 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.where}:{self.line}: {self.message}" if self.line else f"{self.where}: {self.message}"
+        return (
+            f"{self.where}:{self.line}: {self.message}"
+            if self.line
+            else f"{self.where}: {self.message}"
+        )
 
 
 @dataclass(frozen=True)
@@ -332,6 +339,7 @@ class _Csv:
     bom: bool
     newline: str
     rows: Iterator[tuple[int, list[str]]]  # (first line of the row, values padded + sentinel)
+    columns: _Columns | None = None  # set for list and suppression files
 
 
 @contextmanager
@@ -886,7 +894,9 @@ def add_suppressions(subscribers_dir: Path, entries: Iterable[tuple[str, str]]) 
         return added > 0
 
     if wanted:
-        _rewrite(suppressions_path(subscribers_dir), SUPPRESSION_COLUMNS, edit, known=SUPPRESSION_COLUMNS)
+        _rewrite(
+            suppressions_path(subscribers_dir), SUPPRESSION_COLUMNS, edit, known=SUPPRESSION_COLUMNS
+        )
     return added
 
 
@@ -1129,7 +1139,9 @@ def export(
     """Write a list (all rows, or those with the given statuses) as CSV; returns the row count."""
     for status in statuses:
         if status not in STATUSES:
-            raise SubscriberError(f"unknown status {status!r} (expected one of: {', '.join(STATUSES)})")
+            raise SubscriberError(
+                f"unknown status {status!r} (expected one of: {', '.join(STATUSES)})"
+            )
     path = existing_list(subscribers_dir, list_name)
     if to is not None and to.resolve().parent == subscribers_dir.resolve() and to.suffix == ".csv":
         raise SubscriberError(
@@ -1151,8 +1163,6 @@ def export(
 
 class _Stream:
     def __init__(self, stream: TextIO | None) -> None:
-        import sys
-
         self.file = stream or sys.stdout
 
     def __enter__(self) -> _Stream:
@@ -1160,3 +1170,518 @@ class _Stream:
 
     def __exit__(self, *exc) -> None:
         self.file.flush()
+
+
+# --- import ----------------------------------------------------------------------------------
+
+# status value (lower case) -> (our status, reason to add it to the suppression file or "")
+_GENERIC_STATUSES = {
+    "": ("subscribed", ""),
+    "subscribed": ("subscribed", ""),
+    "active": ("subscribed", ""),
+    "confirmed": ("subscribed", ""),
+    "pending": ("pending", ""),
+    "unconfirmed": ("pending", ""),
+    "unsubscribed": ("unsubscribed", ""),
+    "bounced": ("bounced", "bounced"),
+    "cleaned": ("bounced", "bounced"),
+    "complained": ("complained", "complained"),
+}
+_JSON = "*json"  # target of a column holding a JSON object of custom fields
+# Column names (as slugs) every format understands; "" means "ignore this column".
+_COMMON = {
+    "email": "email",
+    "email_address": "email",
+    "e_mail": "email",
+    "mail": "email",
+    "name": "name",
+    "full_name": "name",
+    "display_name": "name",
+    "first_name": "first_name",
+    "firstname": "first_name",
+    "fname": "first_name",
+    "given_name": "first_name",
+    "last_name": "last_name",
+    "lastname": "last_name",
+    "lname": "last_name",
+    "surname": "last_name",
+    "family_name": "last_name",
+    "status": "status",
+    "subscribed_at": "subscribed_at",
+    "source": "source",
+    "updated_at": "",
+    "rejected_line": "",
+    "rejected_reason": "",
+}
+_STANDARD_TARGETS = ("email", "name", "status", "subscribed_at", "source")
+
+
+@dataclass(frozen=True)
+class _Format:
+    name: str
+    columns: Mapping[str, str] = field(default_factory=dict)  # in priority order per target
+    status_columns: tuple[str, ...] = ()  # the service's own status column(s)
+    statuses: Mapping[str, tuple[str, str]] = field(default_factory=lambda: _GENERIC_STATUSES)
+    # Mailchimp has no status column: the export file (subscribed/unsubscribed/cleaned) is it.
+    header_status: Callable[[set[str]], tuple[str, str]] | None = None
+
+
+def _mailchimp_status(slugs: set[str]) -> tuple[str, str]:
+    if "clean_time" in slugs:
+        return "bounced", "bounced"
+    if "unsub_time" in slugs:
+        return "unsubscribed", ""
+    return "subscribed", ""
+
+
+_MAILCHIMP_SYSTEM = (
+    "member_rating optin_ip confirm_ip latitude longitude gmtoff dstoff timezone cc region "
+    "last_changed leid euid unsub_time unsub_campaign_title unsub_campaign_id unsub_reason "
+    "unsub_reason_other clean_time clean_campaign_title clean_campaign_id"
+).split()
+_BUTTONDOWN_SUBSCRIBED = "regular premium trialed unpaid gifted churning paused past_due"
+_FORMATS = {
+    "csv": _Format("csv"),
+    "mailchimp": _Format(
+        "mailchimp",
+        {
+            "email_address": "email",
+            "confirm_time": "subscribed_at",
+            "optin_time": "subscribed_at",
+            **dict.fromkeys(_MAILCHIMP_SYSTEM, ""),
+        },
+        header_status=_mailchimp_status,
+    ),
+    "substack": _Format(
+        "substack",
+        {
+            "created_at": "subscribed_at",
+            "email_disabled": "status",
+            **dict.fromkeys(("expiry", "first_payment_at", "prefer_digests"), ""),
+        },
+        ("email_disabled",),
+        {
+            "": ("subscribed", ""),
+            "false": ("subscribed", ""),
+            "true": ("unsubscribed", ""),
+        },
+    ),
+    "buttondown": _Format(
+        "buttondown",
+        {
+            "creation_date": "subscribed_at",
+            "subscriber_type": "status",
+            "type": "status",
+            "metadata": _JSON,
+            **dict.fromkeys(
+                "id secondary_id referrer_url source utm_source utm_medium utm_campaign".split(), ""
+            ),
+        },
+        ("subscriber_type", "type"),
+        {
+            **dict.fromkeys(_BUTTONDOWN_SUBSCRIBED.split(), ("subscribed", "")),
+            "unactivated": ("pending", ""),
+            "unsubscribed": ("unsubscribed", ""),
+            "removed": ("unsubscribed", ""),
+            "spammy": ("unsubscribed", "spammy"),
+            "blocked": ("unsubscribed", "blocked"),
+            "undeliverable": ("bounced", "bounced"),
+            "complained": ("complained", "complained"),
+        },
+    ),
+    "listmonk": _Format(
+        "listmonk",
+        {"uuid": "", "attributes": _JSON, "created_at": "subscribed_at", "updated_at": ""},
+        ("status",),
+        {
+            "enabled": ("subscribed", ""),
+            "disabled": ("unsubscribed", ""),
+            "blocklisted": ("unsubscribed", "blocklisted"),
+        },
+    ),
+}
+
+
+def detect_format(header: Sequence[str]) -> str:
+    """Which service exported a CSV file, recognised by its header."""
+    slugs = {_slug(name) for name in header}
+    if "subscriber_type" in slugs or {"creation_date", "email"} <= slugs:
+        return "buttondown"
+    mailchimp = {"member_rating", "optin_time", "confirm_time", "leid", "euid", "last_changed"}
+    if "email_address" in slugs and slugs & mailchimp:
+        return "mailchimp"
+    if slugs & {"active_subscription", "email_disabled"}:
+        return "substack"
+    if "attributes" in slugs and slugs & {"uuid", "status"}:
+        return "listmonk"
+    return "csv"
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"\W+", "_", name.strip().casefold()).strip("_")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    format: str
+    targets: Mapping[str, tuple[int, ...]]  # field -> columns, best first
+    status: tuple[int, Mapping[str, tuple[str, str]]] | None  # column and its value map
+    default: tuple[str, str]  # (status, suppression reason) when there is no status column
+    json: tuple[int, ...]
+    ignored: tuple[str, ...]
+
+
+def _plan(
+    fmt: _Format, header: Sequence[str], mapping: Mapping[str, str], existing: Mapping[str, str]
+) -> _Plan:
+    """Decide which column feeds which field; `existing` maps slugs to the list's custom columns."""
+    slugs = [_slug(name) for name in header]
+    chosen: dict[int, str] = {}
+    for column, target in mapping.items():
+        chosen[_find_column(header, slugs, column, target)] = _map_target(column, target.strip())
+    by_user = set(chosen)
+    table = {**_COMMON, **fmt.columns}
+    order = {slug: n for n, slug in enumerate(table)}
+    for i, slug in enumerate(slugs):
+        if i in chosen:
+            continue
+        if not header[i].strip():
+            chosen[i] = ""
+        elif slug in table:
+            chosen[i] = table[slug]
+        else:
+            chosen[i] = existing.get(slug) or slug or header[i].strip()
+    targets: dict[str, list[int]] = {}
+    for i in sorted(chosen, key=lambda i: (i not in by_user, order.get(slugs[i], len(order)), i)):
+        if chosen[i]:
+            targets.setdefault(chosen[i], []).append(i)
+    status = None
+    if "status" in targets:
+        i = targets["status"][0]
+        native = slugs[i] in fmt.status_columns
+        status = (i, fmt.statuses if native else _GENERIC_STATUSES)
+    ignored = tuple(header[i].strip() or f"(column {i + 1})" for i, t in chosen.items() if not t)
+    default = fmt.header_status(set(slugs)) if fmt.header_status else ("subscribed", "")
+    return _Plan(
+        format=fmt.name,
+        targets={t: tuple(ix) for t, ix in targets.items() if t not in ("status", _JSON)},
+        status=status,
+        default=default,
+        json=tuple(targets.get(_JSON, ())),
+        ignored=ignored,
+    )
+
+
+def _find_column(header: Sequence[str], slugs: list[str], column: str, target: str) -> int:
+    """A --map column: by exact name, then ignoring case, then by slug."""
+    names = [name.strip() for name in header]
+    for candidates, wanted in (
+        (names, column.strip()),
+        ([name.casefold() for name in names], column.strip().casefold()),
+        (slugs, _slug(column)),
+    ):
+        if wanted in candidates:
+            return candidates.index(wanted)
+    raise SubscriberError(
+        f"--map {column}={target}: the file has no column {column!r} (columns: {', '.join(header)})"
+    )
+
+
+def _map_target(column: str, target: str) -> str:
+    if target == "updated_at":
+        raise SubscriberError(f"--map {column}={target}: updated_at is set when a row changes")
+    if target and target not in _STANDARD_TARGETS and not _FIELD_NAME.fullmatch(target):
+        raise SubscriberError(
+            f"--map {column}={target}: a field name is letters, digits, '_' and '-' "
+            "(or leave it empty to skip the column)"
+        )
+    return target
+
+
+@dataclass(frozen=True, slots=True)
+class _Incoming:
+    line: int
+    key: str
+    email: str
+    name: str
+    status: str
+    suppress: str  # reason to add to the suppression file, or ""
+    subscribed_at: str
+    source: str
+    fields: Mapping[str, str]
+
+
+class _Rejected(Exception):
+    """An import row that cannot be taken; str() says why."""
+
+
+def _incoming(
+    plan: _Plan, line: int, values: list[str], deliverability: bool, existing: Mapping[str, str]
+) -> _Incoming:
+    def first(target: str, strip: bool = True) -> str:
+        for i in plan.targets.get(target, ()):
+            if values[i].strip():
+                return values[i].strip() if strip else values[i]
+        return ""
+
+    email = first("email")
+    if not email:
+        raise _Rejected("missing email address")
+    try:
+        key = normalize_email(email, check_deliverability=deliverability).casefold()
+    except InvalidEmail as exc:
+        raise _Rejected(f"invalid email address {email!r}: {exc}") from None
+    fields: dict[str, str] = {}
+    for i in plan.json:
+        fields.update(_json_fields(values[i], existing))
+    for target in plan.targets:
+        if target not in _STANDARD_TARGETS and (value := first(target, strip=False)):
+            fields[target] = value
+    name = first("name") or " ".join(
+        part
+        for part in (fields.get("first_name", "").strip(), fields.get("last_name", "").strip())
+        if part
+    )
+    if _HEADER_UNSAFE.search(name):
+        raise _Rejected("name contains a line break or control character")
+    status, suppress = plan.default
+    if plan.status is not None:
+        index, known = plan.status
+        raw = values[index].strip().lower()
+        if raw not in known:
+            expected = ", ".join(sorted(v for v in known if v))
+            raise _Rejected(f"unknown status {raw!r} for a {plan.format} file ({expected})")
+        status, suppress = known[raw]
+    subscribed_at = first("subscribed_at")
+    if subscribed_at:
+        try:
+            subscribed_at = _iso(subscribed_at)
+        except ValueError:
+            raise _Rejected(f"subscribed_at {subscribed_at!r} is not a date") from None
+    return _Incoming(
+        line=line,
+        key=key,
+        email=email,
+        name=name,
+        status=status,
+        suppress=suppress,
+        subscribed_at=subscribed_at,
+        source=first("source") or f"import:{plan.format}",
+        fields=fields,
+    )
+
+
+def _json_fields(text: str, existing: Mapping[str, str]) -> dict[str, str]:
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise _Rejected("attributes are not valid JSON") from None
+    if not isinstance(data, dict):
+        raise _Rejected("attributes are not a JSON object")
+    fields = {}
+    for key, value in data.items():
+        slug = _slug(key)
+        if not slug:
+            continue
+        name = existing.get(slug) or (f"attr_{slug}" if slug in COLUMNS else slug)
+        if value is None or value == "":
+            continue
+        text_value = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        if "\0" in text_value or _SURROGATE.search(text_value):
+            raise _Rejected(f"attribute {key!r} contains a NUL or an unpaired surrogate")
+        fields[name] = text_value
+    return fields
+
+
+_GO_TIME = re.compile(r"(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d+))? ([+-]\d\d)(\d\d)(?: \S+)*")
+
+
+def _iso(value: str) -> str:
+    """A service's timestamp as ISO 8601; listmonk writes Go's time.String() format."""
+    match = _GO_TIME.fullmatch(value)
+    if match:
+        date, clock, fraction, hours, minutes = match.groups()
+        micro = f".{(fraction or '0')[:6]:0<6}" if fraction else ""
+        value = f"{date}T{clock}{micro}{hours}:{minutes}"
+    return datetime.fromisoformat(value).isoformat()
+
+
+def import_file(
+    subscribers_dir: Path,
+    list_name: str,
+    file: Path,
+    *,
+    format: str = "auto",
+    mapping: Mapping[str, str] | None = None,
+    update: bool = False,
+    check_deliverability: bool = False,
+) -> ImportReport:
+    """Merge an export (ours, Mailchimp, Substack, Buttondown, listmonk) into a list.
+
+    New addresses are added; existing rows only become less mailable (an unsubscribe, bounce or
+    complaint in the file is applied) unless `update`, which also refreshes names and fields.
+    Suppressed addresses are refused; rows that cannot be taken go to FILE.rejects.csv.
+    """
+    if format not in FORMATS:
+        raise SubscriberError(f"unknown format {format!r} (expected one of: {', '.join(FORMATS)})")
+    path = list_path(subscribers_dir, list_name)
+    if path.exists() and file.resolve() == path.resolve():
+        raise SubscriberError(f"{display(file)} is the list itself; nothing to import")
+    existing = _custom_columns(path)
+    rejects: dict[int, str] = {}
+    incoming: dict[str, _Incoming] = {}
+    with _read_csv(file, sniff=True) as src:
+        fmt = _FORMATS[detect_format(src.header) if format == "auto" else format]
+        plan = _plan(fmt, src.header, mapping or {}, existing)
+        if "email" not in plan.targets:
+            raise SubscriberError(
+                f"no email column (columns: {', '.join(src.header)}); "
+                "name it with --map COLUMN=email",
+                where=f"{src.where}:{src.header_line}",
+            )
+        rows = 0
+        for line, values in src.rows:
+            rows += 1
+            try:
+                new = _incoming(plan, line, values, check_deliverability, existing)
+            except _Rejected as exc:
+                rejects[line] = str(exc)
+                continue
+            first = incoming.setdefault(new.key, new)
+            if first is not new:
+                rejects[line] = f"duplicate of line {first.line}"
+                if _RANK[new.status] > _RANK[first.status]:
+                    # The same address twice: the less mailable status wins.
+                    incoming[new.key] = replace(first, status=new.status, suppress=new.suppress)
+        if not rows:
+            raise SubscriberError("no rows after the header; nothing to import", where=src.where)
+        where = src.where
+
+    counts = _merge_into(subscribers_dir, path, incoming, rejects, update)
+    suppressed = add_suppressions(
+        subscribers_dir, [(new.email, new.suppress) for new in incoming.values() if new.suppress]
+    )
+    rejects_path = _write_rejects(file, rejects) if rejects else None
+    return ImportReport(
+        list_name=list_name,
+        format=fmt.name,
+        added=counts[0],
+        updated=counts[1],
+        unchanged=counts[2],
+        rejected=len(rejects),
+        suppressed=suppressed,
+        rejects_path=rejects_path,
+        problems=tuple(Problem(where, line, reason) for line, reason in sorted(rejects.items())),
+        ignored_columns=plan.ignored,
+    )
+
+
+def _custom_columns(path: Path) -> dict[str, str]:
+    """Slug -> name of the list's custom columns, so imported fields land in them."""
+    if not path.is_file():
+        return {}
+    with _open_list(path) as src:
+        return {_slug(name): name for name, _ in src.columns.custom}
+
+
+def _merge_into(
+    subscribers_dir: Path,
+    path: Path,
+    incoming: dict[str, _Incoming],
+    rejects: dict[int, str],
+    update: bool,
+) -> tuple[int, int, int]:
+    reasons = suppression_reasons(subscribers_dir)
+    stamp = _now()
+    added = 0
+    results: dict[str, bool] = {}  # key -> whether any row with it changed
+
+    def edit(cols, rows):
+        nonlocal added
+        e = cols.index("email")
+        for _, values in rows:
+            key = email_key(values[e])
+            new = incoming.get(key)
+            if new is not None:
+                changed = _merge_row(cols, values, new, update, stamp)
+                results[key] = results.get(key, False) or changed
+            yield values
+        for key, new in incoming.items():
+            if key in results:
+                continue
+            reason = suppression_reason(key, reasons)
+            if reason:
+                rejects[new.line] = (
+                    "erased with `forget`; it cannot be imported again"
+                    if reason == "erased"
+                    else f"suppressed ({reason}) in subscribers/{SUPPRESSIONS}.csv"
+                )
+                continue
+            added += 1
+            yield _row(
+                cols,
+                Subscriber(
+                    email=new.email,
+                    name=new.name,
+                    status=new.status,
+                    subscribed_at=new.subscribed_at,
+                    updated_at=stamp,
+                    source=new.source,
+                    fields=new.fields,
+                ),
+            )
+        return added > 0 or any(results.values())
+
+    custom = dict.fromkeys(name for new in incoming.values() for name in new.fields)
+    _rewrite(path, (*COLUMNS, *custom), edit)
+    updated = sum(results.values())
+    return added, updated, len(results) - updated
+
+
+def _merge_row(cols: _Columns, values: list[str], new: _Incoming, update: bool, stamp: str) -> bool:
+    """Apply an imported row to an existing one; statuses only move away from 'subscribed'."""
+    s, sa = cols.index("status"), cols.index("subscribed_at")
+    current = _status(values[s])
+    changed = False
+    if current in _RANK:
+        target = current
+        if _RANK[new.status] > _RANK[current]:
+            target = new.status
+        elif update and current == "pending" and new.status == "subscribed":
+            target = "subscribed"
+        if target != current:
+            values[s] = target
+            values[cols.index("source")] = new.source
+            if target == "subscribed" and not values[sa].strip():
+                values[sa] = new.subscribed_at or stamp
+            changed = True
+    if update:
+        updates = {"name": new.name, **new.fields}
+        if not values[sa].strip():
+            updates["subscribed_at"] = new.subscribed_at
+        for column, value in updates.items():
+            i = cols.index(column)
+            if value and values[i] != value:
+                values[i] = value
+                changed = True
+    if changed:
+        values[cols.index("updated_at")] = stamp
+    return changed
+
+
+def rejects_path_for(file: Path) -> Path:
+    """Where an import writes the rows it could not take: next to the input."""
+    return file.with_name(f"{file.stem}.rejects.csv")
+
+
+def _write_rejects(file: Path, rejects: Mapping[int, str]) -> Path:
+    target = rejects_path_for(file)
+    with _read_csv(file, sniff=True) as src, _atomic_write(target, bom=src.bom) as out:
+        writer = csv.writer(out.file, lineterminator=src.newline)
+        writer.writerow(["rejected_line", "rejected_reason", *src.header])
+        for line, values in src.rows:
+            if line in rejects:
+                writer.writerow([line, rejects[line], *values[: len(src.header)]])
+    return target

@@ -1,0 +1,658 @@
+"""The send loop: plan -> filter by ledger -> batches -> workers -> results -> ledger.
+
+Exactly once: a batch is written `in_flight` before the provider sees it and each recipient
+becomes `sent` only on the provider's acceptance. Temporary failures are retried (tenacity,
+exponential backoff with jitter, Retry-After honoured); throttling alone never fails a send.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tenacity import Retrying, retry_if_result
+
+from newsletter import ledger as states
+from newsletter.checks import CheckedIssue, check_issue
+from newsletter.config import Config
+from newsletter.errors import ExitCode, NewsletterError, ProviderError, SendError, TemplateError
+from newsletter.ledger import Ledger, Outcome
+from newsletter.message import Campaign, OutgoingMessage
+from newsletter.providers import Provider, Result, Status, get_provider_class
+from newsletter.render import fill
+from newsletter.tokens import load_secret
+
+TEST_PREFIX = "[TEST] "
+SCHEDULE_WINDOW = dt.timedelta(hours=72)  # SendGrid accepts send_at up to 72 hours ahead
+LATE_GRACE = dt.timedelta(minutes=10)  # a schedule this far in the past still goes out now
+LISTED = 20  # failures and unknowns named in a summary; `newsletter status` has them all
+_CHUNK = 500  # recipients looked up in the ledger at once
+
+
+class ChecksFailed(SendError):
+    """The preview checks found errors: nothing is sent."""
+
+    exit_code = ExitCode.CHECKS_FAILED
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How fast and how hard to try: options, then [send] config, then provider defaults."""
+
+    workers: int = 1
+    rate: float | None = None  # messages per second over all workers; None = no cap
+    batch_size: int = 1
+    max_consecutive_failures: int = 10
+    max_attempts: int = 6  # per batch, not counting attempts the provider throttled
+    backoff: float = 1.0  # seconds before the first retry, doubled each failure (with jitter)
+    backoff_max: float = 60.0
+    limit: int | None = None
+    resend_unknown: bool = False
+    dry_run: bool = False
+
+
+def settings_for(
+    config: Config,
+    provider: str,
+    *,
+    workers: int | None = None,
+    rate: float | None = None,
+    batch_size: int | None = None,
+    **options,
+) -> Settings:
+    cls = get_provider_class(provider)
+    send = config.send
+    workers = workers or send.workers or cls.default_workers
+    batch = min(batch_size or send.batch_size or cls.max_batch, cls.max_batch)
+    if workers < 1 or batch < 1:
+        raise SendError("--workers and the batch size must be at least 1")
+    rate = rate if rate is not None else send.rate if send.rate is not None else cls.default_rate
+    if rate is not None and rate <= 0:
+        raise SendError(f"the rate must be above 0 messages per second, not {rate}")
+    return Settings(
+        workers=workers,
+        rate=rate,
+        batch_size=batch,
+        max_consecutive_failures=max(1, send.max_consecutive_failures),
+        **options,
+    )
+
+
+# Preparing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TestRecipient:
+    """A --test-to address, with the merge fields of a real subscriber (--as) or defaults."""
+
+    email: str
+    key: str
+    name: str
+    fields: dict[str, str]
+
+    def merge_fields(self) -> dict[str, str]:
+        return self.fields
+
+
+@dataclass
+class Prepared:
+    """A send that passed the checks: the campaign and where its recipients come from."""
+
+    config: Config
+    checked: CheckedIssue
+    campaign: Campaign
+    list_name: str
+    provider: str
+    test_recipients: list[TestRecipient] = field(default_factory=list)
+
+    @property
+    def slug(self) -> str:
+        return self.checked.issue.slug
+
+    @property
+    def is_test(self) -> bool:
+        return bool(self.test_recipients)
+
+    @property
+    def subject(self) -> str:
+        """The subject with merge fields shown as written, e.g. `News for {{ subscriber.name }}`."""
+        rendered = self.checked.rendered
+        sources = {i: "{{ %s }}" % f.source for i, f in enumerate(rendered.merge_fields)}
+        return self.campaign.subject_prefix + fill(rendered.subject_parts, sources)
+
+    def recipients(self) -> Iterator:
+        """Who this send goes to, streamed: subscribed, not suppressed, each address once."""
+        if self.is_test:
+            return iter(self.test_recipients)
+        from newsletter.subscribers import sendable
+
+        return sendable(self.config.subscribers_dir, self.list_name)
+
+
+def prepare(
+    config: Config,
+    issue_path: Path,
+    *,
+    list_name: str | None = None,
+    provider: str | None = None,
+    test_to: Iterable[str] = (),
+    as_email: str | None = None,
+) -> Prepared:
+    """Render and check the issue (ChecksFailed on errors) and set up the campaign."""
+    from newsletter.issue import load_issue
+
+    issue = load_issue(issue_path)
+    list_name = list_name or issue.list or config.list
+    provider = provider or config.send.provider
+    get_provider_class(provider)  # an unknown name fails before anything is rendered
+    secret = load_secret(config.state_dir)
+    fields, name = {}, ""
+    if as_email:
+        from newsletter.preview import find_recipient
+
+        fields, name = find_recipient(config, list_name, as_email)
+    checked = check_issue(config, issue_path, None, fields or None, list_name, secret)
+    if checked.errors:
+        raise ChecksFailed(
+            f"the issue has {len(checked.errors)} error(s); nothing was sent "
+            f"(first: {checked.errors[0]}); run `newsletter preview {issue_path}` for all"
+        )
+    test_to = list(test_to)
+    campaign = Campaign(
+        config, checked.rendered, list_name, secret, subject_prefix=TEST_PREFIX if test_to else ""
+    )
+    recipients = [_test_recipient(address, fields, name) for address in test_to]
+    return Prepared(config, checked, campaign, list_name, provider, recipients)
+
+
+def _test_recipient(address: str, fields: dict[str, str], name: str) -> TestRecipient:
+    from newsletter.subscribers import email_key
+
+    address = address.strip()
+    if "@" not in address:
+        raise SendError(f"--test-to {address!r} is not an email address")
+    return TestRecipient(address, email_key(address), name, fields or {"email": address})
+
+
+def open_ledger(config: Config, prepared: Prepared, *, sandbox: bool = False) -> Ledger:
+    """The workspace ledger; test and sandbox sends, which deliver nothing real, use a scratch one."""
+    if prepared.is_test or sandbox:
+        return Ledger(None)
+    return Ledger.for_workspace(config.state_dir)
+
+
+# Scheduling -----------------------------------------------------------------------------
+
+
+def parse_when(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """An ISO 8601 date and time (`2024-05-01T09:00`, local time unless it has an offset)."""
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise SendError(
+            f"--at {text!r}: expected a date and time like 2024-05-01T09:00 or 2024-05-01T09:00+02:00"
+        ) from None
+    return when.astimezone() if when.tzinfo is None else when
+
+
+@dataclass(frozen=True)
+class Schedule:
+    send_at: int | None  # unix time for the provider; None = now
+    late_by: dt.timedelta | None = None  # the time was this long ago (beyond the grace period)
+
+
+def schedule(when: dt.datetime, provider: str, now: dt.datetime | None = None) -> Schedule:
+    """What --at means for this provider: a send_at, now, or a clear refusal."""
+    now = now or dt.datetime.now(dt.UTC)
+    if when <= now:
+        late = now - when
+        return Schedule(None, late if late > LATE_GRACE else None)
+    if when - now > SCHEDULE_WINDOW:
+        raise SendError(
+            f"--at {when:%Y-%m-%d %H:%M %z} is more than 72 hours ahead; providers accept "
+            "schedules up to 72 hours out: run `newsletter send` later (cron, at) instead"
+        )
+    if not getattr(get_provider_class(provider), "supports_send_at", False):
+        raise SendError(
+            f"provider {provider} cannot schedule a send (only sendgrid can); newsletter does "
+            "not keep a daemon running: run `newsletter send` at that time (cron, at) instead"
+        )
+    return Schedule(int(when.timestamp()))
+
+
+# Planning -------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """Who this send will go to, counted before anything is sent."""
+
+    to_send: int = 0
+    already_sent: int = 0
+    unknown: int = 0  # outcome unknown from an earlier send: held back (see --resend-unknown)
+    failed: int = 0  # failed permanently in an earlier send: not retried
+    over_limit: int = 0  # left for a later run by --limit
+    left_out: dict[str, int] = field(default_factory=dict)  # unsubscribed, suppressed, …
+
+
+def _classified(prepared: Prepared, ledger: Ledger, resend_unknown: bool) -> Iterator:
+    """(recipient, state it is held back in, or None when it is to be sent), streamed."""
+    recipients = prepared.recipients()
+    while chunk := list(itertools.islice(recipients, _CHUNK)):
+        blocked = ledger.blocked(prepared.slug, [r.key for r in chunk], resend_unknown)
+        for recipient in chunk:
+            yield recipient, blocked.get(recipient.key)
+
+
+def _tally(plan: Plan, state: str) -> None:
+    if state == states.SENT:
+        plan.already_sent += 1
+    elif state == states.FAILED:
+        plan.failed += 1
+    else:
+        plan.unknown += 1
+
+
+def plan(prepared: Prepared, ledger: Ledger, settings: Settings) -> Plan:
+    """Count recipients to send now, and those left out and why (one pass over the list)."""
+    out = Plan()
+    for _, state in _classified(prepared, ledger, settings.resend_unknown):
+        if state:
+            _tally(out, state)
+        elif settings.limit is not None and out.to_send >= settings.limit:
+            out.over_limit += 1
+        else:
+            out.to_send += 1
+    if not prepared.is_test:
+        from newsletter.subscribers import count
+
+        rows = count(prepared.config.subscribers_dir, prepared.list_name)
+        listed = out.to_send + out.over_limit + out.already_sent + out.unknown + out.failed
+        out.left_out = {s: n for s, n in rows.items() if s != "subscribed" and n}
+        if rows.get("subscribed", 0) > listed:
+            out.left_out["suppressed or repeated"] = rows["subscribed"] - listed
+    return out
+
+
+# Running --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int  # planned recipients of this run
+    done: int  # handed over and answered (sent, failed, unknown, left for retry)
+    sent: int
+    failed: int
+    elapsed: float
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        return (self.total - self.done) / self.rate if self.rate and self.total > self.done else None
+
+
+@dataclass
+class Summary:
+    plan: Plan
+    dry_run: bool = False
+    sent: int = 0  # accepted by the provider in this run (or, dry, that would be handed over)
+    failed: int = 0  # failed permanently in this run
+    unknown: int = 0  # outcome unknown in this run
+    retry: int = 0  # failed temporarily: the next run tries them again
+    stopped: str | None = None  # why the provider stopped the send
+    interrupted: bool = False
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (email, reason), up to LISTED
+    unknowns: list[str] = field(default_factory=list)  # emails, up to LISTED
+
+    @property
+    def remaining(self) -> int:
+        """Recipients planned for this run that it did not get to (stopped or interrupted)."""
+        return max(0, self.plan.to_send - self.sent - self.failed - self.unknown - self.retry)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
+        if self.stopped:
+            return ExitCode.PROVIDER
+        incomplete = self.failed + self.unknown + self.retry + self.plan.failed + self.plan.unknown
+        return ExitCode.INCOMPLETE if incomplete else ExitCode.OK
+
+
+ProviderFactory = Callable[[], Provider]
+
+
+def run(
+    prepared: Prepared,
+    ledger: Ledger,
+    provider_factory: ProviderFactory,
+    settings: Settings,
+    on_progress: Callable[[Progress], None] | None = None,
+    stop: threading.Event | None = None,
+    total: int | None = None,
+) -> Summary:
+    """Send to everyone the ledger does not rule out; Ctrl-C (or `stop`) ends after the batches in flight."""
+    return _Run(prepared, ledger, provider_factory, settings, on_progress, stop, total).execute()
+
+
+class RateLimiter:
+    """Spaces hand-overs so that all workers together stay under `rate` messages per second."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self.next = 0.0
+        self.paused_until = 0.0
+        self.lock = threading.Lock()
+
+    def acquire(self, count: int, stop: threading.Event) -> bool:
+        """Wait for the slot of `count` messages; False when stopped while waiting."""
+        with self.lock:
+            now = time.monotonic()
+            start = max(now, self.next, self.paused_until)
+            self.next = start + count * self.interval
+        return not (start > now and stop.wait(start - now))
+
+    def pause(self, seconds: float) -> None:
+        """Hold every worker back: the provider asked for a break (Retry-After)."""
+        with self.lock:
+            self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+
+class _Stopped(Exception):
+    """A worker saw the send being stopped before its batch went out."""
+
+
+class _Run:
+    def __init__(self, prepared, ledger, factory, settings, on_progress, stop, total) -> None:
+        self.prepared = prepared
+        self.ledger = ledger
+        self.factory = factory
+        self.settings = settings
+        self.on_progress = on_progress
+        self.stop = stop or threading.Event()
+        self.summary = Summary(Plan(), dry_run=settings.dry_run)
+        self.total = total
+        self.rate = RateLimiter(settings.rate)
+        self.lock = threading.Lock()
+        self.batch_numbers = itertools.count(1)
+        self.consecutive_failures = 0
+        self.fatal: BaseException | None = None
+        self.started = time.monotonic()
+        self.run_id = 0
+
+    # The producer: the calling thread -----------------------------------------------
+
+    def execute(self) -> Summary:
+        prepared, ledger, summary = self.prepared, self.ledger, self.summary
+        if self.settings.dry_run:
+            with self.factory():  # its check() runs: settings and secrets are right
+                pass
+            for batch in self._batches():
+                summary.sent += len(batch)
+                self._progress()
+            return self._finish(None)
+        with ledger.claim(prepared.slug):
+            self.run_id = ledger.start_run(prepared.slug, prepared.list_name, prepared.provider)
+            work: queue.Queue = queue.Queue(maxsize=self.settings.workers)
+            threads = [
+                threading.Thread(target=self._worker, args=(work,), daemon=True, name=f"send-{i}")
+                for i in range(self.settings.workers)
+            ]
+            for thread in threads:
+                thread.start()
+            try:
+                for batch in self._batches():
+                    if not self._put(work, batch):
+                        break
+                for _ in threads:
+                    self._put(work, None)
+                self._join(threads)
+            except KeyboardInterrupt:
+                summary.interrupted = True
+                self.stop.set()
+                self._join(threads)  # a second Ctrl-C leaves at once; in-flight rows stay
+            if self.stop.is_set() and not summary.stopped and not self.fatal:
+                summary.interrupted = True
+            return self._finish(self.fatal)
+
+    def _batches(self) -> Iterator[list[OutgoingMessage]]:
+        """Messages for every recipient not ruled out, grouped; merge failures recorded."""
+        prepared, settings, plan = self.prepared, self.settings, self.summary.plan
+        campaign, batch, unsent = prepared.campaign, [], []
+        for recipient, state in _classified(prepared, self.ledger, settings.resend_unknown):
+            if state:
+                _tally(plan, state)
+                continue
+            if (settings.limit is not None and plan.to_send >= settings.limit) or self.stop.is_set():
+                plan.over_limit += 1
+                continue
+            plan.to_send += 1
+            try:
+                fields = recipient.merge_fields()
+                batch.append(campaign.message(recipient.email, recipient.key, fields, recipient.name))
+            except TemplateError as exc:
+                unsent.append((recipient.key, recipient.email, str(exc)))
+            if len(unsent) >= _CHUNK:
+                self._record_unsent(unsent)
+                unsent = []
+            if len(batch) >= settings.batch_size:
+                yield batch
+                batch = []
+        self._record_unsent(unsent)
+        if batch:
+            yield batch
+
+    def _record_unsent(self, unsent: list[tuple[str, str, str]]) -> None:
+        if not unsent:
+            return
+        if not self.settings.dry_run:
+            self.ledger.record_unsent(self.prepared.slug, self.prepared.list_name, self.run_id, unsent)
+        with self.lock:
+            self.summary.failed += len(unsent)
+            for _, email, reason in unsent[: max(0, LISTED - len(self.summary.failures))]:
+                self.summary.failures.append((email, reason))
+
+    def _put(self, work: queue.Queue, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                work.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _join(self, threads: list[threading.Thread]) -> None:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.1)
+
+    def _finish(self, fatal: BaseException | None) -> Summary:
+        summary = self.summary
+        if self.run_id:
+            outcome = "interrupted" if summary.interrupted else summary.exit_code.name.lower()
+            self.ledger.finish_run(self.run_id, outcome)
+        if fatal is not None and not isinstance(fatal, NewsletterError):
+            raise fatal  # a bug: the ledger already holds the batch as unknown
+        return summary
+
+    # Workers --------------------------------------------------------------------------
+
+    def _worker(self, work: queue.Queue) -> None:
+        try:
+            with self.factory() as provider:
+                while not self.stop.is_set():
+                    try:
+                        batch = work.get(timeout=0.1)
+                    except queue.Empty:
+                        continue
+                    if batch is None:
+                        return
+                    self._deliver(provider, batch)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self._halt(exc)
+
+    def _halt(self, exc: BaseException, reason: str | None = None) -> None:
+        with self.lock:
+            if self.fatal is None:
+                self.fatal = exc
+                self.summary.stopped = reason or str(exc)
+        self.stop.set()
+
+    def _deliver(self, provider: Provider, batch: list[OutgoingMessage]) -> None:
+        """Hand one batch over, retrying what failed temporarily; record every outcome."""
+        settings = self.settings
+        slug, list_name = self.prepared.slug, self.prepared.list_name
+        number = next(self.batch_numbers)
+        pending = {m.key: m for m in batch}
+        last: dict[str, Result] = {}
+        failures = 0
+
+        def attempt() -> None:
+            nonlocal failures
+            if not self.rate.acquire(len(pending), self.stop):
+                raise _Stopped
+            self.ledger.mark_in_flight(
+                slug, list_name, self.run_id, number, [(m.key, m.to_email) for m in pending.values()]
+            )
+            try:
+                results = provider.send_batch(list(pending.values()))
+            except ProviderError as exc:
+                # The provider refused the request as a whole: nothing in it was sent.
+                self._record(pending, [Result(k, Status.TEMPORARY, str(exc)) for k in pending])
+                raise
+            except BaseException as exc:
+                self._record(pending, [Result(k, Status.UNKNOWN, repr(exc)) for k in pending])
+                raise
+            temporary = self._record(pending, results)
+            last.update((r.key, r) for r in temporary)
+            throttled = [r.retry_after for r in temporary if r.retry_after is not None]
+            if throttled:
+                self.rate.pause(max(throttled))
+            if temporary and len(throttled) < len(temporary):
+                failures += 1
+
+        def wait(retry_state) -> float:
+            throttled = [last[k].retry_after for k in pending if last[k].retry_after is not None]
+            if throttled:
+                return max(throttled) + random.uniform(0, 0.1)
+            ceiling = min(settings.backoff_max, settings.backoff * 2 ** max(0, failures - 1))
+            return random.uniform(ceiling / 2, ceiling)
+
+        def set_aside(retry_state) -> None:
+            # Not sent, and safe to send again: out of flight while we wait.
+            self.ledger.record(slug, [_outcome(last[k]) for k in pending])
+
+        retrying = Retrying(
+            retry=retry_if_result(lambda _: bool(pending) and not self.stop.is_set()),
+            stop=lambda _: failures >= settings.max_attempts,
+            wait=wait,
+            sleep=self.stop.wait,
+            before_sleep=set_aside,
+            retry_error_callback=lambda _: None,
+            reraise=True,
+        )
+        try:
+            retrying(attempt)
+        except _Stopped:
+            pass
+        if pending:
+            self.ledger.record(slug, [_outcome(last[k]) for k in pending if k in last])
+            with self.lock:
+                self.summary.retry += sum(1 for k in pending if k in last)
+            self._progress()
+
+    def _record(self, pending: dict[str, OutgoingMessage], results: list[Result]) -> list[Result]:
+        """Store final outcomes, take them out of `pending`, and return the temporary ones."""
+        by_key = {r.key: r for r in results}
+        final, temporary, bounced = [], [], []
+        accepted = failed = False
+        reason = ""
+        for key, message in list(pending.items()):
+            result = by_key.get(key) or Result(key, Status.UNKNOWN, "the provider gave no answer")
+            if result.status is Status.TEMPORARY:
+                temporary.append(result)
+                failed = failed or result.retry_after is None
+                reason = reason or result.reason
+                continue
+            del pending[key]
+            final.append((message, result))
+            accepted = accepted or result.status is Status.ACCEPTED
+            if result.status is not Status.ACCEPTED and not result.hard_bounce:
+                failed, reason = True, reason or result.reason
+            if result.hard_bounce:
+                bounced.append((message.to_email, result.reason))
+        self.ledger.record(self.prepared.slug, [_outcome(r) for _, r in final])
+        for email, why in bounced:
+            from newsletter.subscribers import add_suppression
+
+            add_suppression(self.prepared.config.subscribers_dir, email, f"hard bounce: {why}")
+        with self.lock:
+            summary = self.summary
+            for message, result in final:
+                if result.status is Status.ACCEPTED:
+                    summary.sent += 1
+                elif result.status is Status.REJECTED:
+                    summary.failed += 1
+                    if len(summary.failures) < LISTED:
+                        summary.failures.append((message.to_email, result.reason))
+                else:
+                    summary.unknown += 1
+                    if len(summary.unknowns) < LISTED:
+                        summary.unknowns.append(message.to_email)
+            if accepted:
+                self.consecutive_failures = 0
+            elif failed:
+                self.consecutive_failures += 1
+                limit = self.settings.max_consecutive_failures
+                if self.consecutive_failures >= limit and self.fatal is None:
+                    self.fatal = ProviderError(
+                        f"stopped after {limit} failed attempts in a row; last: {reason or 'no reason given'}"
+                    )
+                    summary.stopped = str(self.fatal)
+                    self.stop.set()
+        if final:
+            self._progress()
+        return temporary
+
+    def _progress(self) -> None:
+        if self.on_progress is None:
+            return
+        with self.lock:
+            s = self.summary
+            done = s.sent + s.failed + s.unknown + s.retry
+            total = max(self.total if self.total is not None else s.plan.to_send, done)
+            snapshot = Progress(total, done, s.sent, s.failed, time.monotonic() - self.started)
+            self.on_progress(snapshot)
+
+
+def _outcome(result: Result) -> Outcome:
+    state = {
+        Status.ACCEPTED: states.SENT,
+        Status.REJECTED: states.FAILED,
+        Status.TEMPORARY: states.RETRY,
+        Status.UNKNOWN: states.UNKNOWN,
+    }[result.status]
+    return Outcome(result.key, state, result.provider_id, result.reason or None)
+
+
+# Status ---------------------------------------------------------------------------------
+
+
+def issue_slug(config: Config, issue: str) -> str:
+    """The ledger name of an issue given as a file path or as its slug."""
+    from newsletter.issue import slugify
+
+    path = Path(issue)
+    if path.suffix == ".md" or path.exists():
+        return slugify(path.stem)
+    return issue
