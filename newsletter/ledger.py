@@ -93,7 +93,7 @@ class Outcome:
 
 
 class Ledger:
-    """One SQLite database per workspace; safe to share between threads (one lock, short transactions)."""
+    """One SQLite file per workspace, shared by worker threads (one lock, short transactions)."""
 
     def __init__(self, path: Path | None) -> None:
         """Open (creating it if needed) the ledger at path; None keeps it in memory only."""
@@ -167,7 +167,7 @@ class Ledger:
 
     @contextmanager
     def claim(self, issue: str):
-        """Hold the issue for one send at a time; in-flight rows left by a dead send become unknown."""
+        """One send of an issue at a time; in-flight rows left by a dead send become unknown."""
         lock = None
         if self.path is not None:
             lock_path = self.path.parent / f"send-{issue}.lock"
@@ -218,7 +218,9 @@ class Ledger:
 
     # Recipients ---------------------------------------------------------------------
 
-    def blocked(self, issue: str, keys: Sequence[str], resend_unknown: bool = False) -> dict[str, str]:
+    def blocked(
+        self, issue: str, keys: Sequence[str], resend_unknown: bool = False
+    ) -> dict[str, str]:
         """The keys that must not be sent now, with their state; every other key may be sent.
 
         Sent and permanently failed recipients are done; unknown ones are held back unless
@@ -245,7 +247,12 @@ class Ledger:
         return out
 
     def mark_in_flight(
-        self, issue: str, list_name: str, run: int, batch: int, recipients: Iterable[tuple[str, str]]
+        self,
+        issue: str,
+        list_name: str,
+        run: int,
+        batch: int,
+        recipients: Iterable[tuple[str, str]],
     ) -> None:
         """Record (key, email) pairs as handed to the provider: call before handing them over."""
         stamp = now()
@@ -308,7 +315,7 @@ class Ledger:
     def rows(
         self, issue: str, states: Sequence[str] | None = None, list_name: str | None = None
     ) -> Iterator[Row]:
-        """Recipients of an issue (optionally only some states or one list), by address, streamed."""
+        """Recipients of an issue (optionally of some states or one list), by address, streamed."""
         where = "issue = ?"
         params: list = [issue]
         if states:

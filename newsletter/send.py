@@ -7,6 +7,7 @@ exponential backoff with jitter, Retry-After honoured); throttling alone never f
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import queue
@@ -22,8 +23,8 @@ from tenacity import Retrying, retry_if_result
 from newsletter import ledger as states
 from newsletter.checks import CheckedIssue, check_issue
 from newsletter.config import Config
-from newsletter.errors import ExitCode, NewsletterError, ProviderError, SendError, TemplateError
-from newsletter.ledger import Ledger, Outcome
+from newsletter.errors import ExitCode, ProviderError, SendError, TemplateError
+from newsletter.ledger import LEDGER_NAME, Ledger, Outcome
 from newsletter.message import Campaign, OutgoingMessage
 from newsletter.providers import Provider, Result, Status, get_provider_class
 from newsletter.render import fill
@@ -124,7 +125,7 @@ class Prepared:
     def subject(self) -> str:
         """The subject with merge fields shown as written, e.g. `News for {{ subscriber.name }}`."""
         rendered = self.checked.rendered
-        sources = {i: "{{ %s }}" % f.source for i, f in enumerate(rendered.merge_fields)}
+        sources = {i: f"{{{{ {f.source} }}}}" for i, f in enumerate(rendered.merge_fields)}
         return self.campaign.subject_prefix + fill(rendered.subject_parts, sources)
 
     def recipients(self) -> Iterator:
@@ -181,11 +182,14 @@ def _test_recipient(address: str, fields: dict[str, str], name: str) -> TestReci
     return TestRecipient(address, email_key(address), name, fields or {"email": address})
 
 
-def open_ledger(config: Config, prepared: Prepared, *, sandbox: bool = False) -> Ledger:
-    """The workspace ledger; test and sandbox sends, which deliver nothing real, use a scratch one."""
-    if prepared.is_test or sandbox:
+def open_ledger(
+    config: Config, prepared: Prepared, *, sandbox: bool = False, dry_run: bool = False
+) -> Ledger:
+    """The workspace ledger; test and sandbox sends deliver nothing real and use a scratch one."""
+    path = config.state_dir / LEDGER_NAME
+    if prepared.is_test or sandbox or (dry_run and not path.exists()):
         return Ledger(None)
-    return Ledger.for_workspace(config.state_dir)
+    return Ledger(path)
 
 
 # Scheduling -----------------------------------------------------------------------------
@@ -197,7 +201,8 @@ def parse_when(text: str, now: dt.datetime | None = None) -> dt.datetime:
         when = dt.datetime.fromisoformat(text.strip())
     except ValueError:
         raise SendError(
-            f"--at {text!r}: expected a date and time like 2024-05-01T09:00 or 2024-05-01T09:00+02:00"
+            f"--at {text!r}: expected a date and time like 2024-05-01T09:00 "
+            "or 2024-05-01T09:00+02:00"
         ) from None
     return when.astimezone() if when.tzinfo is None else when
 
@@ -298,7 +303,9 @@ class Progress:
 
     @property
     def eta(self) -> float | None:
-        return (self.total - self.done) / self.rate if self.rate and self.total > self.done else None
+        return (
+            (self.total - self.done) / self.rate if self.rate and self.total > self.done else None
+        )
 
 
 @dataclass
@@ -341,7 +348,7 @@ def run(
     stop: threading.Event | None = None,
     total: int | None = None,
 ) -> Summary:
-    """Send to everyone the ledger does not rule out; Ctrl-C (or `stop`) ends after the batches in flight."""
+    """Send to all the ledger does not rule out; Ctrl-C or `stop` ends after the batch in flight."""
     return _Run(prepared, ledger, provider_factory, settings, on_progress, stop, total).execute()
 
 
@@ -433,16 +440,18 @@ class _Run:
             if state:
                 _tally(plan, state)
                 continue
-            if (settings.limit is not None and plan.to_send >= settings.limit) or self.stop.is_set():
+            if settings.limit is not None and plan.to_send >= settings.limit:
                 plan.over_limit += 1
                 continue
             plan.to_send += 1
             try:
                 fields = recipient.merge_fields()
-                batch.append(campaign.message(recipient.email, recipient.key, fields, recipient.name))
+                batch.append(
+                    campaign.message(recipient.email, recipient.key, fields, recipient.name)
+                )
             except TemplateError as exc:
                 unsent.append((recipient.key, recipient.email, str(exc)))
-            if len(unsent) >= _CHUNK:
+            if len(batch) >= settings.batch_size or len(unsent) >= _CHUNK:
                 self._record_unsent(unsent)
                 unsent = []
             if len(batch) >= settings.batch_size:
@@ -456,7 +465,9 @@ class _Run:
         if not unsent:
             return
         if not self.settings.dry_run:
-            self.ledger.record_unsent(self.prepared.slug, self.prepared.list_name, self.run_id, unsent)
+            self.ledger.record_unsent(
+                self.prepared.slug, self.prepared.list_name, self.run_id, unsent
+            )
         with self.lock:
             self.summary.failed += len(unsent)
             for _, email, reason in unsent[: max(0, LISTED - len(self.summary.failures))]:
@@ -481,8 +492,10 @@ class _Run:
         if self.run_id:
             outcome = "interrupted" if summary.interrupted else summary.exit_code.name.lower()
             self.ledger.finish_run(self.run_id, outcome)
-        if fatal is not None and not isinstance(fatal, NewsletterError):
-            raise fatal  # a bug: the ledger already holds the batch as unknown
+        if fatal is not None and not isinstance(fatal, ProviderError):
+            # A setting or file problem, or a bug: the ledger already holds the batch
+            # in flight as unknown (or as not sent), so the error can go up as it is.
+            raise fatal
         return summary
 
     # Workers --------------------------------------------------------------------------
@@ -501,11 +514,12 @@ class _Run:
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self._halt(exc)
 
-    def _halt(self, exc: BaseException, reason: str | None = None) -> None:
+    def _halt(self, exc: BaseException) -> None:
         with self.lock:
             if self.fatal is None:
                 self.fatal = exc
-                self.summary.stopped = reason or str(exc)
+                if isinstance(exc, ProviderError):
+                    self.summary.stopped = str(exc)
         self.stop.set()
 
     def _deliver(self, provider: Provider, batch: list[OutgoingMessage]) -> None:
@@ -519,16 +533,25 @@ class _Run:
 
         def attempt() -> None:
             nonlocal failures
-            if not self.rate.acquire(len(pending), self.stop):
+            if self.stop.is_set() or not self.rate.acquire(len(pending), self.stop):
                 raise _Stopped
             self.ledger.mark_in_flight(
-                slug, list_name, self.run_id, number, [(m.key, m.to_email) for m in pending.values()]
+                slug,
+                list_name,
+                self.run_id,
+                number,
+                [(m.key, m.to_email) for m in pending.values()],
             )
             try:
                 results = provider.send_batch(list(pending.values()))
             except ProviderError as exc:
                 # The provider refused the request as a whole: nothing in it was sent.
-                self._record(pending, [Result(k, Status.TEMPORARY, str(exc)) for k in pending])
+                self.ledger.record(
+                    slug, [Outcome(k, states.RETRY, None, str(exc)) for k in pending]
+                )
+                with self.lock:
+                    self.summary.retry += len(pending)
+                pending.clear()
                 raise
             except BaseException as exc:
                 self._record(pending, [Result(k, Status.UNKNOWN, repr(exc)) for k in pending])
@@ -561,10 +584,8 @@ class _Run:
             retry_error_callback=lambda _: None,
             reraise=True,
         )
-        try:
+        with contextlib.suppress(_Stopped):
             retrying(attempt)
-        except _Stopped:
-            pass
         if pending:
             self.ledger.record(slug, [_outcome(last[k]) for k in pending if k in last])
             with self.lock:
@@ -590,12 +611,12 @@ class _Run:
             if result.status is not Status.ACCEPTED and not result.hard_bounce:
                 failed, reason = True, reason or result.reason
             if result.hard_bounce:
-                bounced.append((message.to_email, result.reason))
+                bounced.append((message.to_email, f"hard bounce: {result.reason}"))
         self.ledger.record(self.prepared.slug, [_outcome(r) for _, r in final])
-        for email, why in bounced:
-            from newsletter.subscribers import add_suppression
+        if bounced:
+            from newsletter.subscribers import add_suppressions
 
-            add_suppression(self.prepared.config.subscribers_dir, email, f"hard bounce: {why}")
+            add_suppressions(self.prepared.config.subscribers_dir, bounced)
         with self.lock:
             summary = self.summary
             for message, result in final:
@@ -616,7 +637,8 @@ class _Run:
                 limit = self.settings.max_consecutive_failures
                 if self.consecutive_failures >= limit and self.fatal is None:
                     self.fatal = ProviderError(
-                        f"stopped after {limit} failed attempts in a row; last: {reason or 'no reason given'}"
+                        f"stopped after {limit} failed attempts in a row; "
+                        f"last: {reason or 'no reason given'}"
                     )
                     summary.stopped = str(self.fatal)
                     self.stop.set()
@@ -648,7 +670,7 @@ def _outcome(result: Result) -> Outcome:
 # Status ---------------------------------------------------------------------------------
 
 
-def issue_slug(config: Config, issue: str) -> str:
+def issue_slug(issue: str) -> str:
     """The ledger name of an issue given as a file path or as its slug."""
     from newsletter.issue import slugify
 

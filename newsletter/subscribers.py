@@ -1,4 +1,4 @@
-"""Subscriber lists: CSV files in subscribers/, read by streaming, changed by locked atomic rewrites.
+"""Subscriber lists: CSV files in subscribers/, streamed when read, replaced atomically on change.
 
 Reading never loads a whole list: rows stream through csv.reader with a bounded line length.
 Every change is a read-modify-write inside a FileLock (`<file>.lock`), written to a temporary
@@ -38,9 +38,7 @@ SUPPRESSION_COLUMNS = ("email", "reason", "at")
 SUPPRESSIONS = "suppressions"
 FORMATS = ("auto", "mailchimp", "substack", "buttondown", "listmonk", "csv")
 HASH_PREFIX = "sha256:"
-MAX_LINE = (
-    1 << 20
-)  # characters; a longer line is not a subscriber row (csv's field limit is 128 KiB)
+MAX_LINE = 1 << 20  # characters; csv's own field limit (128 KiB) bounds quoted values
 LOCK_TIMEOUT = 30.0
 
 # How far a status is from "may be mailed": imports and merges only ever move rows upwards.
@@ -219,7 +217,7 @@ def split_name(name: str) -> tuple[str, str]:
 
 
 def list_path(subscribers_dir: Path, name: str) -> Path:
-    """subscribers/<name>.csv, refusing names that could leave the folder or hit the suppressions."""
+    """subscribers/<name>.csv; refuses names that could leave the folder or hit the suppressions."""
     if not _LIST_NAME.fullmatch(name):
         raise SubscriberError(
             f"invalid list name {name!r}: use letters, digits, '-' and '_' "
@@ -638,6 +636,27 @@ def validate_file(path: Path, check_deliverability: bool = False) -> list[Proble
     return sorted(problems, key=lambda p: p.line)
 
 
+def _validate_suppressions(path: Path) -> list[Problem]:
+    problems: list[Problem] = []
+    try:
+        with _open_list(path, SUPPRESSION_COLUMNS, problems=problems) as src:
+            index = src.columns.index("email")
+            for line, values in src.rows:
+                email = values[index].strip()
+                if email.lower().startswith(HASH_PREFIX):
+                    if not re.fullmatch(r"[0-9a-f]{64}", email[len(HASH_PREFIX) :].lower()):
+                        problems.append(Problem(src.where, line, f"malformed hash {email!r}"))
+                    continue
+                try:
+                    normalize_email(email)
+                except InvalidEmail as exc:
+                    message = f"invalid email address {email!r}: {exc}"
+                    problems.append(Problem(src.where, line, message))
+    except SubscriberError as exc:
+        problems.append(_problem(exc))
+    return sorted(problems, key=lambda p: p.line)
+
+
 def _problem(exc: SubscriberError) -> Problem:
     where, _, line = (exc.where or "").rpartition(":")
     if line.isdigit():
@@ -835,7 +854,7 @@ def _suppression_key(value: str) -> str:
 
 
 def suppression_reasons(subscribers_dir: Path) -> dict[str, str]:
-    """Suppressed keys (and erased hashes) with their reasons; unreadable files raise (fail closed)."""
+    """Suppressed keys and erased hashes with their reasons; an unreadable file raises."""
     path = suppressions_path(subscribers_dir)
     if not path.is_file():
         return {}
@@ -900,6 +919,11 @@ def add_suppressions(subscribers_dir: Path, entries: Iterable[tuple[str, str]]) 
     return added
 
 
+def _known_status(status: str) -> None:
+    if status not in STATUSES:
+        raise SubscriberError(f"unknown status {status!r} (expected one of: {', '.join(STATUSES)})")
+
+
 def _suppressed_message(email: str, reason: str) -> str:
     if reason == "erased":
         return f"{email} was erased with `forget`; it cannot be added again"
@@ -946,8 +970,7 @@ def _update_status(
     source: str,
     only: Sequence[str] | None = None,
 ) -> tuple[int, int, str]:
-    if status not in STATUSES:
-        raise SubscriberError(f"unknown status {status!r} (expected one of: {', '.join(STATUSES)})")
+    _known_status(status)
     _check_value("source", source)
     path = existing_list(subscribers_dir, list_name)
     key = email_key(email)
@@ -1001,8 +1024,7 @@ def add_subscriber(
     An unsubscribed, bounced or complained row is only subscribed again with `resubscribe`,
     and a suppressed address never is.
     """
-    if status not in STATUSES:
-        raise SubscriberError(f"unknown status {status!r} (expected one of: {', '.join(STATUSES)})")
+    _known_status(status)
     for key in fields or {}:
         if not _FIELD_NAME.fullmatch(key) or key.lower() in COLUMNS:
             raise SubscriberError(
@@ -1138,10 +1160,7 @@ def export(
 ) -> int:
     """Write a list (all rows, or those with the given statuses) as CSV; returns the row count."""
     for status in statuses:
-        if status not in STATUSES:
-            raise SubscriberError(
-                f"unknown status {status!r} (expected one of: {', '.join(STATUSES)})"
-            )
+        _known_status(status)
     path = existing_list(subscribers_dir, list_name)
     if to is not None and to.resolve().parent == subscribers_dir.resolve() and to.suffix == ".csv":
         raise SubscriberError(
@@ -1235,11 +1254,17 @@ def _mailchimp_status(slugs: set[str]) -> tuple[str, str]:
 
 
 _MAILCHIMP_SYSTEM = (
-    "member_rating optin_ip confirm_ip latitude longitude gmtoff dstoff timezone cc region "
-    "last_changed leid euid unsub_time unsub_campaign_title unsub_campaign_id unsub_reason "
-    "unsub_reason_other clean_time clean_campaign_title clean_campaign_id"
-).split()
-_BUTTONDOWN_SUBSCRIBED = "regular premium trialed unpaid gifted churning paused past_due"
+    *("member_rating", "optin_ip", "confirm_ip", "latitude", "longitude", "gmtoff", "dstoff"),
+    *("timezone", "cc", "region", "last_changed", "leid", "euid", "unsub_time", "unsub_reason"),
+    *("unsub_campaign_title", "unsub_campaign_id", "unsub_reason_other", "clean_time"),
+    *("clean_campaign_title", "clean_campaign_id"),
+)
+_BUTTONDOWN_SUBSCRIBED = (
+    *("regular", "premium", "trialed", "unpaid", "gifted", "churning", "paused", "past_due"),
+)
+_BUTTONDOWN_IGNORED = (
+    *("id", "secondary_id", "referrer_url", "source", "utm_source", "utm_medium", "utm_campaign"),
+)
 _FORMATS = {
     "csv": _Format("csv"),
     "mailchimp": _Format(
@@ -1273,13 +1298,11 @@ _FORMATS = {
             "subscriber_type": "status",
             "type": "status",
             "metadata": _JSON,
-            **dict.fromkeys(
-                "id secondary_id referrer_url source utm_source utm_medium utm_campaign".split(), ""
-            ),
+            **dict.fromkeys(_BUTTONDOWN_IGNORED, ""),
         },
         ("subscriber_type", "type"),
         {
-            **dict.fromkeys(_BUTTONDOWN_SUBSCRIBED.split(), ("subscribed", "")),
+            **dict.fromkeys(_BUTTONDOWN_SUBSCRIBED, ("subscribed", "")),
             "unactivated": ("pending", ""),
             "unsubscribed": ("unsubscribed", ""),
             "removed": ("unsubscribed", ""),

@@ -6,9 +6,11 @@ Both record what they accept and can be scripted to misbehave the way real servi
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
 import email
 import email.policy
+import functools
 import ipaddress
 import json
 import re
@@ -16,6 +18,7 @@ import secrets
 import ssl
 import threading
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -24,7 +27,45 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from conftest import free_port
+from conftest import FIXTURES, free_port
+
+from newsletter.config import Config, load_config
+from newsletter.issue import load_issue
+from newsletter.message import Campaign, OutgoingMessage
+from newsletter.render import Rendered, Renderer
+
+# --- messages to send --------------------------------------------------------------------
+
+SECRET = b"s" * 32
+
+
+@functools.cache
+def rendered_issue(name: str) -> Rendered:
+    """An issue of the fixture workspace, rendered once per test run (MJML is the slow part)."""
+    root = FIXTURES / "workspace"
+    config = load_config(root / "newsletter.toml", env={})
+    return Renderer(config).render(load_issue(root / "issues" / name))
+
+
+def make_campaign(config: Config, issue: str = "merge.md") -> Campaign:
+    return Campaign(config, rendered_issue(issue), "main", secret=SECRET)
+
+
+def subscribers() -> list[dict[str, str]]:
+    """The rows of the fixture workspace's subscribers/main.csv."""
+    path = FIXTURES / "workspace" / "subscribers" / "main.csv"
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def message_for(
+    campaign: Campaign, email_address: str, name: str = "", **fields: str
+) -> OutgoingMessage:
+    """One recipient's message, with subscriber fields as the templates see them."""
+    first = name.split()[0] if name.strip() else ""
+    values = {"email": email_address, "first_name": first, **fields}
+    return campaign.message(email_address, email_address.lower(), values, name)
+
 
 # --- a throwaway certificate -------------------------------------------------------------
 
@@ -150,6 +191,14 @@ class _Handler:
         return f"250 2.0.0 Ok: queued as {secrets.token_hex(5).upper()}"
 
 
+class _Controller(Controller):
+    def factory(self):
+        # With implicit TLS aiosmtpd cannot tell the connection is encrypted, and says so.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+            return super().factory()
+
+
 class SmtpServer:
     """aiosmtpd on 127.0.0.1: security "none", "starttls" (required) or "ssl"; optional AUTH."""
 
@@ -175,7 +224,7 @@ class SmtpServer:
         elif security == "ssl":
             # Implicit TLS: aiosmtpd does not see it as TLS, so allow AUTH explicitly.
             kwargs.update(ssl_context=server_context(*tls), auth_require_tls=False)
-        self.controller = Controller(_Handler(self), **kwargs)
+        self.controller = _Controller(_Handler(self), **kwargs)
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data):
         if not isinstance(auth_data, LoginPassword):
@@ -309,8 +358,7 @@ def validate_mail_send(body) -> None:
     personalizations = body.get("personalizations")
     if not isinstance(personalizations, list) or not personalizations:
         raise SendgridError(
-            "The personalizations field is required and must have at least one "
-            "personalization.",
+            "The personalizations field is required and must have at least one personalization.",
             "personalizations",
         )
     if len(personalizations) > MAX_PERSONALIZATIONS:
@@ -318,9 +366,7 @@ def validate_mail_send(body) -> None:
             "You may not have more than 1000 personalizations per request.", "personalizations"
         )
     if not isinstance(body.get("from"), dict):
-        raise SendgridError(
-            "The from object must be provided for every email send.", "from.email"
-        )
+        raise SendgridError("The from object must be provided for every email send.", "from.email")
     _check_email_object(body["from"], "from")
     if "reply_to" in body:
         _check_email_object(body["reply_to"], "reply_to")
