@@ -53,8 +53,12 @@ def whole_process(runs: int) -> None:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], check=True)
         baseline.append(time.perf_counter() - start)
-    print(f"`newsletter preview` process, median of {runs}: {statistics.median(times) * 1000:8.1f} ms")
-    print(f"  (bare `python -c pass` on this machine:   {statistics.median(baseline) * 1000:8.1f} ms)")
+    print(
+        f"`newsletter preview` process, median of {runs}: {statistics.median(times) * 1000:8.1f} ms"
+    )
+    print(
+        f"  (bare `python -c pass` on this machine:   {statistics.median(baseline) * 1000:8.1f} ms)"
+    )
 
 
 if __name__ == "__main__":

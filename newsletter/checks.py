@@ -19,14 +19,44 @@ SAMPLE_RECIPIENT = {"email": "reader@example.com"}
 
 # The known MJML elements; anything else named mj-* is dropped by the compiler.
 MJML_TAGS = {
-    "mjml", "mj-head", "mj-body", "mj-attributes", "mj-all", "mj-class", "mj-breakpoint",
-    "mj-font", "mj-html-attributes", "mj-html-attribute", "mj-selector", "mj-preview",
-    "mj-style", "mj-title", "mj-accordion", "mj-accordion-element", "mj-accordion-title",
-    "mj-accordion-text", "mj-button", "mj-carousel", "mj-carousel-image", "mj-column",
-    "mj-divider", "mj-group", "mj-hero", "mj-image", "mj-navbar", "mj-navbar-link", "mj-raw",
-    "mj-section", "mj-social", "mj-social-element", "mj-spacer", "mj-table", "mj-text",
-    "mj-wrapper", "mj-include",
-}  # fmt: skip
+    "mjml",
+    "mj-head",
+    "mj-body",
+    "mj-attributes",
+    "mj-all",
+    "mj-class",
+    "mj-breakpoint",
+    "mj-font",
+    "mj-html-attributes",
+    "mj-html-attribute",
+    "mj-selector",
+    "mj-preview",
+    "mj-style",
+    "mj-title",
+    "mj-accordion",
+    "mj-accordion-element",
+    "mj-accordion-title",
+    "mj-accordion-text",
+    "mj-button",
+    "mj-carousel",
+    "mj-carousel-image",
+    "mj-column",
+    "mj-divider",
+    "mj-group",
+    "mj-hero",
+    "mj-image",
+    "mj-navbar",
+    "mj-navbar-link",
+    "mj-raw",
+    "mj-section",
+    "mj-social",
+    "mj-social-element",
+    "mj-spacer",
+    "mj-table",
+    "mj-text",
+    "mj-wrapper",
+    "mj-include",
+}
 _MJ_TAG = re.compile(r"<(mj-[a-z-]+)")
 _LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|\*\|[A-Z0-9_]+\|\*")
 _PLACEHOLDER = re.compile(r"\bTK\b|\blorem ipsum\b|\bTODO\b|\bXXX\b", re.I)
@@ -94,53 +124,96 @@ def check_rendered(
 
     size = len(sample.html.encode("utf-8"))
     if size > CLIP_BYTES:
-        add("html-clipped", ERROR, "email.html",
+        add(
+            "html-clipped",
+            ERROR,
+            "email.html",
             f"HTML is {size / 1024:.1f} KB; Gmail clips messages over 102 KB and hides the "
-            "footer with the unsubscribe link")  # fmt: skip
+            "footer with the unsubscribe link",
+        )
     elif size > WARN_BYTES:
-        add("html-large", WARNING, "email.html",
-            f"HTML is {size / 1024:.1f} KB, close to Gmail's 102 KB clipping limit")  # fmt: skip
+        add(
+            "html-large",
+            WARNING,
+            "email.html",
+            f"HTML is {size / 1024:.1f} KB, close to Gmail's 102 KB clipping limit",
+        )
 
     if not sample.subject.strip():
         add("no-subject", ERROR, issue_file, "the subject is empty")
     elif len(sample.subject) > SUBJECT_MAX:
-        add("subject-long", WARNING, issue_file,
+        add(
+            "subject-long",
+            WARNING,
+            issue_file,
             f"subject is {len(sample.subject)} characters; inboxes cut it after about "
-            f"{SUBJECT_MAX}")  # fmt: skip
+            f"{SUBJECT_MAX}",
+        )
     if not rendered.preheader:
-        add("no-preheader", WARNING, issue_file,
+        add(
+            "no-preheader",
+            WARNING,
+            issue_file,
             "no preheader: inboxes will show the first words of the body after the subject "
-            "(set `preheader:` in the front matter)")  # fmt: skip
+            "(set `preheader:` in the front matter)",
+        )
 
     doc = _parse_html(sample.html)
     anchors = doc.xpath("//a") if doc is not None else []
     unsubscribe = [a for a in anchors if a.get("href") == unsubscribe_url]
     if not any(_visible(a) and _text(a) for a in unsubscribe):
-        add("no-unsubscribe", ERROR, f"template {locate.template}",
-            "no visible unsubscribe link: link {{ unsubscribe_url }} in the footer")  # fmt: skip
+        add(
+            "no-unsubscribe",
+            ERROR,
+            f"template {locate.template}",
+            "no visible unsubscribe link: link {{ unsubscribe_url }} in the footer",
+        )
     if unsubscribe_url not in sample.text:
-        add("no-unsubscribe-text", ERROR, f"template {locate.template}",
-            "the plain-text part has no unsubscribe URL")  # fmt: skip
+        add(
+            "no-unsubscribe-text",
+            ERROR,
+            f"template {locate.template}",
+            "the plain-text part has no unsubscribe URL",
+        )
     if not config.base_url:
-        add("no-base-url", WARNING, locate.config_file,
+        add(
+            "no-base-url",
+            WARNING,
+            locate.config_file,
             "base_url is not set: unsubscribe links fall back to mailto, and Gmail and Yahoo "
-            "want one-click https unsubscribe (RFC 8058)")  # fmt: skip
+            "want one-click https unsubscribe (RFC 8058)",
+        )
 
     address = " ".join((config.postal_address or "").split())
     if not address:
-        add("no-postal-address", ERROR, locate.config_file,
-            "postal_address is not set; anti-spam law (CAN-SPAM, CASL) requires it in the footer")  # fmt: skip
+        add(
+            "no-postal-address",
+            ERROR,
+            locate.config_file,
+            "postal_address is not set; anti-spam law (CAN-SPAM, CASL) requires it in the footer",
+        )
     elif doc is not None and address not in " ".join(doc.text_content().split()):
-        add("no-postal-address", ERROR, f"template {locate.template}",
+        add(
+            "no-postal-address",
+            ERROR,
+            f"template {locate.template}",
             "the postal address does not appear in the HTML; show "
-            "{{ publication.postal_address }} in the footer")  # fmt: skip
+            "{{ publication.postal_address }} in the footer",
+        )
 
-    for part, text in (("subject", sample.subject), ("email.html", sample.html),
-                       ("email.txt", sample.text)):  # fmt: skip
+    for part, text in (
+        ("subject", sample.subject),
+        ("email.html", sample.html),
+        ("email.txt", sample.text),
+    ):
         for match in _LEFTOVER.finditer(text):
             snippet = text[max(0, match.start() - 20) : match.end() + 20].replace("\n", " ")
-            add("unresolved-merge-field", ERROR, locate.find(match.group(0), part),
-                f"unresolved merge field or template tag in {part}: …{snippet.strip()}…")  # fmt: skip
+            add(
+                "unresolved-merge-field",
+                ERROR,
+                locate.find(match.group(0), part),
+                f"unresolved merge field or template tag in {part}: …{snippet.strip()}…",
+            )
             break
         if TOKEN.search(text):
             add("unresolved-merge-field", ERROR, part, "a merge field was left unfilled")
@@ -150,8 +223,12 @@ def check_rendered(
             src = (img.get("src") or "").strip()
             decorative = img.get("role") == "presentation" or img.get("aria-hidden") == "true"
             if not (img.get("alt") or "").strip() and not decorative:
-                add("image-no-alt", WARNING, locate.find(f"]({src}", "email.html", src),
-                    f"image {src or '(no src)'} has no alt text")  # fmt: skip
+                add(
+                    "image-no-alt",
+                    WARNING,
+                    locate.find(f"]({src}", "email.html", src),
+                    f"image {src or '(no src)'} has no alt text",
+                )
             problem = _url_problem(src, image=True)
             if problem:
                 where = locate.find(f"]({src}", "email.html", src)
@@ -163,16 +240,28 @@ def check_rendered(
             problem = _url_problem(href, image=False)
             if problem:
                 label = _text(a)[:40] or href
-                add("link", WARNING, locate.find(f"]({href}", "email.html", f'"{href}"', label),
-                    f"link “{label}” {problem}")  # fmt: skip
+                add(
+                    "link",
+                    WARNING,
+                    locate.find(f"]({href}", "email.html", f'"{href}"', label),
+                    f"link “{label}” {problem}",
+                )
 
     for match in _PLACEHOLDER.finditer(sample.text):
-        add("placeholder", WARNING, locate.find(match.group(0), "email.txt"),
-            f"placeholder text {match.group(0)!r} left in the issue")  # fmt: skip
+        add(
+            "placeholder",
+            WARNING,
+            locate.find(match.group(0), "email.txt"),
+            f"placeholder text {match.group(0)!r} left in the issue",
+        )
 
     for tag in sorted(set(_MJ_TAG.findall(rendered.mjml)) - MJML_TAGS):
-        add("mjml", WARNING, f"template {locate.template}",
-            f"unknown MJML element <{tag}> is dropped from the email")  # fmt: skip
+        add(
+            "mjml",
+            WARNING,
+            f"template {locate.template}",
+            f"unknown MJML element <{tag}> is dropped from the email",
+        )
     return problems
 
 

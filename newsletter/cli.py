@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-
 from typing import Annotated
 
 import typer
@@ -18,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
+
 
 @app.command()
 @handle_errors
@@ -84,7 +84,9 @@ def preview(
     as_email: Annotated[
         str | None, typer.Option("--as", help="Preview as this subscriber of the list.")
     ] = None,
-    open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML in a browser.")] = False,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the HTML in a browser.")
+    ] = False,
     text: Annotated[bool, typer.Option("--text", help="Print the plain-text part.")] = False,
     strict: Annotated[bool, typer.Option(help="Fail on warnings too.")] = False,
     config: ConfigOption = None,

@@ -175,7 +175,9 @@ def config_from_dict(
 def _build(cls, values, env, source, section, extra=None):
     hints = typing.get_type_hints(cls)
     names = [
-        f.name for f in dataclasses.fields(cls) if f.name not in _INTERNAL and f.name not in SECTIONS
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in _INTERNAL and f.name not in SECTIONS
     ]
     prefix = f"{section}." if section else ""
     for key in values:

@@ -88,7 +88,7 @@ def new_issue_text(title: str, date: dt.date) -> tuple[str, str]:
         width=1000,
     )
     body = (
-        "Hi {{ subscriber.first_name | default(\"there\") }}, here is this week's news.\n\n"
+        'Hi {{ subscriber.first_name | default("there") }}, here is this week\'s news.\n\n'
         "## [First headline](https://example.org/first-story)\n\n"
         "A two- or three-sentence summary of the story.\n\n"
         "## Second headline\n\n"

@@ -69,7 +69,9 @@ def load_issue(path: Path) -> Issue:
 def parse_issue(text: str, path: Path) -> Issue:
     lines = text.replace("\r\n", "\n").split("\n")
     if not lines or not _FENCE.match(lines[0]):
-        raise IssueError("must start with a '---' line opening the YAML front matter", where=f"{path}:1")
+        raise IssueError(
+            "must start with a '---' line opening the YAML front matter", where=f"{path}:1"
+        )
     try:
         end = next(i for i in range(1, len(lines)) if _FENCE.match(lines[i]))
     except StopIteration:
@@ -176,4 +178,6 @@ def _story(line: int, heading: str, body_lines: list[str]) -> Story:
     if pic:
         image, image_alt = pic.group("src"), pic.group("alt")
         body = rest.strip()
-    return Story(headline=heading, link=link, image=image, image_alt=image_alt, body=body, line=line)
+    return Story(
+        headline=heading, link=link, image=image, image_alt=image_alt, body=body, line=line
+    )

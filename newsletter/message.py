@@ -42,7 +42,7 @@ def encode_header(name: str, value: str) -> str:
 
 def address_header(name: str, display: str | None, address: str) -> str:
     address = header_safe(address)
-    if _CONTROL.search(address) or any(c in address for c in "<>,;\"()"):
+    if _CONTROL.search(address) or any(c in address for c in '<>,;"()'):
         raise ValueError(f"invalid address for {name}: {address!r}")
     return f"{name}: {formataddr((header_safe(display or ''), address), charset='utf-8')}"
 
@@ -128,7 +128,9 @@ class Campaign:
         mailto = f"mailto:{self.config.from_email}?subject={quote('unsubscribe ' + token)}"
         return url, mailto
 
-    def message(self, to_email: str, key: str, fields: dict[str, str], name: str = "") -> OutgoingMessage:
+    def message(
+        self, to_email: str, key: str, fields: dict[str, str], name: str = ""
+    ) -> OutgoingMessage:
         """One recipient's message; merge fields are evaluated now (TemplateError if one fails)."""
         url, mailto = self.unsubscribe_links(key)
         values = self.rendered.values(fields, url or mailto)

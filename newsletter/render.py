@@ -60,7 +60,8 @@ class MergeRegistry:
                 return match.group(0)
             line = first_line + source.count("\n", 0, match.start())
             token = self.token_for(expr, f"{where}:{line}")
-            return "{{%s %r %s}}" % (match.group(1) or "", token, match.group(3) or "")
+            opening, closing = match.group(1) or "", match.group(3) or ""
+            return "{{" + f"{opening} {token!r} {closing}" + "}}"
 
         return _EXPR.sub(swap, source)
 
@@ -69,7 +70,9 @@ class MergeRegistry:
             try:
                 compiled = self.env.compile_expression(expr, undefined_to_none=False)
             except jinja2.TemplateSyntaxError as exc:
-                raise TemplateError(f"invalid merge field {{{{ {expr} }}}}: {exc.message}", where=where) from None
+                raise TemplateError(
+                    f"invalid merge field {{{{ {expr} }}}}: {exc.message}", where=where
+                ) from None
             self._index[expr] = len(self.fields)
             self.fields.append(MergeField(expr, where, compiled))
         return f"zzm{self._index[expr]}zz"
@@ -262,12 +265,16 @@ class Renderer:
                     f"template {name!r} not found: no {template_name} in "
                     f"{_short(str(self.config.templates_dir))}/ or the built-in templates"
                 ) from None
-            raise TemplateError(f"included template {exc.name!r} not found", where=template_name) from None
+            raise TemplateError(
+                f"included template {exc.name!r} not found", where=template_name
+            ) from None
         except jinja2.TemplateSyntaxError as exc:
             where = f"{_short(exc.filename)}:{exc.lineno}" if exc.filename else template_name
             raise TemplateError(f"template syntax error: {exc.message}", where=where) from None
         except jinja2.UndefinedError as exc:
-            raise TemplateError(f"undefined variable: {exc.message}", where=_template_line(exc)) from None
+            raise TemplateError(
+                f"undefined variable: {exc.message}", where=_template_line(exc)
+            ) from None
 
     def _string(self, source: str, context: dict, where: str, first_line: int = 1) -> str:
         """Render a piece of the issue file (body, subject) as a Jinja template."""
@@ -281,15 +288,21 @@ class Renderer:
                 self._compiled[(source, where, first_line)] = template
             return template.render(context)[first_line - 1 :]
         except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"template syntax error: {exc.message}", where=f"{where}:{exc.lineno}") from None
+            raise TemplateError(
+                f"template syntax error: {exc.message}", where=f"{where}:{exc.lineno}"
+            ) from None
         except jinja2.UndefinedError as exc:
-            raise TemplateError(f"undefined variable: {exc.message}", where=_template_line(exc, where)) from None
+            raise TemplateError(
+                f"undefined variable: {exc.message}", where=_template_line(exc, where)
+            ) from None
 
     def _issue_context(self, issue: Issue, context: dict) -> dict:
         path = _short(str(issue.path))
         # The body may use the front matter: {{ issue.title }}, {{ issue.date }}.
-        meta_context = {**context, "issue": {"title": issue.title, "date": issue.date,
-                                             "slug": issue.slug}}  # fmt: skip
+        meta_context = {
+            **context,
+            "issue": {"title": issue.title, "date": issue.date, "slug": issue.slug},
+        }
         body = self._string(issue.body, meta_context, path, issue.body_line)
         intro, stories = split_stories(body.split("\n"), first_line=issue.body_line)
         meta = lambda text: self._string(text, context, path) if text else text  # noqa: E731
@@ -300,7 +313,9 @@ class Renderer:
             "subject": " ".join(meta(issue.subject).split()),
             "preheader": meta(issue.preheader),
             "date": issue.date,
-            "date_display": f"{issue.date:%B} {issue.date.day}, {issue.date.year}" if issue.date else "",
+            "date_display": f"{issue.date:%B} {issue.date.day}, {issue.date.year}"
+            if issue.date
+            else "",
             "slug": issue.slug,
             "intro_html": Markup(intro_html),
             "intro_text": intro_text,
@@ -406,15 +421,19 @@ def inline_css(html: str, rules: list[str]) -> str:
     Premailer = _import_premailer()  # noqa: N806
 
     html = html.replace("<style", '<style data-premailer="ignore"')
-    return Premailer(
-        html,
-        css_text=rules,
-        remove_classes=False,
-        strip_important=False,
-        disable_validation=True,
-        cssutils_logging_level=logging.CRITICAL,
-        allow_network=False,
-    ).transform(pretty_print=False).replace(' data-premailer="ignore"', "")
+    return (
+        Premailer(
+            html,
+            css_text=rules,
+            remove_classes=False,
+            strip_important=False,
+            disable_validation=True,
+            cssutils_logging_level=logging.CRITICAL,
+            allow_network=False,
+        )
+        .transform(pretty_print=False)
+        .replace(' data-premailer="ignore"', "")
+    )
 
 
 def _tidy_text(text: str) -> str:

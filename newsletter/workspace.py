@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 from newsletter.config import CONFIG_NAME
@@ -31,7 +30,9 @@ def init_workspace(directory: Path) -> list[Path]:
 
     put(target, (SKELETON / CONFIG_NAME).read_bytes())
     put(directory / ".gitignore", (SKELETON / "gitignore").read_bytes())
-    put(directory / "subscribers" / "main.csv", (SKELETON / "subscribers" / "main.csv").read_bytes())
+    put(
+        directory / "subscribers" / "main.csv", (SKELETON / "subscribers" / "main.csv").read_bytes()
+    )
     for source in sorted(BUILTIN_TEMPLATES.rglob("*.j2")):
         put(directory / "templates" / source.relative_to(BUILTIN_TEMPLATES), source.read_bytes())
     name, text = new_issue_text("Welcome to the first issue", dt.date.today())

@@ -13,13 +13,19 @@ def codes(checked):
 
 
 def test_sample_issue_passes_every_check(workspace):
-    checked = check_issue(load_config(workspace / "newsletter.toml"), workspace / "issues/sample.md")
+    checked = check_issue(
+        load_config(workspace / "newsletter.toml"), workspace / "issues/sample.md"
+    )
     assert checked.problems == []
 
 
 def test_link_and_image_problems_are_warnings_with_lines(workspace):
-    checked = check_issue(load_config(workspace / "newsletter.toml"), workspace / "issues/problems/links.md")
-    where = {p.message.split(" ")[1] if p.code == "link" else p.code: p.where for p in checked.problems}
+    checked = check_issue(
+        load_config(workspace / "newsletter.toml"), workspace / "issues/problems/links.md"
+    )
+    where = {
+        p.message.split(" ")[1] if p.code == "link" else p.code: p.where for p in checked.problems
+    }
     assert all(p.severity == "warning" for p in checked.problems)
     assert {p.code for p in checked.problems} == {"link", "image-no-alt", "image-src"}
     messages = " | ".join(p.message for p in checked.problems)
@@ -33,18 +39,28 @@ def test_link_and_image_problems_are_warnings_with_lines(workspace):
 
 
 def test_long_subject_missing_preheader_and_placeholders_warn(workspace):
-    checked = check_issue(load_config(workspace / "newsletter.toml"), workspace / "issues/problems/no-preheader.md")
-    assert codes(checked) == {("subject-long", "warning"), ("no-preheader", "warning"), ("placeholder", "warning")}
+    checked = check_issue(
+        load_config(workspace / "newsletter.toml"), workspace / "issues/problems/no-preheader.md"
+    )
+    assert codes(checked) == {
+        ("subject-long", "warning"),
+        ("no-preheader", "warning"),
+        ("placeholder", "warning"),
+    }
 
 
 def test_leftover_merge_tags_are_errors(workspace):
-    checked = check_issue(load_config(workspace / "newsletter.toml"), workspace / "issues/problems/leftover.md")
+    checked = check_issue(
+        load_config(workspace / "newsletter.toml"), workspace / "issues/problems/leftover.md"
+    )
     assert ("unresolved-merge-field", "error") in codes(checked)
     assert checked.errors
 
 
 def test_template_without_unsubscribe_or_address_and_unknown_mjml(workspace):
-    checked = check_issue(load_config(workspace / "newsletter.toml"), workspace / "issues/problems/no-unsubscribe.md")
+    checked = check_issue(
+        load_config(workspace / "newsletter.toml"), workspace / "issues/problems/no-unsubscribe.md"
+    )
     assert codes(checked) == {
         ("no-unsubscribe", "error"), ("no-unsubscribe-text", "error"),
         ("no-postal-address", "error"), ("mjml", "warning"),
@@ -52,7 +68,9 @@ def test_template_without_unsubscribe_or_address_and_unknown_mjml(workspace):
 
 
 def test_missing_postal_address_and_base_url_in_config(workspace):
-    config = dataclasses.replace(load_config(workspace / "newsletter.toml"), postal_address=None, base_url=None)
+    config = dataclasses.replace(
+        load_config(workspace / "newsletter.toml"), postal_address=None, base_url=None
+    )
     checked = check_issue(config, workspace / "issues/sample.md")
     assert codes(checked) == {("no-postal-address", "error"), ("no-base-url", "warning")}
     # Without base_url the unsubscribe link is the mailto form, and it is still there.
@@ -72,6 +90,8 @@ def test_html_over_102_kb_is_an_error_and_over_90_kb_a_warning(workspace):
 
 def test_empty_subject_is_an_error(workspace):
     path = workspace / "issues" / "nosubject.md"
-    path.write_text("---\ntitle: T\nsubject: \"{{ '' }}\"\npreheader: P\n---\n\nx\n", encoding="utf-8")
+    path.write_text(
+        "---\ntitle: T\nsubject: \"{{ '' }}\"\npreheader: P\n---\n\nx\n", encoding="utf-8"
+    )
     checked = check_issue(load_config(workspace / "newsletter.toml"), path)
     assert ("no-subject", "error") in codes(checked)

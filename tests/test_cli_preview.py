@@ -29,7 +29,9 @@ def test_preview_writes_html_text_and_eml_and_exits_zero(workspace):
     assert f"Wrote      {Path('build/sample/email.eml')}" in result.output
     html = (folder / "email.html").read_text(encoding="utf-8")
     text = (folder / "email.txt").read_text(encoding="utf-8")
-    message = email.message_from_bytes((folder / "email.eml").read_bytes(), policy=email.policy.default)
+    message = email.message_from_bytes(
+        (folder / "email.eml").read_bytes(), policy=email.policy.default
+    )
     assert message["Subject"] == "NATO Weekly Roundup – Week of January 21st"
     assert message["To"] == "reader@example.com"
     assert message.get_body("html").get_content().replace("\r\n", "\n") == html
@@ -104,13 +106,20 @@ def test_errors_fail_preview_and_warnings_only_with_strict(workspace):
 
 def test_config_option_works_from_another_folder(workspace, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = run("preview", str(workspace / "issues" / "sample.md"), "--config", str(workspace / "newsletter.toml"))
+    result = run(
+        "preview",
+        str(workspace / "issues" / "sample.md"),
+        "--config",
+        str(workspace / "newsletter.toml"),
+    )
     assert result.exit_code == 0, result.output
     assert (workspace / "build" / "sample" / "email.html").exists()
 
 
 def test_new_from_text_reproduces_the_sample_issue_exactly(workspace):
-    sample = REPO / "tests" / "fixtures" / "samples" / "nato-weekly-roundup-week-of-january-21st.txt"
+    sample = (
+        REPO / "tests" / "fixtures" / "samples" / "nato-weekly-roundup-week-of-january-21st.txt"
+    )
     result = run("new", "--from-text", str(sample), "--date", "2022-01-21")
     assert result.exit_code == 0, result.output
     name = "2022-01-21-nato-weekly-roundup-week-of-january-21st.md"
@@ -170,5 +179,7 @@ def test_repository_root_is_a_working_workspace(tmp_path, monkeypatch):
         shutil.copytree(REPO / folder, root / folder)
     shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
     monkeypatch.chdir(root)
-    result = run("preview", "issues/2022-01-21-nato-weekly-roundup-week-of-january-21st.md", "--strict")
+    result = run(
+        "preview", "issues/2022-01-21-nato-weekly-roundup-week-of-january-21st.md", "--strict"
+    )
     assert result.exit_code == 0, result.output

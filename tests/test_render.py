@@ -14,7 +14,9 @@ from newsletter.render import Renderer
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "issues" / "2022-01-21-nato-weekly-roundup-week-of-january-21st.md"
-SAMPLE_TEXT = REPO / "tests" / "fixtures" / "samples" / "nato-weekly-roundup-week-of-january-21st.txt"
+SAMPLE_TEXT = (
+    REPO / "tests" / "fixtures" / "samples" / "nato-weekly-roundup-week-of-january-21st.txt"
+)
 
 
 def sample_stories() -> list[tuple[str, str]]:
@@ -93,7 +95,8 @@ def test_merge_fields_are_filled_per_recipient_and_escaped_in_html(workspace):
     config = load_config(workspace / "newsletter.toml")
     rendered = Renderer(config).render(load_issue(workspace / "issues" / "merge.md"))
     ada = rendered.personalize(
-        {"email": "ada@example.org", "first_name": "Ada", "company": "Engines & <Co>"}, "https://u/1"
+        {"email": "ada@example.org", "first_name": "Ada", "company": "Engines & <Co>"},
+        "https://u/1",
     )
     anon = rendered.personalize({"email": "x@example.org"}, "https://u/2")
     assert ada.subject == "News for Ada"

@@ -10,7 +10,15 @@ from newsletter.config import Config
 from newsletter.errors import ConfigError
 from newsletter.providers.base import Provider, Result, SendOptions, Status
 
-__all__ = ["PROVIDERS", "Provider", "Result", "SendOptions", "Status", "get_provider_class", "make_provider"]
+__all__ = [
+    "PROVIDERS",
+    "Provider",
+    "Result",
+    "SendOptions",
+    "Status",
+    "get_provider_class",
+    "make_provider",
+]
 
 PROVIDERS = {
     "outbox": "newsletter.providers.outbox:OutboxProvider",
@@ -24,7 +32,9 @@ def get_provider_class(name: str) -> type[Provider]:
         target = PROVIDERS[name]
     except KeyError:
         known = ", ".join(PROVIDERS)
-        raise ConfigError(f"unknown provider {name!r} (known: {known}); see [send] provider") from None
+        raise ConfigError(
+            f"unknown provider {name!r} (known: {known}); see [send] provider"
+        ) from None
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
 
