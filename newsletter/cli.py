@@ -140,12 +140,15 @@ if __name__ == "__main__":  # pragma: no cover
 
 def _attach_commands() -> None:
     """Commands that live in their own modules."""
-    from newsletter import cli_send, cli_subscribers
+    from newsletter import cli_send, cli_serve, cli_subscribers
 
+    for module, names in ((cli_send, ("send", "status")), (cli_serve, ("serve",))):
+        for name in names:
+            if hasattr(module, name):
+                app.command(name)(getattr(module, name))
+    if hasattr(cli_serve, "sync"):
+        cli_subscribers.app.command("sync")(cli_serve.sync)
     app.add_typer(cli_subscribers.app, name="subscribers")
-    for name in ("send", "status"):
-        if hasattr(cli_send, name):
-            app.command(name)(getattr(cli_send, name))
 
 
 _attach_commands()

@@ -1,0 +1,3 @@
+"""`newsletter serve` and `newsletter subscribers sync`."""
+
+from __future__ import annotations
