@@ -17,7 +17,7 @@ from functools import cached_property, lru_cache
 from urllib.parse import quote
 
 from newsletter.config import Config
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, SubscriberError
 from newsletter.render import Personalized, Rendered
 from newsletter.tokens import make_token
 
@@ -43,7 +43,7 @@ def encode_header(name: str, value: str) -> str:
 def address_header(name: str, display: str | None, address: str) -> str:
     address = header_safe(address)
     if _CONTROL.search(address) or any(c in address for c in '<>,;"()'):
-        raise ValueError(f"invalid address for {name}: {address!r}")
+        raise SubscriberError(f"invalid address for {name}: {address!r}")
     return f"{name}: {formataddr((header_safe(display or ''), address), charset='utf-8')}"
 
 
@@ -98,6 +98,12 @@ class Campaign:
         return f"{header_safe(self.config.name)} <{label}.{self.config.sender_domain}>"
 
     @cached_property
+    def list_id_header(self) -> str:
+        """List-Id as sent: only the name is RFC 2047-encoded, never the <list.domain> part."""
+        name, _, label = self.list_id.rpartition(" <")
+        return formataddr((name, label[:-1]), charset="utf-8") if name else f"<{label}"
+
+    @cached_property
     def encoded_html(self) -> list[str]:
         return qp_chunks(self.rendered.html_parts)
 
@@ -114,7 +120,7 @@ class Campaign:
         lines = [address_header("From", cfg.from_name or cfg.name, cfg.from_email)]
         if cfg.reply_to:
             lines.append(address_header("Reply-To", None, cfg.reply_to))
-        lines.append(encode_header("List-Id", self.list_id))
+        lines.append(f"List-Id: {self.list_id_header}")
         if cfg.send.feedback_id:
             lines.append(encode_header("Feedback-ID", cfg.send.feedback_id))
         lines.append("MIME-Version: 1.0")
