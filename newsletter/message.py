@@ -11,6 +11,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
+from email.charset import Charset
 from email.header import Header
 from email.utils import format_datetime, formataddr, localtime
 from functools import cached_property, lru_cache
@@ -34,9 +35,10 @@ def header_safe(value: str) -> str:
 def encode_header(name: str, value: str) -> str:
     """`Name: value`, RFC 2047-encoded when not ASCII and folded below 78 columns."""
     value = header_safe(value)
-    if value.isascii() and len(name) + len(value) + 2 <= 78:
+    plain = value.isascii() and "=?" not in value  # readers would decode "=?...?=" themselves
+    if plain and len(name) + len(value) + 2 <= 78:
         return f"{name}: {value}"
-    encoded = Header(value, "utf-8" if not value.isascii() else "us-ascii", header_name=name)
+    encoded = Header(value, "us-ascii" if plain else "utf-8", header_name=name)
     return f"{name}: {encoded.encode(linesep=CRLF)}"
 
 
@@ -44,12 +46,16 @@ def address_header(name: str, display: str | None, address: str) -> str:
     address = header_safe(address)
     if _CONTROL.search(address) or any(c in address for c in '<>,;"()'):
         raise SubscriberError(f"invalid address for {name}: {address!r}")
-    return f"{name}: {formataddr((header_safe(display or ''), address), charset='utf-8')}"
+    display = header_safe(display or "")
+    if "=?" in display:  # readers would decode it as an encoded-word: encode it ourselves
+        return f"{name}: {Charset('utf-8').header_encode(display)} <{address}>"
+    return f"{name}: {formataddr((display, address), charset='utf-8')}"
 
 
 def _qp(text: str) -> str:
     """Quoted-printable with CRLF line ends; every encoded line is at most 76 octets."""
-    data = text.replace("\r\n", "\n").encode("utf-8")
+    # A bare CR becomes a line break too: it must never reach the wire on its own.
+    data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
     # b2a_qp breaks lines with LF unless the data already has CRLF: make them all CRLF.
     return binascii.b2a_qp(data, istext=True).decode("ascii").replace("\n", CRLF)
 

@@ -143,6 +143,7 @@ class SmtpScript:
     drop_on_data: set[str] = field(default_factory=set)  # read the message, then hang up
     data_delay: float = 0.0  # seconds to wait before answering the message
     close_after: int | None = None  # hang up on the next MAIL after this many messages
+    refuse_logins_after: int | None = None  # then refuse every login (a revoked password)
 
 
 class _Handler:
@@ -231,6 +232,9 @@ class SmtpServer:
             return AuthResult(success=False, handled=False)
         login, password = auth_data.login.decode(), auth_data.password.decode()
         ok = (login, password) == self.credentials
+        limit = self.script.refuse_logins_after
+        if limit is not None and sum(success for _, success in self.logins) >= limit:
+            ok = False
         self.logins.append((login, ok))
         return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
@@ -484,7 +488,9 @@ class SendgridServer:
         self.release = threading.Event()  # ends scripted delays early on stop()
         self.httpd = _HTTPServer(("127.0.0.1", 0), _SendgridHandler)
         self.httpd.owner = self
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:

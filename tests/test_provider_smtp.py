@@ -184,6 +184,19 @@ def test_smtp_4xx_for_a_recipient_is_temporary_and_5xx_rejected(workspace, serve
     assert server.connections == 1  # refusals do not cost the connection
 
 
+def test_smtp_rejects_a_non_ascii_address_and_goes_on(workspace, server):
+    provider, config = provider_for(workspace, server.port)
+    campaign = make_campaign(config)
+    messages = [
+        message_for(campaign, "zoë@bücher.example"),
+        message_for(campaign, "ok@example.org"),
+    ]
+    with provider:
+        results = provider.send_batch(messages)
+    assert [r.status for r in results] == [Status.REJECTED, Status.ACCEPTED]
+    assert "SMTPUTF8" in results[0].reason
+
+
 def test_smtp_reconnects_when_the_server_closes_the_connection(workspace, server):
     server.script.close_after = 1  # hang up on the second MAIL of every connection
     provider, config = provider_for(workspace, server.port)
@@ -196,9 +209,7 @@ def test_smtp_reconnects_when_the_server_closes_the_connection(workspace, server
     assert server.connections == 4
 
 
-def test_smtp_connection_lost_after_data_is_unknown_and_next_message_reconnects(
-    workspace, server
-):
+def test_smtp_connection_lost_after_data_is_unknown_and_next_message_reconnects(workspace, server):
     server.script.drop_on_data = {"lost@example.org"}
     provider, config = provider_for(workspace, server.port)
     campaign = make_campaign(config)
@@ -244,7 +255,9 @@ def test_smtp_connection_refused_is_temporary_for_the_whole_batch(workspace):
             [message_for(campaign, "a@example.org"), message_for(campaign, "b@example.org")]
         )
     assert [r.status for r in results] == [Status.TEMPORARY, Status.TEMPORARY]
-    assert results[0].reason == f"cannot connect to SMTP server 127.0.0.1:{port}: Connection refused"
+    assert (
+        results[0].reason == f"cannot connect to SMTP server 127.0.0.1:{port}: Connection refused"
+    )
 
 
 def test_smtp_starttls_with_auth_delivers_over_tls(workspace, certificate, trust):
@@ -285,6 +298,22 @@ def test_smtp_wrong_password_raises_provider_error_without_the_secret(
     assert PASSWORD_ENV in message
     assert "not-the-password" not in message
     assert server.messages == []
+
+
+def test_smtp_login_refused_on_reconnect_keeps_what_was_sent(workspace, certificate, trust):
+    with SmtpServer("starttls", certificate, (USER, PASSWORD)) as server:
+        server.script.close_after = 1
+        server.script.refuse_logins_after = 1
+        provider, config = provider_for(
+            workspace, server.port, "starttls", PASSWORD, NEWSLETTER_SMTP_USERNAME=USER
+        )
+        with provider:
+            results = provider.send_batch(fixture_messages(config))
+            with pytest.raises(ProviderError, match="refused the login"):
+                provider.send_batch(fixture_messages(config))
+    assert [r.status for r in results] == [Status.ACCEPTED, Status.TEMPORARY, Status.TEMPORARY]
+    assert "refused the login" in results[1].reason
+    assert len(server.messages) == 1
 
 
 def test_smtp_untrusted_certificate_raises_provider_error(workspace, certificate):

@@ -8,7 +8,7 @@ import ssl
 from collections.abc import Mapping, Sequence
 
 from newsletter.config import Config
-from newsletter.errors import ConfigError, ProviderError
+from newsletter.errors import ConfigError, ProviderError, SubscriberError
 from newsletter.message import OutgoingMessage
 from newsletter.providers.base import Provider, Result, SendOptions, Status
 
@@ -106,6 +106,8 @@ class SmtpProvider(Provider):
             payload = message.as_bytes()
         except UnicodeEncodeError:
             return Result(key, Status.REJECTED, "non-ASCII address: SMTPUTF8 is not supported")
+        except SubscriberError as exc:  # an address that cannot be written in a header
+            return Result(key, Status.REJECTED, str(exc))
         for attempt in (1, 2):
             conn = self._connection()
             conn.data_started = False
@@ -150,11 +152,11 @@ class SmtpProvider(Provider):
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _refused(key: str, code: int, text: bytes, at_rcpt: bool) -> Result:
+    def _refused(key: str, code: int, text: bytes | str, at_rcpt: bool) -> Result:
         reason = _reply(code, text)
         if code < 500:
             return Result(key, Status.TEMPORARY, reason)
-        policy = text.lstrip().startswith(b"5.7.")  # blocked by policy, not a missing mailbox
+        policy = reason.partition(" ")[2].startswith("5.7.")  # policy, not a missing mailbox
         hard = at_rcpt and code in HARD_BOUNCE_CODES and not policy
         return Result(key, Status.REJECTED, reason, hard_bounce=hard)
 
@@ -218,7 +220,13 @@ class SmtpProvider(Provider):
             if 400 <= exc.smtp_code < 500:
                 raise _Unavailable(f"SMTP server {where} is busy: {reason}") from None
             raise ProviderError(f"SMTP server {where} refused the connection: {reason}") from None
-        except (smtplib.SMTPException, OSError) as exc:
+        except smtplib.SMTPServerDisconnected as exc:
+            _close(conn)
+            raise _Unavailable(f"SMTP server {where} hung up while connecting: {exc}") from None
+        except smtplib.SMTPException as exc:  # e.g. no AUTH mechanism both sides know
+            _close(conn)
+            raise ProviderError(f"SMTP server {where}: {exc}") from None
+        except OSError as exc:
             _close(conn)
             detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise _Unavailable(f"cannot connect to SMTP server {where}: {detail}") from None

@@ -1,0 +1,428 @@
+"""SendGrid's v3 Mail Send through the official client: up to 1,000 recipients per request.
+
+The issue's HTML and text travel once per request, with SendGrid substitution tags where
+the merge fields are; each recipient's personalization carries their values, subject and
+unsubscribe headers. Every limit of the API is kept while the requests are packed, so a
+request is never refused for its shape.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import json
+import time
+import urllib.error
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import python_http_client.exceptions as http_errors
+import sendgrid
+
+from newsletter.config import Config
+from newsletter.errors import ConfigError, ProviderError
+from newsletter.message import Campaign, OutgoingMessage, header_safe
+from newsletter.providers.base import Provider, Result, SendOptions, Status
+from newsletter.tokens import address_id
+
+API_KEY_ENV = "SENDGRID_API_KEY"
+HTML_TAG = "-nlh{}-"  # substitution tags; the trailing dash keeps -nlh1- out of -nlh12-
+TEXT_TAG = "-nlt{}-"
+MAX_PERSONALIZATIONS = 1000  # also the recipients per request: one `to` per personalization
+MAX_SUBSTITUTION_BYTES = 10_000  # per personalization
+MAX_CATEGORIES = 10
+MAX_SCHEDULE_SECONDS = 72 * 3600
+RESERVED_HEADERS = frozenset(
+    {
+        "x-sg-id",
+        "x-sg-eid",
+        "received",
+        "dkim-signature",
+        "content-type",
+        "content-transfer-encoding",
+        "to",
+        "from",
+        "subject",
+        "reply-to",
+        "cc",
+        "bcc",
+    }
+)
+TRACKING_OFF = {
+    # Click tracking rewrites every link (unsubscribe links included) through SendGrid.
+    "click_tracking": {"enable": False, "enable_text": False},
+    "open_tracking": {"enable": False},
+    "subscription_tracking": {"enable": False},
+    "ganalytics": {"enable": False},
+}
+
+
+@dataclass
+class _Shared:
+    """What every request of one campaign carries: computed once per campaign."""
+
+    campaign: Campaign
+    base: dict  # the request without personalizations
+    base_size: int
+    html_fields: list[int]
+    text_fields: list[int]
+
+
+@dataclass
+class _Item:
+    index: int  # position in the batch
+    message: OutgoingMessage
+    personalization: dict
+    size: int  # bytes it adds to the JSON body
+    address: str  # lower-cased: one request never holds an address twice
+    content: list[dict] | None = None  # its own full content when substitutions are too big
+
+
+@dataclass
+class _Request:
+    shared: _Shared
+    items: list[_Item] = field(default_factory=list)
+    size: int = 0
+    addresses: set[str] = field(default_factory=set)
+
+    def body(self) -> dict:
+        body = {**self.shared.base, "personalizations": [i.personalization for i in self.items]}
+        if self.items and self.items[0].content is not None:
+            body["content"] = self.items[0].content
+        return body
+
+
+class SendgridProvider(Provider):
+    name = "sendgrid"
+    max_batch = MAX_PERSONALIZATIONS
+    default_workers = 2
+    max_request_bytes = 30_000_000  # SendGrid's 30 MB, counted in the JSON actually sent
+
+    def __init__(
+        self, config: Config, env: Mapping[str, str], options: SendOptions | None = None
+    ) -> None:
+        super().__init__(config, env, options or SendOptions())
+        self._client = None
+        self._shared: _Shared | None = None
+
+    @property
+    def host(self) -> str:
+        return self.config.sendgrid.host.rstrip("/")
+
+    @property
+    def sandbox(self) -> bool:
+        return self.options.sandbox or self.config.sendgrid.sandbox
+
+    def check(self) -> None:
+        key = self.env.get(API_KEY_ENV, "").strip()
+        if not key:
+            raise ConfigError(
+                f"{API_KEY_ENV} is not set: create a SendGrid API key with the Mail Send "
+                f"permission and export it as {API_KEY_ENV}"
+            )
+        if not (key.isascii() and key.isprintable()) or " " in key:
+            raise ConfigError(f"{API_KEY_ENV} contains spaces or control characters: copy it again")
+        if not self.host.startswith(("https://", "http://")):
+            raise ConfigError(
+                f"[sendgrid] host {self.host!r} is not a URL: use https://api.sendgrid.com "
+                "(or https://api.eu.sendgrid.com for EU data residency)"
+            )
+        categories = self.config.sendgrid.categories
+        if len(categories) > MAX_CATEGORIES:
+            raise ConfigError(f"[sendgrid] categories: SendGrid allows at most {MAX_CATEGORIES}")
+        if any(not 0 < len(c) <= 255 for c in categories):
+            raise ConfigError("[sendgrid] categories: each must be 1 to 255 characters")
+        send_at = self.options.send_at
+        if send_at is not None and send_at > time.time() + MAX_SCHEDULE_SECONDS:
+            raise ConfigError(
+                "send_at is more than 72 hours ahead: SendGrid cannot schedule that far"
+            )
+
+    def _api(self):
+        if self._client is None:
+            key = self.env.get(API_KEY_ENV, "").strip()
+            self._client = sendgrid.SendGridAPIClient(api_key=key, host=self.host)
+            self._client.client.timeout = self.config.sendgrid.timeout
+        return self._client
+
+    # --- translate -----------------------------------------------------------------------
+
+    def _shared_for(self, campaign: Campaign) -> _Shared:
+        if self._shared is not None and self._shared.campaign is campaign:
+            return self._shared
+        cfg, rendered = self.config, campaign.rendered
+        _, html, text = rendered.with_tokens(HTML_TAG, TEXT_TAG)
+        headers = {"List-Id": campaign.list_id_header}
+        if cfg.send.feedback_id:
+            headers["Feedback-ID"] = header_safe(cfg.send.feedback_id)
+        _headers(headers)
+        base: dict = {
+            "from": {"email": cfg.from_email, "name": header_safe(cfg.from_name or cfg.name)},
+            "content": [
+                {"type": "text/plain", "value": text},
+                {"type": "text/html", "value": html},
+            ],
+            "headers": headers,
+            "tracking_settings": TRACKING_OFF,
+        }
+        if cfg.reply_to:
+            base["reply_to"] = {"email": cfg.reply_to}
+        if cfg.sendgrid.categories:
+            base["categories"] = list(cfg.sendgrid.categories)
+        if cfg.sendgrid.asm_group_id is not None:
+            base["asm"] = {"group_id": cfg.sendgrid.asm_group_id}
+        if self.options.send_at is not None:
+            base["send_at"] = int(self.options.send_at)
+        if self.sandbox:
+            base["mail_settings"] = {"sandbox_mode": {"enable": True}}
+        self._shared = _Shared(
+            campaign=campaign,
+            base=base,
+            base_size=_size({**base, "personalizations": []}),
+            html_fields=sorted({int(i) for i in rendered.html_parts[1::2]}),
+            text_fields=sorted({int(i) for i in rendered.text_parts[1::2]}),
+        )
+        return self._shared
+
+    def _item(self, shared: _Shared, index: int, message: OutgoingMessage) -> _Item:
+        campaign = shared.campaign
+        rendered = campaign.rendered
+        html_values, text_values, subject = rendered.part_values(message.values)
+        to = {"email": message.to_email}
+        name = _display_name(message.to_name)
+        if name:
+            to["name"] = name
+        personalization: dict = {
+            "to": [to],
+            "subject": header_safe(campaign.subject_prefix + subject),
+            "headers": _headers(message.personal_headers()),
+            "custom_args": {
+                "issue": campaign.issue_slug,
+                "list": campaign.list_name,
+                "recipient": address_id(campaign.secret, campaign.list_name, message.key),
+            },
+        }
+        subs = {HTML_TAG.format(i): html_values[i] for i in shared.html_fields}
+        subs.update({TEXT_TAG.format(i): text_values[i] for i in shared.text_fields})
+        content = None
+        if sum(len(k.encode()) + len(v.encode()) for k, v in subs.items()) > MAX_SUBSTITUTION_BYTES:
+            # Too much to substitute: this recipient gets a request with their own content.
+            filled = rendered.fill_values(message.values)
+            content = [
+                {"type": "text/plain", "value": filled.text},
+                {"type": "text/html", "value": filled.html},
+            ]
+        elif subs:
+            personalization["substitutions"] = subs
+        return _Item(
+            index=index,
+            message=message,
+            personalization=personalization,
+            size=_size(personalization) + 2,  # and the ", " that separates it
+            address=message.to_email.lower(),
+            content=content,
+        )
+
+    def _plan(
+        self, messages: Sequence[OutgoingMessage]
+    ) -> tuple[list[_Request], dict[int, Result]]:
+        """Pack the batch into requests that keep every Mail Send limit; refuse what cannot."""
+        requests: list[_Request] = []
+        refused: dict[int, Result] = {}
+        open_requests: dict[int, list[_Request]] = {}
+        for index, message in enumerate(messages):
+            shared = self._shared_for(message.campaign)
+            item = self._item(shared, index, message)
+            if item.content is not None:
+                request = _Request(shared, [item])
+                body_size = _size(request.body())
+                if body_size > self.max_request_bytes:
+                    reason = f"message of {body_size} bytes is over SendGrid's request limit"
+                    refused[index] = Result(message.key, Status.REJECTED, reason)
+                else:
+                    requests.append(request)
+                continue
+            if shared.base_size + item.size > self.max_request_bytes:
+                reason = "the issue is too large for one SendGrid request"
+                refused[index] = Result(message.key, Status.REJECTED, reason)
+                continue
+            candidates = open_requests.setdefault(id(shared.campaign), [])
+            for request in candidates:
+                if (
+                    len(request.items) < MAX_PERSONALIZATIONS
+                    and item.address not in request.addresses
+                    and request.size + item.size <= self.max_request_bytes
+                ):
+                    break
+            else:
+                request = _Request(shared, size=shared.base_size)
+                candidates.append(request)
+                requests.append(request)
+            request.items.append(item)
+            request.size += item.size
+            request.addresses.add(item.address)
+        return requests, refused
+
+    # --- transport -----------------------------------------------------------------------
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
+        requests, results = self._plan(messages)
+        try:
+            for request in requests:
+                self._deliver(request.shared, request.items, results)
+        except ProviderError as exc:
+            if not any(r.status in _HANDED_OVER for r in results.values()):
+                raise
+            # Keep what was handed over; the next batch raises the same error.
+            for index, message in enumerate(messages):
+                results.setdefault(index, Result(message.key, Status.TEMPORARY, str(exc)))
+        return [results[index] for index in range(len(messages))]
+
+    def _deliver(
+        self, shared: _Shared, items: list[_Item], results: dict[int, Result], resend: bool = True
+    ) -> None:
+        """Send one request and put a Result for each of its items into `results`."""
+        request = _Request(shared, items)
+        try:
+            response = self._api().client.mail.send.post(request_body=request.body())
+        except http_errors.HTTPError as exc:
+            return self._refusal(shared, items, results, exc, resend)
+        except urllib.error.URLError as exc:  # raised before the request was complete
+            reason = f"cannot reach SendGrid at {self.host}: {exc.reason}"
+            return _store(results, items, Status.TEMPORARY, reason)
+        except (http.client.HTTPException, OSError) as exc:  # it went out; no answer came back
+            reason = f"no answer from SendGrid at {self.host} after sending: {_describe(exc)}"
+            return _store(results, items, Status.UNKNOWN, reason)
+        headers = response.headers
+        message_id = headers.get("X-Message-Id") if headers is not None else None
+        reason = "sandbox mode: validated by SendGrid, not delivered" if self.sandbox else ""
+        _store(results, items, Status.ACCEPTED, reason, provider_id=message_id)
+
+    def _refusal(self, shared, items, results, exc, resend) -> None:
+        status = exc.status_code
+        errors = _errors(exc.body)
+        details = "; ".join(_format_error(e) for e in errors) or _text(exc.body) or str(exc.reason)
+        headers = exc.headers if exc.headers is not None else {}
+        if status == 401:
+            raise ProviderError(f"SendGrid refused the API key (401): check {API_KEY_ENV}")
+        if status == 403:
+            raise ProviderError(
+                f"SendGrid refused the request (403): {details}; check that {API_KEY_ENV} "
+                "has the Mail Send permission and from_email is a verified sender"
+            )
+        if status in (404, 405):
+            raise ProviderError(
+                f"SendGrid answered {status} at {self.host}/v3/mail/send: check [sendgrid] host"
+            )
+        if status == 413:
+            if len(items) == 1:
+                reason = "SendGrid refused the message as too large (413)"
+                return _store(results, items, Status.REJECTED, reason)
+            half = len(items) // 2
+            self._deliver(shared, items[:half], results, resend)
+            return self._deliver(shared, items[half:], results, resend)
+        if status == 429 or status >= 500:
+            what = "rate limit" if status == 429 else "server error"
+            reason = f"SendGrid {what} ({status}): {details}"
+            return _store(
+                results, items, Status.TEMPORARY, reason, retry_after=_retry_after(headers)
+            )
+        if 400 <= status < 500:
+            culprits = _culprits(errors, len(items))
+            if status == 400 and resend and culprits and len(culprits) < len(items):
+                # Only some recipients are at fault: refuse them, send the others once more.
+                for n, reason in culprits.items():
+                    results[items[n].index] = Result(items[n].message.key, Status.REJECTED, reason)
+                rest = [item for n, item in enumerate(items) if n not in culprits]
+                return self._deliver(shared, rest, results, resend=False)
+            reason = f"SendGrid rejected the request ({status}): {details}"
+            return _store(results, items, Status.REJECTED, reason)
+        reason = f"unexpected answer from SendGrid ({status}): {details}"
+        return _store(results, items, Status.TEMPORARY, reason)
+
+
+_HANDED_OVER = (Status.ACCEPTED, Status.UNKNOWN)
+
+
+def _store(results: dict[int, Result], items: list[_Item], status: Status, reason="", **extra):
+    for item in items:
+        results[item.index] = Result(item.message.key, status, reason, **extra)
+
+
+def _headers(headers: dict[str, str]) -> dict[str, str]:
+    if not RESERVED_HEADERS.isdisjoint(name.lower() for name in headers):
+        raise AssertionError(f"SendGrid refuses these headers in `headers`: {sorted(headers)}")
+    return headers
+
+
+def _size(value) -> int:
+    # The client serialises with json.dumps defaults: measure exactly what it will send.
+    return len(json.dumps(value))
+
+
+def _display_name(name: str) -> str:
+    name = header_safe(name or "")
+    if any(c in name for c in ",;"):
+        # SendGrid does not quote personalization names with commas or semicolons itself.
+        return f'"{email.utils.quote(name)}"'
+    return name
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _text(body) -> str:
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    return " ".join(str(body or "").split())[:300]
+
+
+def _errors(body) -> list[dict]:
+    try:
+        data = json.loads(body or b"{}")
+    except (TypeError, ValueError):
+        return []
+    errors = data.get("errors") if isinstance(data, dict) else None
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _format_error(error: dict) -> str:
+    text = " ".join(str(error.get("message") or "error").split())
+    where = error.get("field")
+    return f"{text} (field {where})" if where else text
+
+
+def _culprits(errors: list[dict], count: int) -> dict[int, str]:
+    """{personalization index: reason} when every error names one personalization, else {}."""
+    found: dict[int, str] = {}
+    for error in errors:
+        where = str(error.get("field") or "")
+        head, _, rest = where.partition(".")
+        number = rest.partition(".")[0]
+        if head != "personalizations" or not number.isdigit() or int(number) >= count:
+            return {}
+        found[int(number)] = f"SendGrid rejected this recipient (400): {_format_error(error)}"
+    return found
+
+
+def _retry_after(headers) -> float | None:
+    """Seconds to wait, from Retry-After or X-RateLimit-Reset (a unix time)."""
+    retry = headers.get("Retry-After")
+    if retry:
+        try:
+            return max(0.0, float(retry))
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(retry)
+                return max(0.0, when.timestamp() - time.time())
+            except (TypeError, ValueError):
+                pass
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            value = float(reset)
+        except ValueError:
+            return None
+        return max(0.0, value - time.time()) if value > 1e9 else max(0.0, value)
+    return None
