@@ -59,6 +59,12 @@ class ServeConfig:
     port: int = 8000
     webhook_public_key: str | None = None
     confirm_ttl_hours: int = 48
+    webhook_max_age_seconds: int = 300  # older (or later) signed timestamps are refused
+    subscribe_lists: list[str] = field(default_factory=list)  # joinable lists; [] = `list`
+    subscribe_per_ip_per_hour: int = 10  # subscribe form posts from one client IP
+    confirmations_per_address_per_day: int = 3  # confirmation messages to one address
+    archive: str = "sent"  # /issues/<slug>.html: "sent" issues only, "all", or "off"
+    trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1"])
 
 
 @dataclass(frozen=True)

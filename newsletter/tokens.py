@@ -1,4 +1,5 @@
-"""Signed tokens for unsubscribe links: they name a list and an address without exposing it."""
+"""Signed tokens for unsubscribe and confirmation links: they name a list and an address without
+exposing it. Unsubscribe tokens stay valid; confirmation tokens carry their expiry, signed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ class Claims:
     purpose: str
     list_name: str
     address_id: str  # keyed hash of the address; match it with address_id()
+    expires_at: int | None = None  # unix time, for expiring tokens
 
 
 def load_secret(state_dir: Path, env: Mapping[str, str] | None = None) -> bytes:
@@ -94,3 +97,31 @@ def verify_token(secret: bytes, token: str, purpose: str = "u") -> Claims | None
     except (ValueError, TypeError):
         return None
     return Claims(purpose, list_name, ident)
+
+
+def make_expiring_token(
+    secret: bytes, list_name: str, key: str, purpose: str, expires_at: int
+) -> str:
+    """`<list>.<address id>.<expiry>.<signature>`: the expiry (unix time) is signed with the rest."""
+    ident = address_id(secret, list_name, key)
+    stamp = str(int(expires_at))
+    return (
+        f"{list_name}.{ident}.{stamp}.{_signature(secret, f'{purpose}:{stamp}', list_name, ident)}"
+    )
+
+
+def verify_expiring_token(
+    secret: bytes, token: str, purpose: str, now: float | None = None
+) -> Claims | None:
+    """The claims of a genuine token that has not expired yet; None for anything else."""
+    head, _, sig = token.rpartition(".")
+    head, _, stamp = head.rpartition(".")
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:
+        return None
+    claims = verify_token(secret, f"{head}.{sig}", purpose=f"{purpose}:{stamp}")
+    if claims is None:
+        return None
+    expires_at = int(stamp)
+    if (time.time() if now is None else now) > expires_at:
+        return None
+    return Claims(purpose, claims.list_name, claims.address_id, expires_at)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
 
 from newsletter.message import OutgoingMessage
@@ -27,8 +28,9 @@ class OutboxProvider(Provider):
             folder = self.config.outbox_dir / message.campaign.issue_slug
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / eml_name(message)
-            tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "wb") as handle:
+            # A unique temporary name: two workers writing to the same recipient never collide.
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
                 handle.write(message.as_bytes())
             os.replace(tmp, path)  # a reader never sees half a message
             results.append(Result(message.key, Status.ACCEPTED, provider_id=str(path)))

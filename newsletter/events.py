@@ -1,0 +1,188 @@
+"""SQLite record of what happened to addresses after sending: provider events and web actions.
+
+Every SendGrid event the webhook receives is kept (for later reporting), once: a repeated
+`sg_event_id` is ignored, so a retried or replayed delivery changes nothing. Web actions
+(unsubscribe, resubscribe, confirm) are kept too, with `source = 'web'`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from newsletter.errors import NewsletterError
+
+EVENTS_NAME = "events.sqlite3"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    email TEXT,
+    list TEXT,
+    issue TEXT,
+    occurred_at TEXT,
+    received_at TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    UNIQUE (source, event_id)
+);
+CREATE INDEX events_email ON events (email);
+CREATE INDEX events_kind ON events (event, occurred_at);
+"""
+
+
+class EventStoreError(NewsletterError):
+    """The state database cannot be opened or written."""
+
+
+@dataclass(frozen=True)
+class Event:
+    source: str  # "sendgrid" or "web"
+    event_id: str  # unique per source; duplicates are ignored
+    event: str  # bounce, dropped, spamreport, unsubscribe, ..., or a web action
+    email: str | None = None
+    list_name: str | None = None
+    issue: str | None = None
+    occurred_at: str | None = None  # ISO 8601, UTC
+    payload: dict = field(default_factory=dict)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def web_event(kind: str, email: str, list_name: str, **payload: str) -> Event:
+    """An action taken on the web service (unsubscribe, resubscribe, confirm, ...)."""
+    return Event(
+        source="web",
+        event_id=secrets.token_hex(12),
+        event=kind,
+        email=email,
+        list_name=list_name,
+        occurred_at=_now(),
+        payload=payload,
+    )
+
+
+class EventStore:
+    """One SQLite file in the workspace's state folder, one connection shared by threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise EventStoreError(f"cannot open: {exc}", where=str(path)) from None
+        with self._connect() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise EventStoreError(
+                    f"schema version {version} is newer than this program's: upgrade newsletter",
+                    where=str(path),
+                )
+            if version == 0:
+                db.executescript(
+                    f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                )
+
+    @classmethod
+    def for_workspace(cls, state_dir: Path) -> EventStore:
+        return cls(state_dir / EVENTS_NAME)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for one thread at a time (other processes wait on SQLite's lock)."""
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise EventStoreError(f"cannot write: {exc}", where=str(self.path)) from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def recording(self, events: Iterable[Event]) -> Iterator[list[Event]]:
+        """Insert the events and yield those not seen before; committed only if the block succeeds.
+
+        A failure while acting on the new events rolls them back, so the provider's retry of
+        the same delivery acts on them again instead of finding them already recorded.
+        """
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                new = []
+                stamp = _now()
+                for event in events:
+                    cursor = db.execute(
+                        "INSERT OR IGNORE INTO events (source, event_id, event, email, list, "
+                        "issue, occurred_at, received_at, payload) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (
+                            event.source,
+                            event.event_id,
+                            event.event,
+                            event.email,
+                            event.list_name,
+                            event.issue,
+                            event.occurred_at,
+                            stamp,
+                            json.dumps(event.payload, ensure_ascii=False, sort_keys=True),
+                        ),
+                    )
+                    if cursor.rowcount:
+                        new.append(event)
+                yield new
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def add(self, events: Iterable[Event]) -> list[Event]:
+        """Record events; returns those that were new."""
+        with self.recording(events) as new:
+            return new
+
+    def counts(self, source: str | None = None) -> dict[str, int]:
+        """Events by kind (for reports)."""
+        query = "SELECT event, count(*) FROM events"
+        params: Sequence = ()
+        if source:
+            query += " WHERE source = ?"
+            params = (source,)
+        with self._connect() as db:
+            return dict(db.execute(query + " GROUP BY event ORDER BY event", params).fetchall())
+
+    def for_email(self, email: str) -> list[Event]:
+        """Every event recorded for an address (as received), oldest first."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT source, event_id, event, email, list, issue, occurred_at, payload "
+                "FROM events WHERE email = ? ORDER BY id",
+                (email,),
+            ).fetchall()
+        return [Event(*row[:7], payload=json.loads(row[7])) for row in rows]
+
+    def forget(self, emails: Sequence[str]) -> int:
+        """Erase the events of these addresses (for `subscribers forget`); how many went."""
+        if not emails:
+            return 0
+        with self._connect() as db:
+            marks = ",".join("?" * len(emails))
+            return db.execute(f"DELETE FROM events WHERE email IN ({marks})", emails).rowcount

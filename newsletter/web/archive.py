@@ -1,0 +1,96 @@
+"""The web version of an issue (`/issues/<slug>.html`): rendered for an anonymous reader.
+
+Merge fields get no subscriber (their defaults apply, or they are left empty) and the
+unsubscribe link points at the subscribe page, so the page holds nobody's data. By default
+only issues the send ledger shows as sent are served: a draft in issues/ stays private.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+
+from newsletter.config import Config
+from newsletter.errors import NewsletterError
+from newsletter.issue import load_issue, slugify
+from newsletter.render import Rendered, Renderer
+
+SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+ARCHIVE_MODES = ("sent", "all", "off")
+_CACHE_SIZE = 8
+
+
+def anonymous_html(rendered: Rendered, unsubscribe_url: str) -> str:
+    """The issue's HTML with each merge field's value for nobody in particular."""
+    context = {**rendered.context, "subscriber": {}, "unsubscribe_url": unsubscribe_url}
+    values = {}
+    for index, merge in rendered.used_fields.items():
+        try:
+            value = merge.evaluate(**context)
+            values[index] = value if isinstance(value, Markup) else str(value)
+        except jinja2.UndefinedError:
+            values[index] = ""  # a field without a default, e.g. {{ subscriber.email }}
+    return rendered.fill_values(values).html
+
+
+class Archive:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.mode = config.serve.archive
+        self._renderer: Renderer | None = None
+        self._cache: OrderedDict[tuple[Path, int], str] = OrderedDict()
+        self._lock = threading.Lock()  # the renderer's template registry is not thread-safe
+
+    def find(self, slug: str) -> Path | None:
+        """The issue file (issues/*.md) whose slug this is."""
+        if self.mode == "off" or not SLUG.fullmatch(slug):
+            return None
+        folder = self.config.issues_dir
+        if not folder.is_dir():
+            return None
+        for path in sorted(folder.glob("*.md")):
+            if path.is_file() and slugify(path.stem) == slug:
+                return path
+        return None
+
+    def published(self, slug: str) -> bool:
+        if self.mode == "all":
+            return True
+        from newsletter.ledger import LEDGER_NAME, SENT, Ledger
+
+        if not (self.config.state_dir / LEDGER_NAME).is_file():
+            return False
+        with Ledger.for_workspace(self.config.state_dir) as ledger:
+            counts = ledger.counts(slug)
+        return any(states.get(SENT) for states in counts.values())
+
+    def page(self, slug: str, subscribe_url: str) -> str | None:
+        """The issue's web page, or None when there is no such (published) issue."""
+        path = self.find(slug)
+        if path is None or not self.published(slug):
+            return None
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            return None
+        with self._lock:
+            cached = self._cache.get((path, stamp))
+            if cached is not None:
+                self._cache.move_to_end((path, stamp))
+                return cached
+            if self._renderer is None:
+                self._renderer = Renderer(self.config)
+            try:
+                rendered = self._renderer.render(load_issue(path))
+            except NewsletterError:
+                return None
+            html = anonymous_html(rendered, subscribe_url)
+            self._cache[(path, stamp)] = html
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+            return html

@@ -1,0 +1,86 @@
+"""From a token's address id back to a row of a list, without keeping addresses anywhere else.
+
+A token carries address_id(secret, list, key), never the address. The directory streams the
+list once, hashing each row's key, and keeps id -> key in memory. Keys never change when a row
+changes, so a cached entry stays right while the file is rewritten; the index is rebuilt only
+when an id is missing and the file has changed since it was built (a new subscriber).
+Only ids from tokens whose signature has been verified are looked up, so a forged token never
+costs a scan.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from newsletter import subscribers as subs
+from newsletter.errors import SubscriberError
+from newsletter.tokens import address_id
+
+
+@dataclass
+class _Index:
+    stamp: tuple[int, int, int] | None = None
+    ids: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+class Directory:
+    def __init__(self, subscribers_dir: Path, secret: bytes) -> None:
+        self.folder = subscribers_dir
+        self.secret = secret
+        self._indexes: dict[str, _Index] = {}
+        self._lock = threading.Lock()
+
+    def path(self, list_name: str) -> Path | None:
+        try:
+            path = subs.list_path(self.folder, list_name)
+        except SubscriberError:
+            return None
+        return path if path.is_file() else None
+
+    def key_for(self, list_name: str, ident: str) -> str | None:
+        """The key of the row whose address id this is, or None."""
+        path = self.path(list_name)
+        if path is None:
+            return None
+        with self._lock:
+            index = self._indexes.setdefault(list_name, _Index())
+        with index.lock:
+            key = index.ids.get(ident)
+            if key is None and _stamp(path) != index.stamp:
+                index.stamp = _stamp(path)
+                index.ids = self._build(list_name, path)
+                key = index.ids.get(ident)
+        return key
+
+    def _build(self, list_name: str, path: Path) -> dict[str, str]:
+        ids: dict[str, str] = {}
+        for row in subs.iter_rows(path):
+            key = row.key
+            if key:
+                ids.setdefault(address_id(self.secret, list_name, key), key)
+        return ids
+
+    def row(self, list_name: str, key: str) -> subs.Subscriber | None:
+        """The first row of the list with this key (streamed), or None."""
+        path = self.path(list_name)
+        if path is None:
+            return None
+        for row in subs.iter_rows(path):
+            if row.key == key:
+                return row
+        return None
+
+    def forget_cache(self) -> None:
+        with self._lock:
+            self._indexes.clear()

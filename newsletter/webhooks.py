@@ -1,0 +1,221 @@
+"""SendGrid's Event Webhook: verify a delivery, turn its events into list and suppression changes.
+
+Verification follows SendGrid's Signed Event Webhook: an ECDSA P-256 / SHA-256 signature
+(base64 DER) over the timestamp header followed by the raw body, checked with the public key
+SendGrid shows (base64 DER SubjectPublicKeyInfo). The timestamp must be recent, so a captured
+request cannot be replayed later; within that window a replay is harmless because every event
+is recorded once, by its sg_event_id.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+from newsletter import subscribers as subs
+from newsletter.config import Config
+from newsletter.errors import ConfigError, SubscriberError
+from newsletter.events import Event, EventStore
+
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+SOURCE = "sendgrid"
+# `dropped` events whose reason means the address itself cannot receive mail.
+BOUNCE_DROP_REASONS = frozenset({"bounced address", "invalid"})
+
+log = logging.getLogger("newsletter.webhooks")
+
+
+class WebhookRefused(Exception):
+    """A delivery that is not from SendGrid or not fresh; str() is for the log, not the caller."""
+
+
+def load_public_key(value: str) -> ec.EllipticCurvePublicKey:
+    """[serve] webhook_public_key (base64 DER, as SendGrid shows it; PEM armour is tolerated)."""
+    text = value.strip()
+    if text.startswith("-----BEGIN"):
+        text = "".join(line for line in text.splitlines() if not line.startswith("-----"))
+    try:
+        key = load_der_public_key(base64.b64decode("".join(text.split()), validate=True))
+    except (ValueError, binascii.Error, UnsupportedAlgorithm):
+        raise ConfigError(
+            "[serve] webhook_public_key is not a public key: copy the Verification Key from "
+            "SendGrid's Mail Settings > Event Webhook > Signature Verification"
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ConfigError("[serve] webhook_public_key must be an ECDSA P-256 public key")
+    return key
+
+
+def verify(
+    key: ec.EllipticCurvePublicKey,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    tolerance: float,
+    now: float | None = None,
+) -> None:
+    """Raise WebhookRefused unless the request is signed by the key and its timestamp is recent."""
+    signature = headers.get(SIGNATURE_HEADER.lower()) or headers.get(SIGNATURE_HEADER)
+    timestamp = headers.get(TIMESTAMP_HEADER.lower()) or headers.get(TIMESTAMP_HEADER)
+    if not signature or not timestamp:
+        raise WebhookRefused("unsigned request (no signature or timestamp header)")
+    try:
+        raw = base64.b64decode(signature, validate=True)
+    except (ValueError, binascii.Error):
+        raise WebhookRefused("signature is not base64") from None
+    try:
+        key.verify(raw, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise WebhookRefused("signature does not match") from None
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        raise WebhookRefused("timestamp is not a number") from None
+    age = (time.time() if now is None else now) - sent
+    if abs(age) > tolerance:
+        raise WebhookRefused(f"timestamp is {age:.0f} s off (allowed: {tolerance:.0f} s)")
+
+
+def parse_events(body: bytes) -> list[dict]:
+    """The JSON array of events; WebhookRefused for anything else."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise WebhookRefused("body is not JSON") from None
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise WebhookRefused("body is not a JSON array of events")
+    return data
+
+
+def to_event(raw: dict) -> Event:
+    """One SendGrid event as stored; events without sg_event_id get an id from their content."""
+    event_id = raw.get("sg_event_id")
+    if not isinstance(event_id, str) or not event_id:
+        canonical = json.dumps(raw, sort_keys=True, ensure_ascii=False).encode()
+        event_id = "sha256:" + hashlib.sha256(canonical).hexdigest()
+    email = raw.get("email")
+    email = subs.email_key(email) if isinstance(email, str) and email.strip() else None
+    occurred = raw.get("timestamp")
+    occurred_at = None
+    if isinstance(occurred, int | float) and 0 < occurred < 1e11:
+        occurred_at = dt.datetime.fromtimestamp(occurred, dt.UTC).isoformat(timespec="seconds")
+    return Event(
+        source=SOURCE,
+        event_id=event_id,
+        event=str(raw.get("event") or "unknown")[:64],
+        email=email,
+        list_name=_text(raw.get("list")),
+        issue=_text(raw.get("issue")),
+        occurred_at=occurred_at,
+        payload=raw,
+    )
+
+
+def _text(value) -> str | None:
+    return value[:200] if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class Action:
+    """What one event does to an address: its new status, where, and whether it is suppressed."""
+
+    email: str
+    status: str  # unsubscribed, bounced or complained (only ever moves away from "subscribed")
+    lists: tuple[str, ...] | None  # None: every list
+    suppress: str | None  # suppression reason, or None to change the lists only
+
+
+def action_for(event: Event, asm_group_id: int | None = None) -> Action | None:
+    """The change an event calls for, or None for events that are only recorded."""
+    raw, email = event.payload, event.email
+    if not email:
+        return None
+    kind = event.event
+    if kind == "bounce":
+        if str(raw.get("type", "bounce")).lower() == "blocked":
+            return None  # a block is temporary: SendGrid retries, the address may be fine
+        return Action(email, "bounced", None, "sendgrid: bounce")
+    if kind == "dropped":
+        reason = str(raw.get("reason", "")).strip().lower()
+        if reason in BOUNCE_DROP_REASONS:
+            return Action(email, "bounced", None, f"sendgrid: dropped ({raw.get('reason')})")
+        return None
+    if kind == "spamreport":
+        return Action(email, "complained", None, "sendgrid: spam report")
+    if kind == "unsubscribe":
+        return Action(email, "unsubscribed", None, "sendgrid: unsubscribe")
+    if kind == "group_unsubscribe":
+        if event.list_name:
+            return Action(email, "unsubscribed", (event.list_name,), None)
+        group = raw.get("asm_group_id")
+        if asm_group_id is not None and group is not None and str(group) != str(asm_group_id):
+            return None  # another group of the same SendGrid account: not this newsletter
+        return Action(email, "unsubscribed", None, None)
+    return None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    received: int
+    new: int
+    changed_rows: int
+    suppressed: int
+
+
+def process(config: Config, store: EventStore, raw_events: Iterable[dict]) -> Outcome:
+    """Record the events and apply the new ones to the lists and the suppression file."""
+    events = [to_event(raw) for raw in raw_events]
+    with store.recording(events) as new:
+        actions = [a for e in new if (a := action_for(e, config.sendgrid.asm_group_id))]
+        changed, suppressed = apply(config, actions)
+    if new:
+        log.info(
+            "sendgrid webhook: %d event(s), %d new, %d action(s)",
+            len(events),
+            len(new),
+            len(actions),
+        )
+    return Outcome(len(events), len(new), changed, suppressed)
+
+
+def apply(config: Config, actions: Iterable[Action]) -> tuple[int, int]:
+    """(list rows changed, suppressions added); each change is one locked, atomic list write."""
+    actions = list(actions)
+    folder = config.subscribers_dir
+    suppress = []
+    for action in actions:
+        if action.suppress:
+            try:
+                subs.normalize_email(action.email)
+            except subs.InvalidEmail:
+                continue  # cannot be mailed anyway; the event is still recorded
+            suppress.append((action.email, action.suppress))
+    suppressed = subs.add_suppressions(folder, suppress) if suppress else 0
+    existing = subs.list_names(folder)
+    changed = 0
+    for action in actions:
+        for list_name in action.lists or existing:
+            if list_name not in existing:
+                continue
+            try:
+                if subs.downgrade_status(
+                    folder, list_name, action.email, action.status, source="sendgrid"
+                ):
+                    changed += 1
+            except SubscriberError as exc:
+                # One malformed list must not stop the others; the suppression still holds.
+                log.warning("sendgrid webhook: list %s not updated: %s", list_name, exc)
+    return changed, suppressed
