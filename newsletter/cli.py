@@ -85,37 +85,96 @@ def preview(
         str | None, typer.Option("--as", help="Preview as this subscriber of the list.")
     ] = None,
     open_browser: Annotated[
-        bool, typer.Option("--open", help="Open the HTML in a browser.")
+        bool,
+        typer.Option("--open", help="Open the HTML (or, with --serve, the page) in a browser."),
     ] = False,
     text: Annotated[bool, typer.Option("--text", help="Print the plain-text part.")] = False,
     strict: Annotated[bool, typer.Option(help="Fail on warnings too.")] = False,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Serve a live preview page on 127.0.0.1 that reloads on every change."
+        ),
+    ] = False,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port for --serve (0: any free port).")
+    ] = 8001,
+    screenshot: Annotated[
+        bool,
+        typer.Option(
+            "--screenshot", help="Write desktop.png, mobile.png and dark.png (headless Chromium)."
+        ),
+    ] = False,
+    check_links: Annotated[
+        bool, typer.Option("--check-links", help="Request every link and image; warn on broken.")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Render an issue, check it, and write build/<slug>/email.html, email.txt and email.eml.
 
     Example: newsletter preview issues/2022-01-21-nato-weekly-roundup-week-of-january-21st.md
+    Example: newsletter preview issues/2022-01-21-nato-weekly-roundup-week-of-january-21st.md --serve
     """
+    from newsletter import compat, spam
+    from newsletter.errors import ConfigError, NewsletterError
     from newsletter.preview import preview as run_preview
 
     cfg = load(config)
-    result = run_preview(cfg, issue, as_email=as_email)
-    checked = result.checked
-    typer.echo(f"Subject:   {checked.sample.subject}")
-    typer.echo(f"Preheader: {checked.rendered.preheader or '(none)'}")
-    typer.echo(f"HTML size: {result.html_bytes / 1024:.1f} KB (Gmail clips at 102 KB)")
-    errors, warnings = len(checked.errors), len(checked.warnings)
-    if not checked.problems:
-        typer.echo("Checks:    all passed")
-    else:
-        typer.echo(f"Checks:    {errors} error(s), {warnings} warning(s)")
-        for problem in checked.problems:
-            typer.echo(f"  {problem}")
-    for path in (result.html_path, result.text_path, result.eml_path):
-        typer.echo(f"Wrote      {_show(path)}")
-    if text:
-        typer.echo("")
-        typer.echo(checked.sample.text, nl=False)
-    if open_browser:
+    try:
+        result = run_preview(cfg, issue, as_email=as_email)
+    except NewsletterError as exc:
+        if not serve or isinstance(exc, ConfigError):
+            raise
+        typer.echo(f"Error: {exc}", err=True)  # the page shows it until it is fixed
+        result = None
+    errors = warnings = 0
+    if result is not None:
+        checked = result.checked
+        problems = [*checked.problems, *compat.check_compat(checked.sample.html)]
+        typer.echo(f"Subject:   {checked.sample.subject}")
+        typer.echo(f"Preheader: {checked.rendered.preheader or '(none)'}")
+        typer.echo(f"HTML size: {result.html_bytes / 1024:.1f} KB (Gmail clips at 102 KB)")
+        spam_check = spam.check_message(result.eml_path.read_bytes())
+        typer.echo(f"Spam:      {spam_check.line}")
+        problems += spam_check.problems
+        if check_links:
+            from newsletter.linkcheck import check_html
+
+            skip = {checked.unsubscribe_url, checked.rendered.context.get("view_url") or ""}
+            count, broken = check_html(checked.sample.html, skip, checked.issue.path)
+            typer.echo(f"Links:     {count} checked, {len(broken)} broken")
+            problems += broken
+        errors = sum(p.severity == "error" for p in problems)
+        warnings = len(problems) - errors
+        if not problems:
+            typer.echo("Checks:    all passed")
+        else:
+            typer.echo(f"Checks:    {errors} error(s), {warnings} warning(s)")
+            for problem in problems:
+                typer.echo(f"  {problem}")
+        written = [result.html_path, result.text_path, result.eml_path]
+        if screenshot:
+            from newsletter.screenshots import take_screenshots
+
+            written += take_screenshots(result.html_path)
+        for path in written:
+            typer.echo(f"Wrote      {_show(path)}")
+        if text:
+            typer.echo("")
+            typer.echo(checked.sample.text, nl=False)
+    if serve:
+        from newsletter.studio import serve as serve_studio
+
+        def ready(url: str) -> None:
+            typer.echo(f"Serving   {url} (only this machine can reach it; Ctrl-C stops)")
+            if open_browser:
+                import webbrowser
+
+                webbrowser.open(url)
+
+        serve_studio(cfg, issue, port=port, as_email=as_email, on_ready=ready)
+        return
+    if open_browser and result is not None:
         import webbrowser
 
         webbrowser.open(result.html_path.resolve().as_uri())

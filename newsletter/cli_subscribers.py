@@ -1,7 +1,341 @@
-"""`newsletter subscribers …`: list, add, remove, forget, import, export, validate."""
+"""`newsletter subscribers …`: list, count, add, remove, forget, import, export, validate."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from newsletter import subscribers as subs
+from newsletter.cli_common import ConfigOption, handle_errors, load
+from newsletter.errors import ExitCode
+
 app = typer.Typer(help="Manage subscriber lists (CSV files in subscribers/).", no_args_is_help=True)
+
+MAX_SHOWN = 10  # rejected rows printed by `import`; the rejects file has them all
+
+
+class Status(StrEnum):
+    subscribed = "subscribed"
+    unsubscribed = "unsubscribed"
+    bounced = "bounced"
+    complained = "complained"
+    pending = "pending"
+
+
+class Format(StrEnum):
+    auto = "auto"
+    mailchimp = "mailchimp"
+    substack = "substack"
+    buttondown = "buttondown"
+    listmonk = "listmonk"
+    csv = "csv"
+
+
+ListArgument = Annotated[
+    str | None, typer.Argument(help="List name (subscribers/NAME.csv); default: `list` in config.")
+]
+ListOption = Annotated[
+    str | None,
+    typer.Option(
+        "--list", "-l", help="List name (subscribers/NAME.csv); default: `list` in config."
+    ),
+]
+DeliverabilityOption = Annotated[
+    bool,
+    typer.Option("--check-deliverability", help="Also look up each domain's MX records in DNS."),
+]
+
+
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {value!r}", param_hint=option)
+        pairs[key.strip()] = rest
+    return pairs
+
+
+def _cell(value: str, width: int = 40) -> str:
+    """A value made safe and short for a terminal table."""
+    shown = "".join(c if c.isprintable() else "?" for c in value)
+    return shown if len(shown) <= width else shown[: width - 1] + "…"
+
+
+def _table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@app.command("list")
+@handle_errors
+def list_(
+    name: ListArgument = None,
+    status: Annotated[Status | None, typer.Option(help="Only rows with this status.")] = None,
+    page: Annotated[int, typer.Option(min=1, help="Page to show.")] = 1,
+    per_page: Annotated[int, typer.Option(min=1, help="Rows per page.")] = 50,
+    config: ConfigOption = None,
+) -> None:
+    """Show the lists and their counts by status, or the rows of one list.
+
+    Example: newsletter subscribers list main --status unsubscribed --page 2
+    """
+    cfg = load(config)
+    folder = cfg.subscribers_dir
+    if name is None:
+        _show_lists(folder)
+        return
+    wanted = status.value if status else None
+    found = subs.page(folder, name, status=wanted, number=page, per_page=per_page)
+    suffix = f" with status {wanted}" if wanted else ""
+    if not found.subscribers:
+        typer.echo(f"No rows in {name}{suffix} on page {page} ({found.total} in all).")
+        return
+    rows = [["LINE", "EMAIL", "NAME", "STATUS", "SUBSCRIBED_AT"]]
+    rows += [
+        [str(s.line), _cell(s.email), _cell(s.name), _cell(s.status, 14), _cell(s.subscribed_at)]
+        for s in found.subscribers
+    ]
+    _table(rows)
+    first = (found.page - 1) * found.per_page + 1
+    last = first + len(found.subscribers) - 1
+    more = f"; next: --page {found.page + 1}" if last < found.total else ""
+    typer.echo(f"Rows {first}-{last} of {found.total} in {name}{suffix}{more}.")
+
+
+def _show_lists(folder: Path) -> None:
+    names = subs.list_names(folder)
+    if not names:
+        typer.echo(
+            f"No lists in {subs.display(folder)}/ yet: add one with `newsletter subscribers add EMAIL`."
+        )
+        return
+    counts = {name: subs.count(folder, name) for name in names}
+    columns = ["total", *subs.STATUSES]
+    if any("invalid" in c for c in counts.values()):
+        columns.append("invalid")
+    rows = [["LIST", *(c.upper() for c in columns)]]
+    for name, by_status in counts.items():
+        by_status["total"] = sum(by_status.values())
+        rows.append([name, *(str(by_status.get(c, 0)) for c in columns)])
+    _table(rows)
+    suppressed = subs.load_suppressed(folder)
+    if suppressed:
+        where = subs.display(subs.suppressions_path(folder))
+        addresses = "address" if len(suppressed) == 1 else "addresses"
+        typer.echo(f"{len(suppressed)} suppressed {addresses} in {where} (never mailed).")
+
+
+@app.command()
+@handle_errors
+def count(name: ListArgument = None, config: ConfigOption = None) -> None:
+    """Count a list's rows by status (fast: rows are not checked).
+
+    Example: newsletter subscribers count main
+    """
+    cfg = load(config)
+    by_status = subs.count(cfg.subscribers_dir, name or cfg.list)
+    by_status["total"] = sum(by_status.values())
+    width = max(map(len, by_status))
+    for status, number in by_status.items():
+        typer.echo(f"{status.ljust(width)}  {number}")
+
+
+@app.command()
+@handle_errors
+def add(
+    email: Annotated[str, typer.Argument(help="Address to add.")],
+    name: Annotated[str, typer.Option(help="Display name (no line breaks).")] = "",
+    field: Annotated[
+        list[str] | None, typer.Option("--field", help="Custom field KEY=VALUE (repeatable).")
+    ] = None,
+    list_name: ListOption = None,
+    resubscribe: Annotated[
+        bool, typer.Option(help="Subscribe again an address that unsubscribed or bounced.")
+    ] = False,
+    check_deliverability: DeliverabilityOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Add an address to a list, or update the name and fields of one already there.
+
+    Example: newsletter subscribers add ada@example.org --name "Ada Lovelace" --field company=ACME
+    """
+    fields = _pairs(field or [], "--field")
+    cfg = load(config)
+    target = list_name or cfg.list
+    result = subs.add_subscriber(
+        cfg.subscribers_dir,
+        target,
+        email,
+        name=name,
+        fields=fields,
+        source="cli",
+        resubscribe=resubscribe,
+        check_deliverability=check_deliverability,
+    )
+    email = email.strip()
+    if result == "added":
+        typer.echo(f"Added {email} to {target}.")
+    elif result == "updated":
+        typer.echo(f"Updated {email} in {target}.")
+    else:
+        typer.echo(f"{email} is already in {target}; nothing changed.")
+
+
+@app.command()
+@handle_errors
+def remove(
+    email: Annotated[str, typer.Argument(help="Address to unsubscribe.")],
+    list_name: ListOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Mark an address unsubscribed (the row is kept, so it is never re-imported as subscribed).
+
+    Example: newsletter subscribers remove ada@example.org --list main
+    """
+    cfg = load(config)
+    target = list_name or cfg.list
+    changed, previous = subs.remove_subscriber(cfg.subscribers_dir, target, email, source="cli")
+    if changed:
+        typer.echo(f"Unsubscribed {email.strip()} from {target} (the row is kept).")
+    else:
+        typer.echo(f"{email.strip()} is already {previous} in {target}; nothing changed.")
+
+
+@app.command()
+@handle_errors
+def forget(
+    email: Annotated[str, typer.Argument(help="Address to erase.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Erase an address from every list (GDPR), keeping only a hash so it is never re-imported.
+
+    Example: newsletter subscribers forget ada@example.org --yes
+    """
+    cfg = load(config)
+    if not yes:
+        typer.confirm(f"Erase {email.strip()} from every list? This cannot be undone.", abort=True)
+    removed = subs.forget(cfg.subscribers_dir, email)
+    if removed:
+        parts = ", ".join(
+            f"{n} row{'s' if n > 1 else ''} from {name}" for name, n in removed.items()
+        )
+        typer.echo(f"Erased {email.strip()}: {parts}.")
+    else:
+        typer.echo(f"{email.strip()} was in no list.")
+    where = subs.display(subs.suppressions_path(cfg.subscribers_dir))
+    typer.echo(f"Only its hash is kept, in {where}, so it is never imported or added again.")
+
+
+@app.command("import")
+@handle_errors
+def import_(
+    file: Annotated[Path, typer.Argument(help="CSV export to import.")],
+    list_name: ListOption = None,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="COLUMN=FIELD (FIELD empty to skip the column; repeatable)."),
+    ] = None,
+    format: Annotated[Format, typer.Option(help="Whose export this is.")] = Format.auto,
+    update: Annotated[
+        bool, typer.Option(help="Also update names and fields of addresses already in the list.")
+    ] = False,
+    check_deliverability: DeliverabilityOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Import a CSV export (Mailchimp, Substack, Buttondown, listmonk or plain CSV) into a list.
+
+    Example: newsletter subscribers import members_export.csv --list main --map Company=company
+    """
+    mapping = _pairs(map_ or [], "--map")
+    cfg = load(config)
+    report = subs.import_file(
+        cfg.subscribers_dir,
+        list_name or cfg.list,
+        file,
+        format=format.value,
+        mapping=mapping,
+        update=update,
+        check_deliverability=check_deliverability,
+    )
+    typer.echo(
+        f"Imported {subs.display(file)} into {report.list_name} ({report.format} format): "
+        f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{report.rejected} rejected."
+    )
+    if report.suppressed:
+        where = subs.display(subs.suppressions_path(cfg.subscribers_dir))
+        addresses = "address" if report.suppressed == 1 else "addresses"
+        typer.echo(f"{report.suppressed} bounced or blocked {addresses} added to {where}.")
+    if report.ignored_columns:
+        typer.echo(f"Ignored columns: {', '.join(report.ignored_columns)}.")
+    for problem in report.problems[:MAX_SHOWN]:
+        typer.echo(str(problem), err=True)
+    if len(report.problems) > MAX_SHOWN:
+        typer.echo(f"... and {len(report.problems) - MAX_SHOWN} more.", err=True)
+    if report.rejects_path:
+        typer.echo(
+            f"Rejected rows written to {subs.display(report.rejects_path)}: "
+            "fix them and import that file.",
+            err=True,
+        )
+
+
+@app.command()
+@handle_errors
+def export(
+    name: ListArgument = None,
+    status: Annotated[
+        list[Status] | None, typer.Option(help="Only rows with this status (repeatable).")
+    ] = None,
+    to: Annotated[
+        Path | None, typer.Option(help="File to write (default: standard output).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write a list, or its rows with some statuses, as CSV.
+
+    Example: newsletter subscribers export main --status subscribed --to subscribed.csv
+    """
+    cfg = load(config)
+    target = name or cfg.list
+    statuses = [s.value for s in status or []]
+    written = subs.export(cfg.subscribers_dir, target, statuses=statuses, to=to)
+    if to is not None:
+        typer.echo(f"Exported {written} rows of {target} to {subs.display(to)}.")
+
+
+@app.command()
+@handle_errors
+def validate(
+    name: Annotated[
+        str | None, typer.Argument(help="List name; default: every list and the suppressions.")
+    ] = None,
+    check_deliverability: DeliverabilityOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Check lists (addresses, statuses, dates, duplicates) and print every problem with its line.
+
+    Example: newsletter subscribers validate main
+    """
+    cfg = load(config)
+    folder = cfg.subscribers_dir
+    problems = subs.validate(folder, name, check_deliverability=check_deliverability)
+    for problem in problems:
+        typer.echo(str(problem))
+    if problems:
+        typer.echo(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} found.", err=True)
+        raise typer.Exit(int(ExitCode.CHECKS_FAILED))
+    if name is not None:
+        typer.echo(f"No problems in {name}.")
+    else:
+        checked = len(subs.list_names(folder))
+        if not checked:
+            typer.echo(f"No lists in {subs.display(folder)}/ to check.")
+        else:
+            typer.echo(f"No problems in {checked} list{'s' if checked != 1 else ''}.")

@@ -43,6 +43,12 @@ class ChecksFailed(SendError):
     exit_code = ExitCode.CHECKS_FAILED
 
 
+class OptionError(SendError):
+    """An option of the send cannot work (a bad rate, a schedule the provider cannot keep)."""
+
+    exit_code = ExitCode.USAGE
+
+
 @dataclass(frozen=True)
 class Settings:
     """How fast and how hard to try: options, then [send] config, then provider defaults."""
@@ -73,10 +79,10 @@ def settings_for(
     workers = workers or send.workers or cls.default_workers
     batch = min(batch_size or send.batch_size or cls.max_batch, cls.max_batch)
     if workers < 1 or batch < 1:
-        raise SendError("--workers and the batch size must be at least 1")
+        raise OptionError("--workers and the batch size must be at least 1")
     rate = rate if rate is not None else send.rate if send.rate is not None else cls.default_rate
     if rate is not None and rate <= 0:
-        raise SendError(f"the rate must be above 0 messages per second, not {rate}")
+        raise OptionError(f"the rate must be above 0 messages per second, not {rate}")
     return Settings(
         workers=workers,
         rate=rate,
@@ -90,7 +96,7 @@ def settings_for(
 
 
 @dataclass(frozen=True)
-class TestRecipient:
+class SampleRecipient:
     """A --test-to address, with the merge fields of a real subscriber (--as) or defaults."""
 
     email: str
@@ -111,7 +117,7 @@ class Prepared:
     campaign: Campaign
     list_name: str
     provider: str
-    test_recipients: list[TestRecipient] = field(default_factory=list)
+    test_recipients: list[SampleRecipient] = field(default_factory=list)
 
     @property
     def slug(self) -> str:
@@ -173,13 +179,13 @@ def prepare(
     return Prepared(config, checked, campaign, list_name, provider, recipients)
 
 
-def _test_recipient(address: str, fields: dict[str, str], name: str) -> TestRecipient:
+def _test_recipient(address: str, fields: dict[str, str], name: str) -> SampleRecipient:
     from newsletter.subscribers import email_key
 
     address = address.strip()
     if "@" not in address:
-        raise SendError(f"--test-to {address!r} is not an email address")
-    return TestRecipient(address, email_key(address), name, fields or {"email": address})
+        raise OptionError(f"--test-to {address!r} is not an email address")
+    return SampleRecipient(address, email_key(address), name, fields or {"email": address})
 
 
 def open_ledger(
@@ -200,7 +206,7 @@ def parse_when(text: str, now: dt.datetime | None = None) -> dt.datetime:
     try:
         when = dt.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise SendError(
+        raise OptionError(
             f"--at {text!r}: expected a date and time like 2024-05-01T09:00 "
             "or 2024-05-01T09:00+02:00"
         ) from None
@@ -220,16 +226,23 @@ def schedule(when: dt.datetime, provider: str, now: dt.datetime | None = None) -
         late = now - when
         return Schedule(None, late if late > LATE_GRACE else None)
     if when - now > SCHEDULE_WINDOW:
-        raise SendError(
+        raise OptionError(
             f"--at {when:%Y-%m-%d %H:%M %z} is more than 72 hours ahead; providers accept "
             "schedules up to 72 hours out: run `newsletter send` later (cron, at) instead"
         )
-    if not getattr(get_provider_class(provider), "supports_send_at", False):
-        raise SendError(
+    if not supports(provider, "send_at"):
+        raise OptionError(
             f"provider {provider} cannot schedule a send (only sendgrid can); newsletter does "
             "not keep a daemon running: run `newsletter send` at that time (cron, at) instead"
         )
     return Schedule(int(when.timestamp()))
+
+
+def supports(provider: str, feature: str) -> bool:
+    """Whether a provider implements an optional SendOptions feature (send_at, sandbox)."""
+    cls = get_provider_class(provider)
+    # Until providers declare it (supports_send_at, supports_sandbox), only SendGrid has both.
+    return bool(getattr(cls, f"supports_{feature}", cls.name == "sendgrid"))
 
 
 # Planning -------------------------------------------------------------------------------
@@ -248,12 +261,13 @@ class Plan:
 
 
 def _classified(prepared: Prepared, ledger: Ledger, resend_unknown: bool) -> Iterator:
-    """(recipient, state it is held back in, or None when it is to be sent), streamed."""
+    """(recipient, key, state it is held back in or None when it is to be sent), streamed."""
     recipients = prepared.recipients()
     while chunk := list(itertools.islice(recipients, _CHUNK)):
-        blocked = ledger.blocked(prepared.slug, [r.key for r in chunk], resend_unknown)
-        for recipient in chunk:
-            yield recipient, blocked.get(recipient.key)
+        keys = [r.key for r in chunk]  # normalised once: the property computes it each time
+        blocked = ledger.blocked(prepared.slug, keys, resend_unknown)
+        for recipient, key in zip(chunk, keys, strict=True):
+            yield recipient, key, blocked.get(key)
 
 
 def _tally(plan: Plan, state: str) -> None:
@@ -268,22 +282,28 @@ def _tally(plan: Plan, state: str) -> None:
 def plan(prepared: Prepared, ledger: Ledger, settings: Settings) -> Plan:
     """Count recipients to send now, and those left out and why (one pass over the list)."""
     out = Plan()
-    for _, state in _classified(prepared, ledger, settings.resend_unknown):
+    for _, _, state in _classified(prepared, ledger, settings.resend_unknown):
         if state:
             _tally(out, state)
         elif settings.limit is not None and out.to_send >= settings.limit:
             out.over_limit += 1
         else:
             out.to_send += 1
-    if not prepared.is_test:
-        from newsletter.subscribers import count
-
-        rows = count(prepared.config.subscribers_dir, prepared.list_name)
-        listed = out.to_send + out.over_limit + out.already_sent + out.unknown + out.failed
-        out.left_out = {s: n for s, n in rows.items() if s != "subscribed" and n}
-        if rows.get("subscribed", 0) > listed:
-            out.left_out["suppressed or repeated"] = rows["subscribed"] - listed
+    _count_left_out(prepared, out)
     return out
+
+
+def _count_left_out(prepared: Prepared, plan: Plan) -> None:
+    """Rows of the list not sent to and why: their status, or suppressed or repeated."""
+    if prepared.is_test:
+        return
+    from newsletter.subscribers import count
+
+    rows = count(prepared.config.subscribers_dir, prepared.list_name)
+    listed = plan.to_send + plan.over_limit + plan.already_sent + plan.unknown + plan.failed
+    plan.left_out = {s: n for s, n in rows.items() if s != "subscribed" and n}
+    if rows.get("subscribed", 0) > listed:
+        plan.left_out["suppressed or repeated"] = rows["subscribed"] - listed
 
 
 # Running --------------------------------------------------------------------------------
@@ -320,11 +340,13 @@ class Summary:
     interrupted: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)  # (email, reason), up to LISTED
     unknowns: list[str] = field(default_factory=list)  # emails, up to LISTED
+    expected: int | None = None  # recipients counted before the run, when it was given
 
     @property
     def remaining(self) -> int:
         """Recipients planned for this run that it did not get to (stopped or interrupted)."""
-        return max(0, self.plan.to_send - self.sent - self.failed - self.unknown - self.retry)
+        planned = max(self.expected or 0, self.plan.to_send)
+        return max(0, planned - self.sent - self.failed - self.unknown - self.retry)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -387,8 +409,7 @@ class _Run:
         self.settings = settings
         self.on_progress = on_progress
         self.stop = stop or threading.Event()
-        self.summary = Summary(Plan(), dry_run=settings.dry_run)
-        self.total = total
+        self.summary = Summary(Plan(), dry_run=settings.dry_run, expected=total)
         self.rate = RateLimiter(settings.rate)
         self.lock = threading.Lock()
         self.batch_numbers = itertools.count(1)
@@ -436,7 +457,7 @@ class _Run:
         """Messages for every recipient not ruled out, grouped; merge failures recorded."""
         prepared, settings, plan = self.prepared, self.settings, self.summary.plan
         campaign, batch, unsent = prepared.campaign, [], []
-        for recipient, state in _classified(prepared, self.ledger, settings.resend_unknown):
+        for recipient, key, state in _classified(prepared, self.ledger, settings.resend_unknown):
             if state:
                 _tally(plan, state)
                 continue
@@ -446,11 +467,9 @@ class _Run:
             plan.to_send += 1
             try:
                 fields = recipient.merge_fields()
-                batch.append(
-                    campaign.message(recipient.email, recipient.key, fields, recipient.name)
-                )
+                batch.append(campaign.message(recipient.email, key, fields, recipient.name))
             except TemplateError as exc:
-                unsent.append((recipient.key, recipient.email, str(exc)))
+                unsent.append((key, recipient.email, str(exc)))
             if len(batch) >= settings.batch_size or len(unsent) >= _CHUNK:
                 self._record_unsent(unsent)
                 unsent = []
@@ -489,6 +508,8 @@ class _Run:
 
     def _finish(self, fatal: BaseException | None) -> Summary:
         summary = self.summary
+        if not self.stop.is_set():  # the whole list was read: the counts are complete
+            _count_left_out(self.prepared, summary.plan)
         if self.run_id:
             outcome = "interrupted" if summary.interrupted else summary.exit_code.name.lower()
             self.ledger.finish_run(self.run_id, outcome)
@@ -530,9 +551,10 @@ class _Run:
         pending = {m.key: m for m in batch}
         last: dict[str, Result] = {}
         failures = 0
+        delivered = False  # something of this batch was accepted: its troubles are per recipient
 
         def attempt() -> None:
-            nonlocal failures
+            nonlocal failures, delivered
             if self.stop.is_set() or not self.rate.acquire(len(pending), self.stop):
                 raise _Stopped
             self.ledger.mark_in_flight(
@@ -554,9 +576,10 @@ class _Run:
                 pending.clear()
                 raise
             except BaseException as exc:
-                self._record(pending, [Result(k, Status.UNKNOWN, repr(exc)) for k in pending])
+                self._record(pending, [Result(k, Status.UNKNOWN, repr(exc)) for k in pending], True)
                 raise
-            temporary = self._record(pending, results)
+            temporary, accepted = self._record(pending, results, systemic=not delivered)
+            delivered = delivered or accepted
             last.update((r.key, r) for r in temporary)
             throttled = [r.retry_after for r in temporary if r.retry_after is not None]
             if throttled:
@@ -592,8 +615,15 @@ class _Run:
                 self.summary.retry += sum(1 for k in pending if k in last)
             self._progress()
 
-    def _record(self, pending: dict[str, OutgoingMessage], results: list[Result]) -> list[Result]:
-        """Store final outcomes, take them out of `pending`, and return the temporary ones."""
+    def _record(
+        self, pending: dict[str, OutgoingMessage], results: list[Result], systemic: bool
+    ) -> tuple[list[Result], bool]:
+        """Store final outcomes and take them out of `pending`; (the temporary ones, any accepted).
+
+        An attempt where nothing was accepted counts towards max_consecutive_failures when it
+        is `systemic`: nothing of its batch got through before either. Retrying the few
+        recipients a server keeps deferring (greylisting) must not stop the whole send.
+        """
         by_key = {r.key: r for r in results}
         final, temporary, bounced = [], [], []
         accepted = failed = False
@@ -632,7 +662,7 @@ class _Run:
                         summary.unknowns.append(message.to_email)
             if accepted:
                 self.consecutive_failures = 0
-            elif failed:
+            elif failed and systemic:
                 self.consecutive_failures += 1
                 limit = self.settings.max_consecutive_failures
                 if self.consecutive_failures >= limit and self.fatal is None:
@@ -644,7 +674,7 @@ class _Run:
                     self.stop.set()
         if final:
             self._progress()
-        return temporary
+        return temporary, accepted
 
     def _progress(self) -> None:
         if self.on_progress is None:
@@ -652,7 +682,7 @@ class _Run:
         with self.lock:
             s = self.summary
             done = s.sent + s.failed + s.unknown + s.retry
-            total = max(self.total if self.total is not None else s.plan.to_send, done)
+            total = max(s.expected or 0, s.plan.to_send, done)
             snapshot = Progress(total, done, s.sent, s.failed, time.monotonic() - self.started)
             self.on_progress(snapshot)
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import cache, partial
+from functools import cache, cached_property, partial
 from itertools import chain
 from pathlib import Path
 from typing import TextIO
@@ -126,7 +126,8 @@ class InvalidEmail(ValueError):
     """An address email-validator refuses; str() is its reason."""
 
 
-_domains: dict[str, tuple[str, str] | None] = {}
+_domains: dict[str, tuple[str, int] | None] = {}
+_CASE_INSENSITIVE = frozenset(email_validator.rfc_constants.CASE_INSENSITIVE_MAILBOX_NAMES)
 
 
 def normalize_email(email: str, *, check_deliverability: bool = False) -> str:
@@ -152,29 +153,33 @@ def _fast_normalize(email: str) -> str | None:
     A full validation costs ~50 µs; a million-row list needs ~1 µs. None means "ask the library".
     """
     local, at, domain = email.rpartition("@")
-    if not at or not _ASCII_LOCAL.fullmatch(local):
+    if not at:
+        return None
+    plain = local.replace(".", "")  # letters, digits and inner dots need no regex
+    if not (plain.isascii() and plain.isalnum() and local[0] != "." != local[-1]):
+        if not _ASCII_LOCAL.fullmatch(local):
+            return None
+    elif ".." in local:
         return None
     known = _domains.get(domain, False)
     if known is False:
         known = _check_domain(domain)
-    if known is None:
+    if known is None or len(local) + known[1] > 254:
         return None
-    unicode_domain, ascii_domain = known
-    longest = max(len(domain.encode()), len(unicode_domain.encode()), len(ascii_domain))
-    if len(local) + 1 + longest > 254:
-        return None
-    if local.lower() in email_validator.rfc_constants.CASE_INSENSITIVE_MAILBOX_NAMES:
+    if local.lower() in _CASE_INSENSITIVE:
         local = local.lower()
-    return f"{local}@{unicode_domain}"
+    return local + known[0]
 
 
-def _check_domain(domain: str) -> tuple[str, str] | None:
+def _check_domain(domain: str) -> tuple[str, int] | None:
+    """("@" + normalised domain, length it adds to the address at most), or None if invalid."""
     try:
         result = email_validator.validate_email(f"x@{domain}", check_deliverability=False)
     except email_validator.EmailNotValidError:
         answer = None
     else:
-        answer = (result.domain, result.ascii_domain)
+        forms = (domain.encode(), result.domain.encode(), result.ascii_domain.encode())
+        answer = ("@" + result.domain, 1 + max(map(len, forms)))
     if len(_domains) > 100_000:
         _domains.clear()
     _domains[domain] = answer
@@ -194,6 +199,28 @@ def email_key(email: str) -> str:
         return email.strip().casefold()
 
 
+def _key_of(email: str) -> str:
+    """The key of an address given to change or erase rows; an invalid one would match nothing."""
+    try:
+        return normalize_email(email.strip()).casefold()
+    except InvalidEmail as exc:
+        raise SubscriberError(f"invalid email address {email.strip()!r}: {exc}") from None
+
+
+def _matcher(key: str) -> Callable[[str], bool]:
+    """Whether a cell holds the address with this key; most rows are told apart cheaply."""
+    local = key.rpartition("@")[0]
+
+    def same(cell: str) -> bool:
+        cell = cell.strip()
+        # An ASCII address normalises to its own local part (case aside), so compare that first.
+        if cell.isascii() and cell.rpartition("@")[0].casefold() != local:
+            return False
+        return email_key(cell) == key
+
+    return same
+
+
 def suppression_hash(key: str) -> str:
     """What `forget` keeps of an address: enough to recognise it, not to read it."""
     return HASH_PREFIX + hashlib.sha256(key.encode()).hexdigest()
@@ -201,7 +228,7 @@ def suppression_hash(key: str) -> str:
 
 def is_suppressed(key: str, suppressed: set[str] | Mapping[str, str]) -> bool:
     """Whether a key, or the hash `forget` left of it, is in the suppression set."""
-    return key in suppressed or suppression_hash(key) in suppressed
+    return bool(suppressed) and (key in suppressed or suppression_hash(key) in suppressed)
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -273,6 +300,11 @@ class _Columns:
     names: tuple[str, ...]
     pos: Mapping[str, int]
     custom: tuple[tuple[str, int], ...]
+
+    @cached_property
+    def standard(self) -> tuple[int, ...]:
+        """Positions of the list columns (email, name, status, ...), missing ones at the sentinel."""
+        return tuple(self.pos.get(name, len(self.names)) for name in COLUMNS)
 
     @classmethod
     def parse(cls, header: Sequence[str], known: Sequence[str], where: str) -> _Columns:
@@ -411,6 +443,8 @@ def _utf8_error(path: Path, where: str) -> SubscriberError:
     # The decoder works ahead in blocks, so find the line again to name it.
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         for number, line in enumerate(iter(partial(f.readline, MAX_LINE), ""), 1):
+            if number == 1 and line[:2] in ("\udcff\udcfe", "\udcfe\udcff"):
+                return SubscriberError("the file is UTF-16; save it as CSV UTF-8", where=where)
             bad = _SURROGATE.search(line)
             if bad:
                 byte = ord(bad.group()) - 0xDC00
@@ -448,8 +482,28 @@ def _rows(
     previous = reader.line_num
     while True:
         try:
-            values = next(reader)
-        except StopIteration:
+            for values in reader:  # the common path: no per-row try or next() call
+                line, previous = offset + previous + 1, reader.line_num
+                size = len(values)
+                if size <= 1 and not (values and values[0].strip()):
+                    continue  # a blank line
+                if size == width:
+                    values.append("")
+                elif size < width:
+                    values.extend(pad[size:])
+                elif any(values[width:]):
+                    message = (
+                        f"{size} values but the header has {width} columns "
+                        "(a comma in a value that is not in quotes?)"
+                    )
+                    if problems is None:
+                        raise SubscriberError(message, where=f"{where}:{line}")
+                    problems.append(Problem(where, line, message))
+                    continue
+                else:
+                    del values[width:]  # trailing empty cells, as spreadsheets write them
+                    values.append("")
+                yield line, values
             return
         except csv.Error as exc:
             message, line = _csv_message(exc), offset + previous + 1
@@ -458,23 +512,6 @@ def _rows(
                 raise SubscriberError(message, where=f"{where}:{line}") from None
             problems.append(Problem(where, line, message))
             previous = reader.line_num
-            continue
-        line, previous = offset + previous + 1, reader.line_num
-        if len(values) <= 1 and not (values and values[0].strip()):
-            continue  # a blank line
-        if len(values) > width:
-            if any(values[width:]):
-                message = (
-                    f"{len(values)} values but the header has {width} columns "
-                    "(a comma in a value that is not in quotes?)"
-                )
-                if problems is None:
-                    raise SubscriberError(message, where=f"{where}:{line}")
-                problems.append(Problem(where, line, message))
-                continue
-            del values[width:]  # trailing empty cells, as spreadsheets write them
-        values.extend(pad[len(values) :])
-        yield line, values
 
 
 def _status(value: str) -> str:
@@ -483,41 +520,50 @@ def _status(value: str) -> str:
 
 def _subscriber(cols: _Columns, line: int, values: list[str]) -> Subscriber:
     """A row as a Subscriber, without checking it."""
-    pos, end = cols.pos, len(cols.names)
+    e, n, s, sa, ua, src = cols.standard
     return Subscriber(
-        email=values[pos["email"]].strip(),
-        name=values[pos.get("name", end)].strip(),
-        status=_status(values[pos.get("status", end)]),
-        subscribed_at=values[pos.get("subscribed_at", end)].strip(),
-        updated_at=values[pos.get("updated_at", end)].strip(),
-        source=values[pos.get("source", end)],
-        fields={name: value for name, i in cols.custom if (value := values[i])},
-        line=line,
+        values[e].strip(),
+        values[n].strip(),
+        _status(values[s]),
+        values[sa].strip(),
+        values[ua].strip(),
+        values[src],
+        {name: value for name, i in cols.custom if (value := values[i])},
+        line,
     )
 
 
-def _check(sub: Subscriber, *, deliverability: bool = False) -> tuple[str, list[str]]:
-    """The subscriber's key and what is wrong with it (nothing, usually)."""
-    problems: list[str] = []
-    key = ""
-    if not sub.email:
-        problems.append("missing email address")
+def _check(
+    email: str, name: str, status: str, dates: tuple[str, str], deliverability: bool = False
+) -> tuple[str, list[str] | None]:
+    """The key of a row's (stripped) values and what is wrong with them (None, usually)."""
+    # This runs for every row of every list read: the common case takes the fewest steps.
+    problems = None
+    normalized = None if deliverability else _fast_normalize(email)
+    if normalized is not None:
+        key = normalized.casefold()
+    elif not email:
+        key, problems = "", ["missing email address"]
     else:
         try:
-            key = normalize_email(sub.email, check_deliverability=deliverability).casefold()
+            key = normalize_email(email, check_deliverability=deliverability).casefold()
         except InvalidEmail as exc:
-            problems.append(f"invalid email address {sub.email!r}: {exc}")
-    if sub.status not in _RANK:
-        problems.append(f"unknown status {sub.status!r} (expected one of: {', '.join(STATUSES)})")
-    if _HEADER_UNSAFE.search(sub.name):
+            key, problems = "", [f"invalid email address {email!r}: {exc}"]
+    if status not in _RANK:
+        problems = problems or []
+        problems.append(f"unknown status {status!r} (expected one of: {', '.join(STATUSES)})")
+    if not name.isprintable() and _HEADER_UNSAFE.search(name):
+        problems = problems or []
         problems.append(
             "name contains a line break or control character (names go into mail headers)"
         )
-    for column, value in (("subscribed_at", sub.subscribed_at), ("updated_at", sub.updated_at)):
-        if value and not _is_iso(value):
-            problems.append(
-                f"{column} {value!r} is not an ISO 8601 date (like 2024-05-01T09:30:00+00:00)"
-            )
+    if (dates[0] and not _is_iso(dates[0])) or (dates[1] and not _is_iso(dates[1])):
+        for column, value in zip(("subscribed_at", "updated_at"), dates, strict=True):
+            if value and not _is_iso(value):
+                problems = problems or []
+                problems.append(
+                    f"{column} {value!r} is not an ISO 8601 date (like 2024-05-01T09:30:00+00:00)"
+                )
     return key, problems
 
 
@@ -536,32 +582,44 @@ def _open_list(path: Path, known: Sequence[str] = COLUMNS, problems=None) -> Ite
         yield src
 
 
-def _checked(path: Path, *, deliverability: bool = False) -> Iterator[tuple[Subscriber, str]]:
-    with _open_list(path) as src:
+def _checked(
+    path: Path, problems: list[Problem] | None = None, deliverability: bool = False
+) -> Iterator[tuple[_Columns, int, list[str], str, str]]:
+    """(columns, line, values, key, status) of each row; the first bad row raises unless
+    `problems` collects them (then the row's key is "" when its address is unusable)."""
+    with _open_list(path, problems=problems) as src:
+        cols = src.columns
+        e, n, s, sa, ua, _ = cols.standard
         for line, values in src.rows:
-            sub = _subscriber(src.columns, line, values)
-            key, problems = _check(sub, deliverability=deliverability)
-            if problems:
-                raise SubscriberError(problems[0], where=f"{src.where}:{line}")
-            yield sub, key
+            email, status = values[e].strip(), _status(values[s])
+            dates = (values[sa].strip(), values[ua].strip())
+            key, found = _check(email, values[n].strip(), status, dates, deliverability)
+            if found:
+                if problems is None:
+                    raise SubscriberError(found[0], where=f"{src.where}:{line}")
+                problems += [Problem(src.where, line, message) for message in found]
+            yield cols, line, values, key, status
 
 
 def iter_subscribers(path: Path) -> Iterator[Subscriber]:
     """Every row of a list file, streamed; the first malformed row raises naming file and line."""
-    for sub, _ in _checked(path):
-        yield sub
+    for cols, line, values, _, _ in _checked(path):
+        yield _subscriber(cols, line, values)
 
 
 def sendable(subscribers_dir: Path, list_name: str) -> Iterator[Subscriber]:
     """Subscribed rows minus suppressed addresses and repeated keys (the first one wins)."""
     path = existing_list(subscribers_dir, list_name)
     suppressed = load_suppressed(subscribers_dir)
+    hashed = any(key.startswith(HASH_PREFIX) for key in suppressed)  # else skip hashing each key
     seen: set[str] = set()
-    for sub, key in _checked(path):
-        if sub.status != "subscribed" or key in seen or is_suppressed(key, suppressed):
+    for cols, line, values, key, status in _checked(path):
+        if status != "subscribed" or key in seen or key in suppressed:
+            continue
+        if hashed and suppression_hash(key) in suppressed:
             continue
         seen.add(key)
-        yield sub
+        yield _subscriber(cols, line, values)
 
 
 def count(subscribers_dir: Path, list_name: str) -> dict[str, int]:
@@ -619,18 +677,14 @@ def validate_file(path: Path, check_deliverability: bool = False) -> list[Proble
     """Every problem in one list file, each with its line number."""
     problems: list[Problem] = []
     seen: dict[str, int] = {}
+    where = display(path)
     try:
-        with _open_list(path, problems=problems) as src:
-            for line, values in src.rows:
-                sub = _subscriber(src.columns, line, values)
-                key, messages = _check(sub, deliverability=check_deliverability)
-                problems += [Problem(src.where, line, message) for message in messages]
-                if key:
-                    first = seen.setdefault(key, line)
-                    if first != line:
-                        problems.append(
-                            Problem(src.where, line, f"duplicate of line {first}: {sub.email}")
-                        )
+        for cols, line, values, key, _ in _checked(path, problems, check_deliverability):
+            if key:
+                first = seen.setdefault(key, line)
+                if first != line:
+                    email = values[cols.pos["email"]].strip()
+                    problems.append(Problem(where, line, f"duplicate of line {first}: {email}"))
     except SubscriberError as exc:
         problems.append(_problem(exc))
     return sorted(problems, key=lambda p: p.line)
@@ -675,7 +729,7 @@ def _locked(path: Path) -> Iterator[None]:
         lock.acquire()
     except Timeout:
         raise SubscriberError(
-            f"another process has held {path.name}.lock for {LOCK_TIMEOUT:.0f} s; try again",
+            f"another process has held {path.name}.lock for {LOCK_TIMEOUT:g} s; try again",
             where=display(path),
         ) from None
     except OSError as exc:
@@ -684,6 +738,25 @@ def _locked(path: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+class _Writer:
+    """csv.writer, plus quotes around a lone CR when lines end in LF.
+
+    csv only quotes the characters of its own line terminator, so with "\n" a value holding
+    "\r" would be written bare and split the row when read back.
+    """
+
+    def __init__(self, file: TextIO, newline: str) -> None:
+        self.plain = csv.writer(file, lineterminator=newline)
+        self.quoted = csv.writer(file, lineterminator=newline, quoting=csv.QUOTE_ALL)
+        self.check = "\r" not in newline
+
+    def writerow(self, row: Sequence[str]) -> None:
+        if self.check and "\r" in "".join(row):
+            self.quoted.writerow(row)
+        else:
+            self.plain.writerow(row)
 
 
 class _Output:
@@ -755,6 +828,17 @@ def _rewrite(
     create: bool = True,
 ) -> bool:
     """Read-modify-write of one CSV file inside its lock."""
+    try:
+        return _rewrite_locked(path, needed, edit, known=known, create=create)
+    except OSError as exc:
+        raise SubscriberError(
+            f"cannot update: {exc.strerror or exc}", where=display(path)
+        ) from None
+
+
+def _rewrite_locked(
+    path: Path, needed: Sequence[str], edit: _Edit, *, known: Sequence[str], create: bool
+) -> bool:
     if create:
         path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):
@@ -771,7 +855,7 @@ def _rewrite(
             rows = ((line, values[:-1] + grow + [""]) for line, values in src.rows)
             if not grow:
                 rows = src.rows
-            writer = csv.writer(out.file, lineterminator=src.newline)
+            writer = _Writer(out.file, src.newline)
             writer.writerow(cols.names)
             edits = edit(cols, rows)
             while True:
@@ -802,7 +886,8 @@ def _checked_new(sub: Subscriber, *, deliverability: bool = False) -> str:
     """Refuse a subscriber that could not be read back; return its key."""
     for column, value in (("email", sub.email), ("name", sub.name), ("source", sub.source)):
         _check_value(column, value)
-    key, problems = _check(sub, deliverability=deliverability)
+    dates = (sub.subscribed_at, sub.updated_at)
+    key, problems = _check(sub.email, sub.name, sub.status, dates, deliverability)
     if problems:
         raise SubscriberError(problems[0])
     for name, value in sub.fields.items():
@@ -838,7 +923,7 @@ def write_subscribers(path: Path, subscribers: Iterable[Subscriber]) -> int:
     custom = list(dict.fromkeys(name for sub in subs for name in sub.fields))
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path), _empty(path, COLUMNS, custom) as src, _atomic_write(path) as out:
-        writer = csv.writer(out.file, lineterminator="\n")
+        writer = _Writer(out.file, "\n")
         writer.writerow(src.columns.names)
         for sub in subs:
             writer.writerow(_row(src.columns, sub)[:-1])
@@ -889,11 +974,7 @@ def add_suppressions(subscribers_dir: Path, entries: Iterable[tuple[str, str]]) 
         email = email.strip()
         _check_value("email", email)
         _check_value("reason", reason)
-        try:
-            key = normalize_email(email).casefold()
-        except InvalidEmail as exc:
-            raise SubscriberError(f"invalid email address {email!r}: {exc}") from None
-        wanted.setdefault(key, (email, reason))
+        wanted.setdefault(_key_of(email), (email, reason))
     added = 0
 
     def edit(cols, rows):
@@ -922,6 +1003,14 @@ def add_suppressions(subscribers_dir: Path, entries: Iterable[tuple[str, str]]) 
 def _known_status(status: str) -> None:
     if status not in STATUSES:
         raise SubscriberError(f"unknown status {status!r} (expected one of: {', '.join(STATUSES)})")
+
+
+def _refuse_suppressed(subscribers_dir: Path, key: str, email: str) -> None:
+    # Called with the list's lock held: `forget` writes its hash before it takes list locks,
+    # so an edit either sees the hash or runs before `forget` edits the list.
+    reason = suppression_reason(key, suppression_reasons(subscribers_dir))
+    if reason:
+        raise SubscriberError(_suppressed_message(email, reason))
 
 
 def _suppressed_message(email: str, reason: str) -> str:
@@ -973,21 +1062,20 @@ def _update_status(
     _known_status(status)
     _check_value("source", source)
     path = existing_list(subscribers_dir, list_name)
-    key = email_key(email)
-    if status in ("subscribed", "pending"):
-        reason = suppression_reason(key, suppression_reasons(subscribers_dir))
-        if reason:
-            raise SubscriberError(_suppressed_message(email.strip(), reason))
+    key = _key_of(email)
+    same = _matcher(key)
     stamp = _now()
     found = changed = 0
     previous = ""
 
     def edit(cols, rows):
         nonlocal found, changed, previous
+        if status in ("subscribed", "pending"):
+            _refuse_suppressed(subscribers_dir, key, email.strip())
         e, s, u = cols.index("email"), cols.index("status"), cols.index("updated_at")
         sa, src = cols.index("subscribed_at"), cols.index("source")
         for _, values in rows:
-            if email_key(values[e]) == key:
+            if same(values[e]):
                 found += 1
                 current = _status(values[s])
                 previous = previous or current
@@ -1043,17 +1131,16 @@ def add_subscriber(
         fields=dict(fields or {}),
     )
     key = _checked_new(new, deliverability=check_deliverability)
-    if status in ("subscribed", "pending"):
-        reason = suppression_reason(key, suppression_reasons(subscribers_dir))
-        if reason:
-            raise SubscriberError(_suppressed_message(new.email, reason))
+    same = _matcher(key)
     result = "added"
 
     def edit(cols, rows):
         nonlocal result
+        if status in ("subscribed", "pending"):
+            _refuse_suppressed(subscribers_dir, key, new.email)
         e, s = cols.index("email"), cols.index("status")
         for line, values in rows:
-            if email_key(values[e]) == key:
+            if same(values[e]):
                 current = _status(values[s])
                 if result == "added":
                     result = "unchanged"
@@ -1100,7 +1187,8 @@ def _update_row(
 
 def forget(subscribers_dir: Path, email: str) -> dict[str, int]:
     """GDPR erasure: drop the address from every list, keep only its hash; rows removed per list."""
-    key = email_key(email)
+    key = _key_of(email)
+    same = _matcher(key)
     digest = suppression_hash(key)
 
     def edit_suppressions(cols, rows):
@@ -1135,7 +1223,7 @@ def forget(subscribers_dir: Path, email: str) -> dict[str, int]:
             nonlocal dropped
             e = cols.index("email")
             for _, values in rows:
-                if email_key(values[e]) == key:
+                if same(values[e]):
                     dropped += 1
                 else:
                     yield values
@@ -1170,7 +1258,7 @@ def export(
     with _open_list(path) as src:
         target = _atomic_write(to, bom=src.bom) if to is not None else None
         with target or _Stream(stream) as out:
-            writer = csv.writer(out.file, lineterminator=src.newline)
+            writer = _Writer(out.file, src.newline)
             writer.writerow(src.columns.names)
             width, index, written = len(src.columns.names), src.columns.index("status"), 0
             for _, values in src.rows:
@@ -1616,13 +1704,13 @@ def _merge_into(
     rejects: dict[int, str],
     update: bool,
 ) -> tuple[int, int, int]:
-    reasons = suppression_reasons(subscribers_dir)
     stamp = _now()
     added = 0
     results: dict[str, bool] = {}  # key -> whether any row with it changed
 
     def edit(cols, rows):
         nonlocal added
+        reasons = suppression_reasons(subscribers_dir)  # under the list's lock, as in add
         e = cols.index("email")
         for _, values in rows:
             key = email_key(values[e])
@@ -1702,9 +1790,38 @@ def rejects_path_for(file: Path) -> Path:
 def _write_rejects(file: Path, rejects: Mapping[int, str]) -> Path:
     target = rejects_path_for(file)
     with _read_csv(file, sniff=True) as src, _atomic_write(target, bom=src.bom) as out:
-        writer = csv.writer(out.file, lineterminator=src.newline)
+        writer = _Writer(out.file, src.newline)
         writer.writerow(["rejected_line", "rejected_reason", *src.header])
         for line, values in src.rows:
             if line in rejects:
-                writer.writerow([line, rejects[line], *values[: len(src.header)]])
+                writer.writerow([str(line), rejects[line], *values[: len(src.header)]])
     return target
+
+
+# --- for newsletter serve (web unsubscribe, webhooks) ----------------------------------------
+
+
+def iter_rows(path: Path) -> Iterator[Subscriber]:
+    """Every row of a list file as written, streamed, without checking addresses or statuses.
+
+    For lookups that must keep working when one row is malformed (an unsubscribe link must).
+    """
+    with _open_list(path) as src:
+        for line, values in src.rows:
+            yield _subscriber(src.columns, line, values)
+
+
+def downgrade_status(
+    subscribers_dir: Path, list_name: str, email: str, status: str, *, source: str = ""
+) -> bool:
+    """Move this address's rows to a less mailable status, never back up (locked, atomic).
+
+    A bounce after a complaint leaves `complained`; an unsubscribe leaves `bounced`.
+    Whether a row changed.
+    """
+    _known_status(status)
+    only = tuple(s for s in STATUSES if _RANK[s] < _RANK[status])
+    _, changed, _ = _update_status(
+        subscribers_dir, list_name, email, status, source=source, only=only
+    )
+    return changed > 0

@@ -1,0 +1,221 @@
+"""Send throughput and peak memory: the send engine against a raw client loop, same run.
+
+For SendGrid (the loopback v3 Mail Send server) and SMTP (the loopback aiosmtpd server,
+several connections), 100,000 recipients go through `newsletter.send.run` (list streamed,
+ledger, retries, rate, progress) and, with the same workers and batch size, through a bare
+loop over pre-built messages calling the provider. Then the peak memory of dry runs of
+100,000 and 1,000,000 recipients. Servers run in their own processes; each measurement
+runs in a fresh process whose peak RSS is read from wait4().
+
+Run: python benchmarks/bench_send.py [--recipients 100000] [--dry-run-recipients 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+KEY = "SG.bench-key"
+
+
+def write_workspace(folder: Path, count: int) -> Path:
+    root = folder / f"ws-{count}"
+    if root.exists():
+        return root
+    shutil.copytree(REPO / "tests" / "fixtures" / "workspace", root)
+    with (root / "subscribers" / "main.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "name", "status", "company"])
+        for i in range(count):
+            writer.writerow([f"reader{i:07d}@example.org", f"Reader {i}", "subscribed", "Acme"])
+    return root
+
+
+# --- servers, each in a process of its own ------------------------------------------------
+
+
+class _Count:
+    """Stands in for a server's list of what it received: counts, keeps nothing."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def append(self, _item) -> None:
+        self.n += 1
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def _serve(kind: str, conn) -> None:
+    sys.path.insert(0, str(REPO / "tests"))
+    from loopback import SendgridServer, SmtpServer
+
+    server = SmtpServer() if kind == "smtp" else SendgridServer(api_key=KEY)
+    server.messages = _Count()
+    server.requests, server.headers, server.attempts = _Count(), _Count(), _Count()
+    server.start()
+    conn.send(f"{server.host}:{server.port}" if kind == "smtp" else server.url)
+    conn.recv()  # until told to stop
+    server.stop()
+
+
+class Server:
+    def __init__(self, kind: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(kind, child), daemon=True)
+        self.process.start()
+        self.address = self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send("stop")
+        self.process.join(10)
+
+
+def environment(kind: str, address: str) -> dict[str, str]:
+    if kind == "smtp":
+        host, port = address.split(":")
+        return {
+            "NEWSLETTER_SEND_PROVIDER": "smtp",
+            "NEWSLETTER_SMTP_HOST": host,
+            "NEWSLETTER_SMTP_PORT": port,
+            "NEWSLETTER_SMTP_SECURITY": "none",
+        }
+    return {
+        "NEWSLETTER_SEND_PROVIDER": "sendgrid",
+        "NEWSLETTER_SENDGRID_HOST": address,
+        "SENDGRID_API_KEY": KEY,
+    }
+
+
+# --- measurements, each in a fresh process -------------------------------------------------
+
+
+def child(mode: str, root: Path) -> dict:
+    """Run one measurement in this process; return its figures."""
+    from newsletter import send as engine
+    from newsletter.config import load_config
+    from newsletter.ledger import Ledger
+    from newsletter.providers import make_provider
+
+    env = dict(os.environ)
+    config = load_config(root / "newsletter.toml", env=env)
+    provider = config.send.provider
+    prepared = engine.prepare(config, root / "issues" / "merge.md")
+    settings = engine.settings_for(config, provider, dry_run=mode == "dry-run")
+    factory = lambda: make_provider(provider, config, env=env)  # noqa: E731
+    if mode == "raw":
+        campaign = prepared.campaign
+        messages = [
+            campaign.message(s.email, s.key, s.merge_fields(), s.name)
+            for s in prepared.recipients()
+        ]
+        shares = [messages[i :: settings.workers] for i in range(settings.workers)]
+
+        def loop(share) -> None:
+            with factory() as client:
+                for start in range(0, len(share), settings.batch_size):
+                    client.send_batch(share[start : start + settings.batch_size])
+
+        threads = [threading.Thread(target=loop, args=(share,)) for share in shares]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return {"seconds": time.perf_counter() - started, "sent": len(messages)}
+    ledger = Ledger(None) if mode == "dry-run" else Ledger.for_workspace(config.state_dir)
+    with ledger:
+        started = time.perf_counter()
+        plan = engine.plan(prepared, ledger, settings)
+        planned = time.perf_counter() - started
+        started = time.perf_counter()
+        summary = engine.run(prepared, ledger, factory, settings, total=plan.to_send)
+        elapsed = time.perf_counter() - started
+    return {"seconds": elapsed, "plan_seconds": planned, "sent": summary.sent}
+
+
+def measure(mode: str, root: Path, env: dict[str, str]) -> dict:
+    """Run `child` in a new process; its figures plus its peak RSS in MB."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    full.update(env, PYTHONPATH=str(REPO), NEWSLETTER_SECRET="bench-secret-0123456789abcdef")
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--child", mode, str(root)],
+        env=full,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{mode} failed ({process.returncode})")
+    figures = json.loads(output.strip().splitlines()[-1])
+    figures["peak_mb"] = usage.ru_maxrss / 1024  # KB on Linux
+    return figures
+
+
+def compare(kind: str, folder: Path, count: int) -> None:
+    root = write_workspace(folder, count)
+    server = Server(kind)
+    try:
+        env = environment(kind, server.address)
+        raw = measure("raw", root, env)
+        shutil.rmtree(root / ".newsletter", ignore_errors=True)
+        sent = measure("send", root, env)
+    finally:
+        server.close()
+    raw_rate = raw["sent"] / raw["seconds"]
+    rate = sent["sent"] / sent["seconds"]
+    print(f"{kind}: {count:,} recipients")
+    print(f"  raw client loop, pre-built messages: {raw_rate:9,.0f} /s")
+    print(
+        f"  newsletter send (engine):            {rate:9,.0f} /s  = {rate / raw_rate:.0%} of raw, "
+        f"peak {sent['peak_mb']:.0f} MB"
+    )
+    print(f"  counting pass before confirming:     {sent['plan_seconds']:9.2f} s")
+
+
+def dry_run(folder: Path, count: int) -> None:
+    root = write_workspace(folder, count)
+    figures = measure("dry-run", root, {"NEWSLETTER_SEND_PROVIDER": "outbox"})
+    rate = figures["sent"] / figures["seconds"]
+    print(
+        f"dry run, {count:>9,} recipients: peak {figures['peak_mb']:5.0f} MB, "
+        f"{rate:,.0f} /s (+ {figures['plan_seconds']:.1f} s counting)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--recipients", type=int, default=100_000)
+    parser.add_argument("--dry-run-recipients", type=int, default=1_000_000)
+    parser.add_argument("--providers", default="sendgrid,smtp")
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "WORKSPACE"))
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], Path(args.child[1]))))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for kind in filter(None, args.providers.split(",")):
+            compare(kind, folder, args.recipients)
+        for count in sorted({args.recipients, args.dry_run_recipients}):
+            dry_run(folder, count)
+
+
+if __name__ == "__main__":
+    main()

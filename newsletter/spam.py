@@ -1,0 +1,160 @@
+"""email.eml -> SpamAssassin's score and the rules that fired, offline (local tests only)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from newsletter.checks import ERROR, WARNING, Problem
+
+WARN_ABOVE = 2.0
+ERROR_ABOVE = 5.0
+INSTALL_HINT = "apt-get install spamassassin"
+ENV = "NEWSLETTER_SPAMASSASSIN"  # a path to spamassassin, or "off"
+OFF = {"", "off", "0", "no", "false"}
+# Local tests only (no DNS blocklists), no Bayes learning, no prefs file written to $HOME.
+COMMAND = ("--local", "--test-mode", "--nocreate-prefs", "--cf=use_bayes 0")
+_SUMMARY = re.compile(r"Content analysis details:\s+\((-?[\d.]+) points, (-?[\d.]+) required\)")
+_RULE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s+([A-Z0-9_]+)\s+(.*)$")
+_MORE = re.compile(r"^\s{20,}(\S.*)$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    score: float
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.score:+.1f} {self.name}: {self.description}"
+
+
+@dataclass(frozen=True)
+class SpamReport:
+    score: float
+    required: float
+    rules: list[Rule] = field(default_factory=list)
+
+    @property
+    def scoring(self) -> list[Rule]:
+        """The rules that moved the score (not the informational 0.0 ones)."""
+        return [r for r in self.rules if abs(r.score) >= 0.05]
+
+
+class SpamAssassinError(Exception):
+    """spamassassin ran but gave no report (a bug or a broken install, not the issue's fault)."""
+
+
+def find_spamassassin(env: Mapping[str, str] | None = None) -> str | None:
+    """The spamassassin executable: $NEWSLETTER_SPAMASSASSIN ("off" skips the check) or PATH's."""
+    chosen = (os.environ if env is None else env).get(ENV)
+    if chosen is not None:
+        return None if chosen.strip().lower() in OFF else shutil.which(chosen.strip())
+    return shutil.which("spamassassin")
+
+
+def unavailable() -> str:
+    """Why there is no spamassassin to run, in a few words."""
+    chosen = os.environ.get(ENV)
+    if chosen is not None and chosen.strip().lower() in OFF:
+        return f"turned off ({ENV}={chosen})"
+    if chosen is not None:
+        return f"{ENV}={chosen} is not an executable"
+    return f"spamassassin is not installed ({INSTALL_HINT})"
+
+
+def score(eml: bytes, executable: str | None = None, timeout: float = 60.0) -> SpamReport:
+    """Run SpamAssassin on one message; SpamAssassinError when it is missing or fails."""
+    executable = executable or find_spamassassin()
+    if not executable:
+        raise SpamAssassinError(unavailable())
+    # English rule descriptions whatever the locale; no network whatever the config says.
+    env = {**os.environ, "LANG": "C", "LC_ALL": "C"}
+    try:
+        done = subprocess.run(
+            [executable, *COMMAND],
+            input=eml,
+            capture_output=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SpamAssassinError(f"spamassassin did not run: {exc}") from None
+    output = done.stdout.decode("utf-8", "replace")
+    report = parse_report(output)
+    if report is None:
+        error = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise SpamAssassinError(
+            f"spamassassin gave no report (exit {done.returncode})"
+            + (f": {error[-1]}" if error else "")
+        )
+    return report
+
+
+def parse_report(output: str) -> SpamReport | None:
+    """The score and rules from the report `spamassassin --test-mode` appends to the message."""
+    start = output.rfind("Content analysis details:")
+    summary = _SUMMARY.search(output, start) if start >= 0 else None
+    if summary is None:
+        return None
+    rules: list[Rule] = []
+    table = output[summary.end() :].split("\n")
+    for line in table:
+        match = _RULE.match(line)
+        if match:
+            rules.append(Rule(match.group(2), float(match.group(1)), match.group(3).strip()))
+        elif rules and (more := _MORE.match(line)):
+            last = rules[-1]
+            rules[-1] = Rule(last.name, last.score, f"{last.description} {more.group(1).strip()}")
+        elif rules and not line.strip():
+            break
+    return SpamReport(float(summary.group(1)), float(summary.group(2)), rules)
+
+
+def spam_problems(report: SpamReport) -> list[Problem]:
+    """A warning above 2.0 points, an error above 5.0, naming the rules that scored."""
+    if report.score <= WARN_ABOVE:
+        return []
+    severity = ERROR if report.score > ERROR_ABOVE else WARNING
+    fired = ", ".join(f"{r.name} ({r.score:+.1f})" for r in report.scoring) or "none"
+    limit = ERROR_ABOVE if severity == ERROR else WARN_ABOVE
+    return [
+        Problem(
+            "spam-score",
+            severity,
+            "email.eml",
+            f"SpamAssassin scores {report.score:.1f} points (above {limit:.1f}); rules: {fired}",
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class SpamCheck:
+    """What `newsletter preview` shows: one line, and the problems for the check list."""
+
+    line: str
+    problems: list[Problem] = field(default_factory=list)
+    report: SpamReport | None = None
+
+
+def check_message(eml: bytes) -> SpamCheck:
+    """Score a message when SpamAssassin is installed; say in one line why not otherwise."""
+    executable = find_spamassassin()
+    if not executable:
+        return SpamCheck(f"not scored: {unavailable()}")
+    try:
+        report = score(eml, executable)
+    except SpamAssassinError as exc:
+        return SpamCheck(f"not scored: {exc}")
+    rules = ", ".join(f"{r.name} {r.score:+.1f}" for r in report.rules) or "no rules fired"
+    total = report.score if report.score != 0 else 0.0  # SpamAssassin prints -0.0
+    return SpamCheck(
+        f"{total:.1f} points (SpamAssassin, local tests; warns above {WARN_ABOVE:.1f}): {rules}",
+        spam_problems(report),
+        report,
+    )
