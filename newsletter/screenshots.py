@@ -61,7 +61,7 @@ def take_screenshots(
         from playwright.sync_api import sync_playwright
     except ImportError:
         raise ScreenshotError(
-            "screenshots need Playwright for Python: pip install playwright"
+            "screenshots need Playwright for Python: pip install 'newsletter-publisher[screenshots]'"
         ) from None
     folder = folder or html_path.parent
     folder.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,8 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
         if name.startswith("NEWSLETTER_") or name == "SENDGRID_API_KEY":
             monkeypatch.delenv(name)
+    # SpamAssassin takes seconds per run; the spam tests turn it back on for themselves.
+    monkeypatch.setenv("NEWSLETTER_SPAMASSASSIN", "off")
     root = tmp_path / "ws"
     shutil.copytree(FIXTURES / "workspace", root)
     monkeypatch.chdir(root)
