@@ -288,6 +288,13 @@ class Renderer:
                 self._compiled[(source, where, first_line)] = template
             return template.render(context)[first_line - 1 :]
         except jinja2.TemplateSyntaxError as exc:
+            unclosed = _unclosed_tag(source)
+            if unclosed:
+                opener, line = unclosed
+                closer = {"{{": "}}", "{%": "%}", "{#": "#}"}[opener]
+                raise TemplateError(
+                    f"{opener} is never closed with {closer}", where=f"{where}:{first_line + line}"
+                ) from None
             raise TemplateError(
                 f"template syntax error: {exc.message}", where=f"{where}:{exc.lineno}"
             ) from None
@@ -333,6 +340,24 @@ class Renderer:
                 for s, (body_html, body_text) in zip(stories, converted, strict=True)
             ],
         }
+
+
+_DELIMITER = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
+
+
+def _unclosed_tag(source: str) -> tuple[str, int] | None:
+    """(opening delimiter, 0-based line) of a `{{`, `{%` or `{#` that is never closed."""
+    opened = None
+    for match in _DELIMITER.finditer(source):
+        if match.group() in ("{{", "{%", "{#"):
+            if opened is not None:
+                break
+            opened = match
+        else:
+            opened = None
+    if opened is None:
+        return None
+    return opened.group(), source.count("\n", 0, opened.start())
 
 
 def base_context(config: Config, issue: Issue) -> dict[str, Any]:

@@ -68,6 +68,7 @@ def test_preview_text_prints_the_plain_text_part(workspace):
         ("bad/undefined-variable.md", "issues/bad/undefined-variable.md:8: undefined variable: 'dict object' has no attribute 'nonexistent_field'"),
         ("bad/invalid-mjml.md", "template broken-mjml.mjml.j2: invalid MJML: unexpected end of stream in root template (rendered MJML line 6: Opening and ending tag mismatch: mj-text line 5 and mj-body, line 6, column 13)"),
         ("bad/merge-in-statement.md", "issues/bad/merge-in-statement.md:5: subscriber fields can only be used inside {{ … }}, not in {% … %}"),
+        ("bad/unclosed-tag.md", "issues/bad/unclosed-tag.md:5: {{ is never closed with }}"),
         ("missing.md", "issues/missing.md: issue file not found"),
     ],
 )  # fmt: skip
