@@ -12,6 +12,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _no_spamassassin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SpamAssassin takes seconds per preview; the spam tests turn it back on for themselves."""
+    monkeypatch.setenv("NEWSLETTER_SPAMASSASSIN", "off")
+
+
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of tests/fixtures/workspace as the current directory, with no NEWSLETTER_* env."""
@@ -20,8 +26,6 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
         if name.startswith("NEWSLETTER_") or name == "SENDGRID_API_KEY":
             monkeypatch.delenv(name)
-    # SpamAssassin takes seconds per run; the spam tests turn it back on for themselves.
-    monkeypatch.setenv("NEWSLETTER_SPAMASSASSIN", "off")
     root = tmp_path / "ws"
     shutil.copytree(FIXTURES / "workspace", root)
     monkeypatch.chdir(root)

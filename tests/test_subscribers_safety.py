@@ -104,7 +104,7 @@ def test_a_writer_killed_mid_write_leaves_the_old_file_and_frees_the_lock(
     assert path.read_bytes() == before  # the old file, whole
     assert len(list(folder.glob(".main.csv.*.tmp"))) == 1  # the abandoned temporary file
     assert subs.list_names(folder) == ["main"]
-    monkeypatch.setattr(subs, "LOCK_TIMEOUT", 5.0)
+    monkeypatch.setattr("newsletter.subscribers.store.LOCK_TIMEOUT", 5.0)
     assert subs.set_status(folder, "main", "ada@example.org", "unsubscribed")  # lock is free
     assert subs.count(folder, "main")["unsubscribed"] == 2
 
@@ -142,7 +142,7 @@ def test_an_interrupted_edit_leaves_the_old_file(folder, monkeypatch):
 
 
 def test_a_list_locked_by_another_process_for_too_long_is_reported(folder, monkeypatch):
-    monkeypatch.setattr(subs, "LOCK_TIMEOUT", 0.2)
+    monkeypatch.setattr("newsletter.subscribers.store.LOCK_TIMEOUT", 0.2)
     with FileLock(f"{folder / 'main.csv'}.lock"), pytest.raises(SubscriberError) as caught:
         subs.remove_subscriber(folder, "main", "ada@example.org")
     assert str(caught.value) == (

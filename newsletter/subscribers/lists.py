@@ -1,0 +1,447 @@
+"""Operations on one list or all of them: read, count, page, validate, change, forget, export."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from newsletter.errors import SubscriberError
+from newsletter.subscribers.csvfile import _checked, _Columns, _open_list, _status, _subscriber
+from newsletter.subscribers.model import (
+    _FIELD_NAME,
+    _RANK,
+    COLUMNS,
+    HASH_PREFIX,
+    STATUSES,
+    SUPPRESSION_COLUMNS,
+    InvalidEmail,
+    Problem,
+    Subscriber,
+    _key_of,
+    _matcher,
+    _now,
+    display,
+    existing_list,
+    list_names,
+    list_path,
+    normalize_email,
+    suppression_hash,
+    suppressions_path,
+)
+from newsletter.subscribers.store import (
+    _atomic_write,
+    _check_value,
+    _checked_new,
+    _rewrite,
+    _row,
+    _Writer,
+)
+from newsletter.subscribers.suppressions import (
+    _refuse_suppressed,
+    _suppression_key,
+    load_suppressed,
+)
+
+
+@dataclass(frozen=True)
+class Page:
+    subscribers: list[Subscriber]
+    total: int  # rows matching the filter, over all pages
+    page: int
+    per_page: int
+
+
+def sendable(subscribers_dir: Path, list_name: str) -> Iterator[Subscriber]:
+    """Subscribed rows minus suppressed addresses and repeated keys (the first one wins)."""
+    path = existing_list(subscribers_dir, list_name)
+    suppressed = load_suppressed(subscribers_dir)
+    hashed = any(key.startswith(HASH_PREFIX) for key in suppressed)  # else skip hashing each key
+    seen: set[str] = set()
+    for cols, line, values, key, status in _checked(path):
+        if status != "subscribed" or key in seen or key in suppressed:
+            continue
+        if hashed and suppression_hash(key) in suppressed:
+            continue
+        seen.add(key)
+        yield _subscriber(cols, line, values)
+
+
+def count(subscribers_dir: Path, list_name: str) -> dict[str, int]:
+    """Rows by status, without checking them ('invalid' counts unknown statuses)."""
+    counts = dict.fromkeys(STATUSES, 0)
+    with _open_list(existing_list(subscribers_dir, list_name)) as src:
+        index = src.columns.index("status")
+        for _, values in src.rows:
+            status = _status(values[index])
+            if status in counts:
+                counts[status] += 1
+            else:
+                counts["invalid"] = counts.get("invalid", 0) + 1
+    return counts
+
+
+def page(
+    subscribers_dir: Path,
+    list_name: str,
+    *,
+    status: str | None = None,
+    number: int = 1,
+    per_page: int = 50,
+) -> Page:
+    """One page of a list's rows, optionally only those with a status."""
+    first = (max(number, 1) - 1) * per_page
+    found: list[Subscriber] = []
+    total = 0
+    with _open_list(existing_list(subscribers_dir, list_name)) as src:
+        index = src.columns.index("status")
+        for line, values in src.rows:
+            if status and _status(values[index]) != status:
+                continue
+            if first <= total < first + per_page:
+                found.append(_subscriber(src.columns, line, values))
+            total += 1
+    return Page(found, total, max(number, 1), per_page)
+
+
+def validate(
+    subscribers_dir: Path, list_name: str | None = None, *, check_deliverability: bool = False
+) -> list[Problem]:
+    """Every problem in one list, or in all lists and the suppression file."""
+    if list_name is not None:
+        paths = [existing_list(subscribers_dir, list_name)]
+    else:
+        paths = [list_path(subscribers_dir, name) for name in list_names(subscribers_dir)]
+    problems = [p for path in paths for p in validate_file(path, check_deliverability)]
+    if list_name is None and suppressions_path(subscribers_dir).is_file():
+        problems += _validate_suppressions(suppressions_path(subscribers_dir))
+    return problems
+
+
+def validate_file(path: Path, check_deliverability: bool = False) -> list[Problem]:
+    """Every problem in one list file, each with its line number."""
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    where = display(path)
+    try:
+        for cols, line, values, key, _ in _checked(path, problems, check_deliverability):
+            if key:
+                first = seen.setdefault(key, line)
+                if first != line:
+                    email = values[cols.pos["email"]].strip()
+                    problems.append(Problem(where, line, f"duplicate of line {first}: {email}"))
+    except SubscriberError as exc:
+        problems.append(_problem(exc))
+    return sorted(problems, key=lambda p: p.line)
+
+
+def _validate_suppressions(path: Path) -> list[Problem]:
+    problems: list[Problem] = []
+    try:
+        with _open_list(path, SUPPRESSION_COLUMNS, problems=problems) as src:
+            index = src.columns.index("email")
+            for line, values in src.rows:
+                email = values[index].strip()
+                if email.lower().startswith(HASH_PREFIX):
+                    if not re.fullmatch(r"[0-9a-f]{64}", email[len(HASH_PREFIX) :].lower()):
+                        problems.append(Problem(src.where, line, f"malformed hash {email!r}"))
+                    continue
+                try:
+                    normalize_email(email)
+                except InvalidEmail as exc:
+                    message = f"invalid email address {email!r}: {exc}"
+                    problems.append(Problem(src.where, line, message))
+    except SubscriberError as exc:
+        problems.append(_problem(exc))
+    return sorted(problems, key=lambda p: p.line)
+
+
+def _problem(exc: SubscriberError) -> Problem:
+    where, _, line = (exc.where or "").rpartition(":")
+    if line.isdigit():
+        return Problem(where, int(line), exc.message)
+    return Problem(exc.where or "", 0, exc.message)
+
+
+def _known_status(status: str) -> None:
+    if status not in STATUSES:
+        raise SubscriberError(f"unknown status {status!r} (expected one of: {', '.join(STATUSES)})")
+
+
+# --- changing lists --------------------------------------------------------------------------
+
+
+def set_status(
+    subscribers_dir: Path, list_name: str, email: str, status: str, *, source: str = ""
+) -> bool:
+    """Set the status of every row with this address (locked, atomic); whether a row changed."""
+    _, changed, _ = _update_status(subscribers_dir, list_name, email, status, source=source)
+    return changed > 0
+
+
+def remove_subscriber(
+    subscribers_dir: Path, list_name: str, email: str, *, source: str = ""
+) -> tuple[bool, str]:
+    """Mark an address unsubscribed, keeping the row; (changed, status it had)."""
+    found, changed, previous = _update_status(
+        subscribers_dir,
+        list_name,
+        email,
+        "unsubscribed",
+        source=source,
+        only=("subscribed", "pending"),
+    )
+    if not found:
+        raise SubscriberError(f"{email.strip()} is not in list {list_name!r}")
+    return changed > 0, previous
+
+
+def _update_status(
+    subscribers_dir: Path,
+    list_name: str,
+    email: str,
+    status: str,
+    *,
+    source: str,
+    only: Sequence[str] | None = None,
+) -> tuple[int, int, str]:
+    _known_status(status)
+    _check_value("source", source)
+    path = existing_list(subscribers_dir, list_name)
+    key = _key_of(email)
+    same = _matcher(key)
+    stamp = _now()
+    found = changed = 0
+    previous = ""
+
+    def edit(cols, rows):
+        nonlocal found, changed, previous
+        if status in ("subscribed", "pending"):
+            _refuse_suppressed(subscribers_dir, key, email.strip())
+        e, s, u = cols.index("email"), cols.index("status"), cols.index("updated_at")
+        sa, src = cols.index("subscribed_at"), cols.index("source")
+        for _, values in rows:
+            if same(values[e]):
+                found += 1
+                current = _status(values[s])
+                previous = previous or current
+                if current != status and (only is None or current in only):
+                    values[s], values[u] = status, stamp
+                    if source:
+                        values[src] = source
+                    if status == "subscribed" and not values[sa].strip():
+                        values[sa] = stamp
+                    changed += 1
+            yield values
+        return changed > 0
+
+    needed = ["status", "updated_at"] + (["source"] if source else [])
+    needed += ["subscribed_at"] if status == "subscribed" else []
+    _rewrite(path, needed, edit, create=False)
+    return found, changed, previous
+
+
+def add_subscriber(
+    subscribers_dir: Path,
+    list_name: str,
+    email: str,
+    *,
+    name: str = "",
+    fields: Mapping[str, str] | None = None,
+    status: str = "subscribed",
+    source: str = "",
+    resubscribe: bool = False,
+    check_deliverability: bool = False,
+) -> str:
+    """Add an address (or update its name and fields); returns 'added', 'updated' or 'unchanged'.
+
+    An unsubscribed, bounced or complained row is only subscribed again with `resubscribe`,
+    and a suppressed address never is.
+    """
+    _known_status(status)
+    for key in fields or {}:
+        if not _FIELD_NAME.fullmatch(key) or key.lower() in COLUMNS:
+            raise SubscriberError(
+                f"invalid field name {key!r}: use letters, digits, '_' and '-', "
+                f"and none of {', '.join(COLUMNS)}"
+            )
+    path = list_path(subscribers_dir, list_name)
+    stamp = _now()
+    new = Subscriber(
+        email=email.strip(),
+        name=name.strip(),
+        status=status,
+        subscribed_at=stamp if status == "subscribed" else "",
+        updated_at=stamp,
+        source=source,
+        fields=dict(fields or {}),
+    )
+    key = _checked_new(new, deliverability=check_deliverability)
+    same = _matcher(key)
+    result = "added"
+
+    def edit(cols, rows):
+        nonlocal result
+        if status in ("subscribed", "pending"):
+            _refuse_suppressed(subscribers_dir, key, new.email)
+        e, s = cols.index("email"), cols.index("status")
+        for line, values in rows:
+            if same(values[e]):
+                current = _status(values[s])
+                if result == "added":
+                    result = "unchanged"
+                    if _RANK.get(current, 0) > 0 and status == "subscribed" and not resubscribe:
+                        raise SubscriberError(
+                            f"{new.email} is {current} in list {list_name!r} (line {line}); "
+                            "add --resubscribe if they asked to be subscribed again"
+                        )
+                if _update_row(cols, values, new, current, resubscribe):
+                    result = "updated"
+            yield values
+        if result == "added":
+            yield _row(cols, new)
+        return result != "unchanged"
+
+    _rewrite(path, (*COLUMNS, *new.fields), edit)
+    return result
+
+
+def _update_row(
+    cols: _Columns, values: list[str], new: Subscriber, current: str, resubscribe: bool
+) -> bool:
+    changed = False
+    target = current
+    if new.status == "subscribed" and (current == "pending" or resubscribe):
+        target = "subscribed"
+    if target != current:
+        values[cols.index("status")] = target
+        if not values[cols.index("subscribed_at")].strip():
+            values[cols.index("subscribed_at")] = new.updated_at
+        if new.source:
+            values[cols.index("source")] = new.source
+        changed = True
+    updates = ({"name": new.name} if new.name else {}) | dict(new.fields)
+    for column, value in updates.items():
+        i = cols.index(column)
+        if values[i].strip() != value:
+            values[i] = value
+            changed = True
+    if changed:
+        values[cols.index("updated_at")] = new.updated_at
+    return changed
+
+
+def forget(subscribers_dir: Path, email: str) -> dict[str, int]:
+    """GDPR erasure: drop the address from every list, keep only its hash; rows removed per list."""
+    key = _key_of(email)
+    same = _matcher(key)
+    digest = suppression_hash(key)
+
+    def edit_suppressions(cols, rows):
+        e, r, at = (cols.index(c) for c in SUPPRESSION_COLUMNS)
+        changed, hashed = False, False
+        for _, values in rows:
+            found = _suppression_key(values[e])
+            if found == key:
+                changed = True  # the plain address goes; the hash below replaces it
+                continue
+            hashed = hashed or found == digest
+            yield values
+        if not hashed:
+            row = [""] * (len(cols.names) + 1)
+            row[e], row[r], row[at] = digest, "erased", _now()
+            changed = True
+            yield row
+        return changed
+
+    # The hash goes in first, so an erasure interrupted half-way still blocks a re-import.
+    _rewrite(
+        suppressions_path(subscribers_dir),
+        SUPPRESSION_COLUMNS,
+        edit_suppressions,
+        known=SUPPRESSION_COLUMNS,
+    )
+    removed: dict[str, int] = {}
+    for list_name in list_names(subscribers_dir):
+        dropped = 0
+
+        def edit(cols, rows):
+            nonlocal dropped
+            e = cols.index("email")
+            for _, values in rows:
+                if same(values[e]):
+                    dropped += 1
+                else:
+                    yield values
+            return dropped > 0
+
+        _rewrite(list_path(subscribers_dir, list_name), ("email",), edit, create=False)
+        if dropped:
+            removed[list_name] = dropped
+    return removed
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+def export(
+    subscribers_dir: Path,
+    list_name: str,
+    *,
+    statuses: Sequence[str] = (),
+    to: Path | None = None,
+    stream: TextIO | None = None,
+) -> int:
+    """Write a list (all rows, or those with the given statuses) as CSV; returns the row count."""
+    for status in statuses:
+        _known_status(status)
+    path = existing_list(subscribers_dir, list_name)
+    if to is not None and to.resolve().parent == subscribers_dir.resolve() and to.suffix == ".csv":
+        raise SubscriberError(
+            f"refusing to write {display(to)}: it would replace a list or the suppression file; "
+            f"export to a file outside {display(subscribers_dir)}/"
+        )
+    with _open_list(path) as src:
+        target = _atomic_write(to, bom=src.bom) if to is not None else None
+        with target or _Stream(stream) as out:
+            writer = _Writer(out.file, src.newline)
+            writer.writerow(src.columns.names)
+            width, index, written = len(src.columns.names), src.columns.index("status"), 0
+            for _, values in src.rows:
+                if not statuses or _status(values[index]) in statuses:
+                    writer.writerow(values[:width])
+                    written += 1
+    return written
+
+
+class _Stream:
+    def __init__(self, stream: TextIO | None) -> None:
+        self.file = stream or sys.stdout
+
+    def __enter__(self) -> _Stream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.flush()
+
+
+# --- for newsletter serve (web unsubscribe, webhooks) ----------------------------------------
+
+
+def downgrade_status(
+    subscribers_dir: Path, list_name: str, email: str, status: str, *, source: str = ""
+) -> bool:
+    """Move this address's rows to a less mailable status, never back up (locked, atomic).
+
+    A bounce after a complaint leaves `complained`; an unsubscribe leaves `bounced`.
+    Whether a row changed.
+    """
+    _known_status(status)
+    only = tuple(s for s in STATUSES if _RANK[s] < _RANK[status])
+    _, changed, _ = _update_status(
+        subscribers_dir, list_name, email, status, source=source, only=only
+    )
+    return changed > 0

@@ -1,0 +1,230 @@
+"""Changing list files: a read-modify-write inside a file lock, written to a temp file and renamed."""
+
+from __future__ import annotations
+
+import csv
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from typing import TextIO
+
+from filelock import FileLock, Timeout
+
+from newsletter.errors import SubscriberError
+from newsletter.subscribers.csvfile import _check, _Columns, _Csv, _open_list
+from newsletter.subscribers.model import _HEADER_UNSAFE, _SURROGATE, COLUMNS, Subscriber, display
+
+LOCK_TIMEOUT = 30.0
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold `<file>.lock` for a read-modify-write; other processes wait up to LOCK_TIMEOUT."""
+    lock = FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise SubscriberError(
+            f"another process has held {path.name}.lock for {LOCK_TIMEOUT:g} s; try again",
+            where=display(path),
+        ) from None
+    except OSError as exc:
+        raise SubscriberError(f"cannot lock: {exc.strerror or exc}", where=display(path)) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class _Writer:
+    """csv.writer, plus quotes around a lone CR when lines end in LF.
+
+    csv only quotes the characters of its own line terminator, so with "\n" a value holding
+    "\r" would be written bare and split the row when read back.
+    """
+
+    def __init__(self, file: TextIO, newline: str) -> None:
+        self.plain = csv.writer(file, lineterminator=newline)
+        self.quoted = csv.writer(file, lineterminator=newline, quoting=csv.QUOTE_ALL)
+        self.check = "\r" not in newline
+
+    def writerow(self, row: Sequence[str]) -> None:
+        if self.check and "\r" in "".join(row):
+            self.quoted.writerow(row)
+        else:
+            self.plain.writerow(row)
+
+
+class _Output:
+    def __init__(self, file: TextIO) -> None:
+        self.file = file
+        self.commit = True
+
+
+@contextmanager
+def _atomic_write(path: Path, *, bom: bool = False) -> Iterator[_Output]:
+    """Write a sibling temp file, fsync it and rename it over `path`; on any error, remove it."""
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise SubscriberError(f"cannot write: {exc.strerror or exc}", where=display(path)) from None
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8-sig" if bom else "utf-8", newline="") as f:
+            out = _Output(f)
+            yield out
+            f.flush()
+            os.fsync(f.fileno())
+        if out.commit:
+            os.chmod(tmp, _mode(path))
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _mode(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+@cache
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a directory; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+# An edit receives the (extended) columns and the rows, yields the rows to write, and returns
+# whether it changed anything; when it did not, the original file is left untouched.
+_Edit = Callable[[_Columns, Iterator[tuple[int, list[str]]]], Iterator[list[str]]]
+
+
+def _rewrite(
+    path: Path,
+    needed: Sequence[str],
+    edit: _Edit,
+    *,
+    known: Sequence[str] = COLUMNS,
+    create: bool = True,
+) -> bool:
+    """Read-modify-write of one CSV file inside its lock."""
+    try:
+        return _rewrite_locked(path, needed, edit, known=known, create=create)
+    except OSError as exc:
+        raise SubscriberError(
+            f"cannot update: {exc.strerror or exc}", where=display(path)
+        ) from None
+
+
+def _rewrite_locked(
+    path: Path, needed: Sequence[str], edit: _Edit, *, known: Sequence[str], create: bool
+) -> bool:
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        if path.is_file():
+            source = _open_list(path, known)
+        elif create:
+            source = _empty(path, known, needed)
+        else:
+            raise SubscriberError("file not found", where=display(path))
+        with source as src, _atomic_write(path, bom=src.bom) as out:
+            cols = src.columns.extended(needed, known)
+            width = len(cols.names)
+            grow = [""] * (width - len(src.columns.names))
+            rows = ((line, values[:-1] + grow + [""]) for line, values in src.rows)
+            if not grow:
+                rows = src.rows
+            writer = _Writer(out.file, src.newline)
+            writer.writerow(cols.names)
+            edits = edit(cols, rows)
+            while True:
+                try:
+                    row = next(edits)
+                except StopIteration as stop:
+                    changed = bool(stop.value)
+                    break
+                writer.writerow(row[:width])
+            out.commit = changed
+    return changed
+
+
+@contextmanager
+def _empty(path: Path, known: Sequence[str], needed: Sequence[str]) -> Iterator[_Csv]:
+    names = [*known, *(n for n in needed if n not in known)]
+    src = _Csv(display(path), names, 1, False, "\n", iter(()))
+    src.columns = _Columns.parse(names, known, src.where)
+    yield src
+
+
+def _check_value(column: str, value: str) -> None:
+    if "\0" in value or _SURROGATE.search(value):
+        raise SubscriberError(f"{column}: contains a NUL byte or bytes that are not UTF-8")
+
+
+def _checked_new(sub: Subscriber, *, deliverability: bool = False) -> str:
+    """Refuse a subscriber that could not be read back; return its key."""
+    for column, value in (("email", sub.email), ("name", sub.name), ("source", sub.source)):
+        _check_value(column, value)
+    dates = (sub.subscribed_at, sub.updated_at)
+    key, problems = _check(sub.email, sub.name, sub.status, dates, deliverability)
+    if problems:
+        raise SubscriberError(problems[0])
+    for name, value in sub.fields.items():
+        if not name or name.strip() != name or name.lower() in COLUMNS:
+            raise SubscriberError(f"invalid custom field name {name!r}")
+        if _HEADER_UNSAFE.search(name):
+            raise SubscriberError(f"custom field name {name!r} contains a control character")
+        _check_value(name, value)
+    return key
+
+
+def _row(cols: _Columns, sub: Subscriber) -> list[str]:
+    row = [""] * (len(cols.names) + 1)
+    row[cols.index("email")] = sub.email
+    row[cols.index("name")] = sub.name
+    row[cols.index("status")] = sub.status
+    row[cols.index("subscribed_at")] = sub.subscribed_at
+    row[cols.index("updated_at")] = sub.updated_at
+    row[cols.index("source")] = sub.source
+    for name, value in sub.fields.items():
+        row[cols.index(name)] = value
+    return row
+
+
+def write_subscribers(path: Path, subscribers: Iterable[Subscriber]) -> int:
+    """Replace a list file with these subscribers (checked first), atomically and under its lock."""
+    subs = list(subscribers)
+    for sub in subs:
+        try:
+            _checked_new(sub)
+        except SubscriberError as exc:
+            raise SubscriberError(f"{sub.email!r}: {exc}") from None
+    custom = list(dict.fromkeys(name for sub in subs for name in sub.fields))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path), _empty(path, COLUMNS, custom) as src, _atomic_write(path) as out:
+        writer = _Writer(out.file, "\n")
+        writer.writerow(src.columns.names)
+        for sub in subs:
+            writer.writerow(_row(src.columns, sub)[:-1])
+    return len(subs)

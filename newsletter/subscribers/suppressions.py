@@ -1,0 +1,105 @@
+"""The workspace suppression file: addresses (or hashes of erased ones) never to be mailed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from newsletter.errors import SubscriberError
+from newsletter.subscribers.csvfile import _open_list
+from newsletter.subscribers.model import (
+    HASH_PREFIX,
+    SUPPRESSION_COLUMNS,
+    SUPPRESSIONS,
+    _key_of,
+    _now,
+    email_key,
+    is_suppressed,
+    suppression_hash,
+    suppressions_path,
+)
+from newsletter.subscribers.store import _check_value, _rewrite
+
+
+def _suppression_key(value: str) -> str:
+    value = value.strip()
+    return value.lower() if value.lower().startswith(HASH_PREFIX) else email_key(value)
+
+
+def suppression_reasons(subscribers_dir: Path) -> dict[str, str]:
+    """Suppressed keys and erased hashes with their reasons; an unreadable file raises."""
+    path = suppressions_path(subscribers_dir)
+    if not path.is_file():
+        return {}
+    reasons: dict[str, str] = {}
+    with _open_list(path, SUPPRESSION_COLUMNS) as src:
+        e, r = src.columns.index("email"), src.columns.index("reason")
+        for _, values in src.rows:
+            if values[e].strip():
+                reasons.setdefault(_suppression_key(values[e]), values[r].strip() or "suppressed")
+    return reasons
+
+
+def load_suppressed(subscribers_dir: Path) -> set[str]:
+    """Keys (and the hashes `forget` leaves) that must never be mailed from any list."""
+    return set(suppression_reasons(subscribers_dir))
+
+
+def suppression_reason(key: str, reasons: Mapping[str, str]) -> str | None:
+    """Why a key is suppressed, or None."""
+    return reasons.get(key) or reasons.get(suppression_hash(key))
+
+
+def add_suppression(subscribers_dir: Path, email: str, reason: str) -> None:
+    """Never mail this address again from any list (hard bounce, complaint, global unsubscribe)."""
+    add_suppressions(subscribers_dir, [(email, reason)])
+
+
+def add_suppressions(subscribers_dir: Path, entries: Iterable[tuple[str, str]]) -> int:
+    """Suppress several addresses in one locked write; returns how many were new."""
+    wanted: dict[str, tuple[str, str]] = {}
+    for email, reason in entries:
+        email = email.strip()
+        _check_value("email", email)
+        _check_value("reason", reason)
+        wanted.setdefault(_key_of(email), (email, reason))
+    added = 0
+
+    def edit(cols, rows):
+        nonlocal added
+        e, r, at = (cols.index(c) for c in SUPPRESSION_COLUMNS)
+        present: set[str] = set()
+        for _, values in rows:
+            present.add(_suppression_key(values[e]))
+            yield values
+        stamp = _now()
+        for key, (email, reason) in wanted.items():
+            if not is_suppressed(key, present):
+                row = [""] * (len(cols.names) + 1)
+                row[e], row[r], row[at] = email, reason, stamp
+                added += 1
+                yield row
+        return added > 0
+
+    if wanted:
+        _rewrite(
+            suppressions_path(subscribers_dir), SUPPRESSION_COLUMNS, edit, known=SUPPRESSION_COLUMNS
+        )
+    return added
+
+
+def _refuse_suppressed(subscribers_dir: Path, key: str, email: str) -> None:
+    # Called with the list's lock held: `forget` writes its hash before it takes list locks,
+    # so an edit either sees the hash or runs before `forget` edits the list.
+    reason = suppression_reason(key, suppression_reasons(subscribers_dir))
+    if reason:
+        raise SubscriberError(_suppressed_message(email, reason))
+
+
+def _suppressed_message(email: str, reason: str) -> str:
+    if reason == "erased":
+        return f"{email} was erased with `forget`; it cannot be added again"
+    return (
+        f"{email} is suppressed ({reason}) in subscribers/{SUPPRESSIONS}.csv; "
+        "remove that line first if they really asked to be mailed again"
+    )
