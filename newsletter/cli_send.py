@@ -53,7 +53,10 @@ def send(
         ),
     ] = False,
     sandbox: Annotated[
-        bool, typer.Option(help="SendGrid sandbox mode: validated, not delivered, not recorded.")
+        bool,
+        typer.Option(
+            "--sandbox", help="SendGrid sandbox mode: validated, not delivered, not recorded."
+        ),
     ] = False,
     test_to: Annotated[
         list[str] | None,
@@ -119,7 +122,7 @@ def send(
                 on_progress=reporter,
                 total=plan.to_send,
             )
-    _show_summary(prepared, summary, time.monotonic() - started, issue)
+    _show_summary(summary, time.monotonic() - started, issue)
     raise typer.Exit(int(summary.exit_code))
 
 
@@ -243,7 +246,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def _show_summary(prepared, summary: engine.Summary, elapsed: float, issue: Path) -> None:
+def _show_summary(summary: engine.Summary, elapsed: float, issue: Path) -> None:
     plan = summary.plan
     verb = "Would send" if summary.dry_run else "Sent"
     typer.echo(f"{verb} {summary.sent:,} in {_duration(elapsed)}.")
@@ -277,7 +280,8 @@ def _show_summary(prepared, summary: engine.Summary, elapsed: float, issue: Path
         typer.echo(f"Stopped: {summary.stopped}", err=True)
     if summary.stopped or summary.interrupted:
         typer.echo(
-            f"The ledger is up to date. Run `{command}` again to resume: nobody gets it twice.",
+            f"Not sent yet: {summary.remaining:,}. The ledger is up to date. "
+            f"Run `{command}` again to resume: nobody gets it twice.",
             err=True,
         )
 

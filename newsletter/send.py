@@ -201,7 +201,7 @@ def open_ledger(
 # Scheduling -----------------------------------------------------------------------------
 
 
-def parse_when(text: str, now: dt.datetime | None = None) -> dt.datetime:
+def parse_when(text: str) -> dt.datetime:
     """An ISO 8601 date and time (`2024-05-01T09:00`, local time unless it has an offset)."""
     try:
         when = dt.datetime.fromisoformat(text.strip())

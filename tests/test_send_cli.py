@@ -220,9 +220,34 @@ def test_send_and_status_have_help_with_an_example():
 
 
 def test_readme_section_documents_every_send_option():
-    readme = (REPO / "docs" / "README-send.md").read_text(encoding="utf-8")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
     help_text = run("send", "--help").output
     options = set(re.findall(r"(--[a-z][a-z-]+)", help_text)) - {"--help", "--config"}
     missing = sorted(o for o in options if o not in readme)
-    assert not missing, f"docs/README-send.md does not mention {missing}"
+    assert not missing, f"README.md does not mention {missing}"
     assert "newsletter status" in readme
+
+
+def test_progress_without_a_terminal_is_a_plain_line_every_few_seconds(capsys):
+    from newsletter.cli_send import _Reporter
+    from newsletter.send import Progress
+
+    with _Reporter(100, tty=False) as report:
+        report(Progress(100, 50, 48, 2, 2.0))
+        report(Progress(100, 60, 58, 2, 2.4))  # within a few seconds of the last line: quiet
+        report(Progress(100, 100, 98, 2, 4.0))  # the last one always shows
+    assert capsys.readouterr().err.splitlines() == [
+        "sent 48, done 50 of 100 (50%), 25/s, 2 s left",
+        "sent 98, done 100 of 100 (100%), 25/s",
+    ]
+
+
+def test_progress_on_a_terminal_is_a_bar_with_count_rate_and_eta():
+    from newsletter.cli_send import _Reporter
+    from newsletter.send import Progress
+
+    with _Reporter(100, tty=True) as report:
+        report(Progress(100, 40, 40, 0, 2.0))
+        task = report.bar.tasks[0]
+        assert (task.completed, task.total) == (40, 100)
+        assert task.fields == {"speed": "20/s", "eta": "3 s left"}

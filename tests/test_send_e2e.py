@@ -8,6 +8,7 @@ unknown), and only the batches in flight when a send died can be unknown.
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import os
 import random
 import re
@@ -342,3 +343,35 @@ def test_sendgrid_bad_key_stops_at_once_with_the_providers_message(root):
     assert "Stopped: SendGrid refused the API key (401): check SENDGRID_API_KEY" in err
     assert "SG.wrong" not in out + err
     assert set(ledger_states(root).values()) == {RETRY}
+
+
+def test_at_schedules_the_send_through_sendgrid_send_at(root):
+    from typer.testing import CliRunner
+
+    from newsletter.cli import app
+
+    write_list(root, 30)
+    when = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).replace(second=0, microsecond=0)
+    with sendgrid_server() as server:
+        args = ["send", ISSUE, "--yes", "--at", when.isoformat(timespec="minutes")]
+        result = CliRunner().invoke(app, args, env=sendgrid_env(server))
+        assert result.exit_code == 0, result.output
+        assert {body["send_at"] for body in server.requests} == {int(when.timestamp())}
+    assert "Delivery:   scheduled for " in result.output
+    assert set(ledger_states(root).values()) == {SENT}
+
+
+def test_sandbox_send_is_validated_by_sendgrid_and_not_recorded(root):
+    from typer.testing import CliRunner
+
+    from newsletter.cli import app
+
+    write_list(root, 30)
+    with sendgrid_server() as server:
+        result = CliRunner().invoke(
+            app, ["send", ISSUE, "--yes", "--sandbox"], env=sendgrid_env(server)
+        )
+        assert result.exit_code == 0, result.output
+        (body,) = server.requests
+        assert body["mail_settings"]["sandbox_mode"] == {"enable": True}
+    assert not (root / ".newsletter" / "ledger.sqlite3").exists()
