@@ -140,6 +140,7 @@ class Rendered:
     html_parts: list[str] = field(default_factory=list, repr=False)
     text_parts: list[str] = field(default_factory=list, repr=False)
     subject_parts: list[str] = field(default_factory=list, repr=False)
+    env: jinja2.Environment | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # TOKEN.split alternates literal, token index, literal, ...; personalize joins them.
@@ -152,10 +153,24 @@ class Rendered:
             for i in range(1, len(parts), 2)
         }
         self.used_fields = {i: self.merge_fields[i] for i in sorted(used)}
+        # All fields in one expression: one Jinja context per recipient instead of one per field.
+        self._evaluate_all = None
+        if self.env is not None and self.used_fields:
+            sources = ", ".join(f"({m.source})" for m in self.used_fields.values())
+            self._evaluate_all = self.env.compile_expression(f"({sources},)", undefined_to_none=False)
 
     def values(self, subscriber: dict[str, str], unsubscribe_url: str) -> dict[int, Any]:
         """Evaluate the merge fields this issue uses for one recipient (TemplateError names one)."""
         context = {**self.context, "subscriber": subscriber, "unsubscribe_url": unsubscribe_url}
+        if self._evaluate_all is not None:
+            try:
+                values = self._evaluate_all(**context)
+                return {
+                    index: value if isinstance(value, Markup) else str(value)
+                    for index, value in zip(self.used_fields, values, strict=True)
+                }
+            except jinja2.UndefinedError:
+                pass  # evaluate one by one below, to name the field that failed
         out = {}
         for index, merge in self.used_fields.items():
             try:
@@ -252,6 +267,7 @@ class Renderer:
             mjml=mjml_source,
             merge_fields=list(self.registry.fields),
             context={k: v for k, v in context.items() if k not in PER_RECIPIENT},
+            env=self.env,
         )
 
     def _render_template(self, template_name, context, name, env=None):
