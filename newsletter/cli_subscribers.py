@@ -220,7 +220,10 @@ def forget(
     cfg = load(config)
     if not yes:
         typer.confirm(f"Erase {email.strip()} from every list? This cannot be undone.", abort=True)
-    removed = subs.forget(cfg.subscribers_dir, email)
+    from newsletter.privacy import forget_everywhere
+
+    erasure = forget_everywhere(cfg, email)
+    removed = erasure.rows_by_list
     if removed:
         parts = ", ".join(
             f"{n} row{'s' if n > 1 else ''} from {name}" for name, n in removed.items()
@@ -230,6 +233,11 @@ def forget(
         typer.echo(f"{email.strip()} was in no list.")
     where = subs.display(subs.suppressions_path(cfg.subscribers_dir))
     typer.echo(f"Only its hash is kept, in {where}, so it is never imported or added again.")
+    if erasure.ledger_rows or erasure.events:
+        typer.echo(
+            f"Also erased from the send ledger ({erasure.ledger_rows} record(s), kept as the "
+            f"hash) and the event store ({erasure.events} event(s))."
+        )
 
 
 @app.command("import")

@@ -325,6 +325,14 @@ class Ledger:
             ],
         )
 
+    def forget(self, key: str, replacement: str) -> int:
+        """GDPR erasure: the address's rows keep their state but only `replacement` (a hash)."""
+        with self._transaction() as db:
+            return db.execute(
+                "UPDATE recipients SET key = ?, email = ? WHERE key = ?",
+                (replacement, replacement, key),
+            ).rowcount
+
     def counts(self, issue: str) -> dict[str, dict[str, int]]:
         """{list: {state: count}} for an issue, lists in the order they were first sent to."""
         with self._lock:

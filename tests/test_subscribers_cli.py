@@ -194,3 +194,29 @@ def test_every_subscribers_command_has_an_example_in_its_help(workspace):
         result = run(command, "--help")
         assert result.exit_code == 0
         assert f"newsletter subscribers {command}" in result.stdout, command
+
+
+def test_forget_also_erases_the_address_from_the_ledger_and_the_event_store(workspace):
+    from newsletter.events import EventStore, web_event
+    from newsletter.ledger import Ledger
+
+    state = workspace / ".newsletter"
+    with Ledger.for_workspace(state) as ledger:
+        ledger._db.execute(
+            "INSERT INTO recipients (issue, key, list, email, state, first_at, updated_at)"
+            " VALUES ('sample', 'ada@example.org', 'main', 'Ada@example.org', 'sent', 'now', 'now')"
+        )
+    store = EventStore.for_workspace(state)
+    store.add([web_event("unsubscribe", "ada@example.org", "main")])
+    store.close()
+
+    result = CliRunner().invoke(app, ["subscribers", "forget", "ada@example.org", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert "Also erased from the send ledger (1 record(s)" in result.output
+    for path in (state / "ledger.sqlite3", state / "events.sqlite3"):
+        import sqlite3
+
+        dump = "\n".join(sqlite3.connect(path).iterdump()).lower()
+        assert "ada@example.org" not in dump
+    with Ledger.for_workspace(state) as ledger:
+        assert ledger.counts("sample") == {"main": {"sent": 1}}

@@ -1,0 +1,35 @@
+"""GDPR erasure across the workspace: lists, the send ledger and the event store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from newsletter import subscribers as subs
+from newsletter.config import Config
+
+
+@dataclass(frozen=True)
+class Erasure:
+    rows_by_list: dict[str, int]  # list rows removed
+    ledger_rows: int  # send records whose address was replaced by its hash
+    events: int  # webhook and web events deleted
+
+
+def forget_everywhere(config: Config, email: str) -> Erasure:
+    """Erase an address from every list (keeping its hash as a suppression), the ledger and events."""
+    from newsletter.events import EVENTS_NAME, EventStore
+    from newsletter.ledger import LEDGER_NAME, Ledger
+
+    removed = subs.forget(config.subscribers_dir, email)
+    key = subs.email_key(email)
+    ledger_rows = events = 0
+    if (config.state_dir / LEDGER_NAME).exists():
+        with Ledger.for_workspace(config.state_dir) as ledger:
+            ledger_rows = ledger.forget(key, subs.suppression_hash(key))
+    if (config.state_dir / EVENTS_NAME).exists():
+        store = EventStore.for_workspace(config.state_dir)
+        try:
+            events = store.forget(sorted({email.strip(), key}))
+        finally:
+            store.close()
+    return Erasure(removed, ledger_rows, events)
