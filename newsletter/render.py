@@ -157,7 +157,9 @@ class Rendered:
         self._evaluate_all = None
         if self.env is not None and self.used_fields:
             sources = ", ".join(f"({m.source})" for m in self.used_fields.values())
-            self._evaluate_all = self.env.compile_expression(f"({sources},)", undefined_to_none=False)
+            self._evaluate_all = self.env.compile_expression(
+                f"({sources},)", undefined_to_none=False
+            )
 
     def values(self, subscriber: dict[str, str], unsubscribe_url: str) -> dict[int, Any]:
         """Evaluate the merge fields this issue uses for one recipient (TemplateError names one)."""
