@@ -20,6 +20,7 @@ import threading
 import time
 import warnings
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -140,6 +141,9 @@ class SmtpScript:
 
     rcpt_replies: dict[str, str] = field(default_factory=dict)  # e.g. "451 4.7.1 Try later"
     data_replies: dict[str, str] = field(default_factory=dict)  # reply after the message
+    # Said once per address, then the usual answer: a greylisting or briefly busy server.
+    rcpt_replies_once: dict[str, str] = field(default_factory=dict)
+    data_replies_once: dict[str, str] = field(default_factory=dict)
     drop_on_data: set[str] = field(default_factory=set)  # read the message, then hang up
     data_delay: float = 0.0  # seconds to wait before answering the message
     close_after: int | None = None  # hang up on the next MAIL after this many messages
@@ -160,7 +164,8 @@ class _Handler:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        reply = self.server.script.rcpt_replies.get(address.lower())
+        script = self.server.script
+        reply = _scripted(script.rcpt_replies_once, script.rcpt_replies, address.lower())
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
@@ -175,8 +180,9 @@ class _Handler:
             self.server.dropped.append(rcpt)
             server.transport.close()
             return "250 OK"  # never reaches the client
-        if rcpt in script.data_replies:
-            return script.data_replies[rcpt]
+        reply = _scripted(script.data_replies_once, script.data_replies, rcpt)
+        if reply:
+            return reply
         login = session.auth_data.login.decode() if session.authenticated else None
         received = Received(
             mail_from=envelope.mail_from,
@@ -190,6 +196,11 @@ class _Handler:
             self.server.messages.append(received)
         session.delivered = getattr(session, "delivered", 0) + 1
         return f"250 2.0.0 Ok: queued as {secrets.token_hex(5).upper()}"
+
+
+def _scripted(once: dict[str, str], always: dict[str, str], address: str) -> str | None:
+    # Handlers run on the server's one event loop thread: the pop needs no lock.
+    return once.pop(address, None) or always.get(address)
 
 
 class _Controller(Controller):
@@ -311,6 +322,8 @@ class SgAction:
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False  # read the request, then close the connection without an answer
     delay: float = 0.0  # wait this long before answering
+    # Process the request as usual (delivered when valid), then close without an answer.
+    accept_then_drop: bool = False
 
 
 def _error_body(message: str, field_name: str | None = None, help_text: str | None = None):
@@ -477,10 +490,17 @@ def substitute(text: str | None, substitutions: dict[str, str]) -> str | None:
 class SendgridServer:
     """A threaded HTTP server that speaks SendGrid's v3 Mail Send contract on 127.0.0.1."""
 
-    def __init__(self, api_key: str = "SG.loopback-test-key") -> None:
+    def __init__(
+        self,
+        api_key: str = "SG.loopback-test-key",
+        faults: Callable[[], SgAction | None] | None = None,
+    ) -> None:
         self.api_key = api_key
         self.payload_limit = MAX_REQUEST_BYTES
         self.actions: deque[SgAction] = deque()
+        # Asked, as each request arrives with no scripted action left, how to answer it:
+        # an SgAction, or None to process it (random faults, storms, slow answers).
+        self.faults = faults
         self.requests: list[dict] = []  # accepted request bodies
         self.headers: list[dict[str, str]] = []  # their HTTP headers
         self.attempts: list[tuple[int, int]] = []  # (status answered or 0 for dropped, bytes)
@@ -497,9 +517,25 @@ class SendgridServer:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def script(self, status: int = 0, body=None, headers=None, drop=False, delay=0.0) -> None:
+    def script(
+        self,
+        status: int = 0,
+        body=None,
+        headers=None,
+        drop=False,
+        delay=0.0,
+        accept_then_drop=False,
+    ) -> None:
         """Answer the next request this way instead of processing it."""
-        self.actions.append(SgAction(status, body, dict(headers or {}), drop, delay))
+        action = SgAction(status, body, dict(headers or {}), drop, delay, accept_then_drop)
+        self.actions.append(action)
+
+    def next_action(self) -> SgAction | None:
+        """What to do with the request that just arrived: scripted first, then `faults`."""
+        try:
+            return self.actions.popleft()
+        except IndexError:  # empty, or another request took the last one
+            return self.faults() if self.faults is not None else None
 
     def deliveries(self) -> list[Delivery]:
         """Every accepted request expanded into what each recipient would receive."""
@@ -557,10 +593,12 @@ class _SendgridHandler(BaseHTTPRequestHandler):
         owner = self.server.owner
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
-        action = owner.actions.popleft() if owner.actions else None
+        action = owner.next_action()
         if action and action.delay:
             owner.release.wait(action.delay)
-        if action and action.drop:
+        if action and action.accept_then_drop:
+            self._process(raw)  # recorded as delivered when valid
+        if action and (action.drop or action.accept_then_drop):
             owner.attempts.append((0, length))
             self.close_connection = True
             return

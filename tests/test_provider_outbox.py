@@ -6,10 +6,18 @@ import email
 import email.policy
 import re
 
+import pytest
 from loopback import make_campaign, message_for, subscribers
 
 from newsletter.config import load_config
-from newsletter.providers import Status, get_provider_class, make_provider
+from newsletter.errors import ConfigError
+from newsletter.providers import (
+    SendOptions,
+    Status,
+    UnsupportedFeature,
+    get_provider_class,
+    make_provider,
+)
 from newsletter.providers.outbox import OutboxProvider
 
 
@@ -67,3 +75,27 @@ def test_outbox_is_the_default_provider(workspace):
     config = load_config(workspace / "newsletter.toml", env={})
     assert config.send.provider == "outbox"
     assert get_provider_class(config.send.provider) is OutboxProvider
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            SendOptions(send_at=2_000_000_000),
+            "the outbox provider cannot schedule (--at); use sendgrid, "
+            "or run `newsletter send` from cron at that time",
+        ),
+        (
+            SendOptions(sandbox=True),
+            "the outbox provider has no sandbox mode (--sandbox); use sendgrid, or drop --sandbox",
+        ),
+    ],
+)
+def test_outbox_refuses_send_options_it_cannot_honour(workspace, options, message):
+    config = load_config(workspace / "newsletter.toml", env={})
+    with pytest.raises(UnsupportedFeature) as caught:
+        make_provider("outbox", config, env={}, options=options)
+    assert str(caught.value) == message
+    assert isinstance(caught.value, ConfigError)
+    assert not (workspace / "outbox").exists()
+    assert not OutboxProvider.supports_send_at and not OutboxProvider.supports_sandbox

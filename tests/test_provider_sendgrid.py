@@ -15,6 +15,7 @@ from loopback import (
     subscribers,
 )
 
+from newsletter import send as engine
 from newsletter.config import load_config
 from newsletter.errors import ConfigError, ProviderError
 from newsletter.message import header_safe
@@ -245,9 +246,35 @@ def test_sendgrid_429_is_temporary_with_retry_after_from_the_reset_header(worksp
     assert {r.status for r in again} == {Status.ACCEPTED}
 
 
+def test_sendgrid_429_without_rate_limit_headers_still_asks_for_a_pause(workspace, server):
+    server.script(429, {"errors": [{"message": "too many requests"}]})
+    provider, config = provider_for(workspace, server)
+    with provider:
+        results = provider.send_batch(fixture_messages(config))
+    assert {r.status for r in results} == {Status.TEMPORARY}
+    assert {r.retry_after for r in results} == {1.0}
+    assert results[0].reason == "SendGrid rate limit (429): too many requests"
+
+
+def test_sendgrid_429s_without_headers_never_fail_a_send(workspace, server):
+    for _ in range(2):
+        server.script(429, {"errors": [{"message": "too many requests"}]})
+    config = sendgrid_config(workspace, server.url)
+    prepared = engine.prepare(config, workspace / "issues" / "merge.md")
+    # One unthrottled failure would end it: every attempt but the last is a bare 429.
+    settings = engine.Settings(batch_size=100, max_attempts=1, max_consecutive_failures=1)
+    factory = lambda: make_provider("sendgrid", config, env={API_KEY_ENV: KEY})  # noqa: E731
+    with engine.open_ledger(config, prepared) as ledger:
+        summary = engine.run(prepared, ledger, factory, settings)
+    assert [status for status, _ in server.attempts] == [429, 429, 202]
+    assert (summary.sent, summary.failed, summary.retry, summary.stopped) == (2, 0, 0, None)
+    assert len(server.deliveries()) == 2
+
+
+# A bare 5xx is an outage, not throttling: it counts towards the attempts that stop a send.
 @pytest.mark.parametrize(
     ("status", "headers", "retry_after"),
-    [(503, {"Retry-After": "7"}, 7.0), (500, {}, None), (502, {}, None)],
+    [(503, {"Retry-After": "7"}, 7.0), (503, {}, None), (500, {}, None), (502, {}, None)],
 )
 def test_sendgrid_5xx_is_temporary(workspace, server, status, headers, retry_after):
     server.script(status, {"errors": [{"message": "oops", "field": None}]}, headers)
@@ -422,3 +449,4 @@ def test_sendgrid_names_are_single_line_and_quoted_when_needed(workspace, server
 
 def test_sendgrid_provider_is_registered():
     assert get_provider_class("sendgrid") is SendgridProvider
+    assert SendgridProvider.supports_send_at and SendgridProvider.supports_sandbox

@@ -12,7 +12,7 @@ from loopback import SmtpServer, make_campaign, make_certificate, message_for, s
 
 from newsletter.config import load_config
 from newsletter.errors import ConfigError, ProviderError
-from newsletter.providers import Status, make_provider
+from newsletter.providers import SendOptions, Status, UnsupportedFeature, make_provider
 from newsletter.providers.smtp import PASSWORD_ENV, SmtpProvider
 
 USER, PASSWORD = "mailer", "s3cret-Pa55word"
@@ -374,8 +374,32 @@ def test_smtp_check_refuses_a_password_over_an_unencrypted_remote_connection(wor
     assert PASSWORD not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            SendOptions(send_at=2_000_000_000),
+            "the smtp provider cannot schedule (--at); use sendgrid, "
+            "or run `newsletter send` from cron at that time",
+        ),
+        (
+            SendOptions(sandbox=True),
+            "the smtp provider has no sandbox mode (--sandbox); use sendgrid, or drop --sandbox",
+        ),
+    ],
+)
+def test_smtp_check_refuses_send_options_it_cannot_honour(workspace, server, options, message):
+    config = smtp_config(workspace, server.port)
+    with pytest.raises(UnsupportedFeature) as caught:
+        make_provider("smtp", config, env={}, options=options)
+    assert str(caught.value) == message
+    assert isinstance(caught.value, ConfigError)
+    assert server.messages == []
+
+
 def test_smtp_provider_is_registered_with_its_batch_and_worker_defaults():
     from newsletter.providers import get_provider_class
 
     assert get_provider_class("smtp") is SmtpProvider
     assert (SmtpProvider.max_batch, SmtpProvider.default_workers) == (50, 4)
+    assert not SmtpProvider.supports_send_at and not SmtpProvider.supports_sandbox

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, REPO
-from loopback import SendgridServer, SgAction, SmtpServer, _SendgridHandler
+from loopback import SendgridServer, SgAction, SmtpServer
 from test_send import write_list
 
 from newsletter import send as engine
@@ -95,25 +95,15 @@ def assert_exactly_once(emails: list[str], received: list[str], states: dict[str
     return unknown
 
 
-class Once(dict):
-    """Script replies that happen once per address, like a greylisting or busy server."""
-
-    def get(self, key, default=None):
-        return self.pop(key, default)
-
-    def __getitem__(self, key):
-        return self.pop(key)
-
-
 def test_smtp_10000_recipients_each_received_once_despite_451s_and_drops(root):
     emails = write_list(root, 10_000)
     rng = random.Random(451)
     with SmtpServer() as server:
         script = server.script
-        script.rcpt_replies = Once(
-            {e: "451 4.7.1 Greylisted, try again" for e in rng.sample(emails, 500)}
-        )
-        script.data_replies = Once({e: "451 4.3.0 Queue full" for e in rng.sample(emails, 200)})
+        script.rcpt_replies_once = {
+            e: "451 4.7.1 Greylisted, try again" for e in rng.sample(emails, 500)
+        }
+        script.data_replies_once = {e: "451 4.3.0 Queue full" for e in rng.sample(emails, 200)}
         dropped = set(rng.sample(emails, 20))
         script.drop_on_data = set(dropped)  # the message went out, the answer never came
         script.close_after = 700  # the server hangs up long-lived connections now and then
@@ -127,23 +117,6 @@ def test_smtp_10000_recipients_each_received_once_despite_451s_and_drops(root):
     unknown = assert_exactly_once(emails, received, ledger_states(root))
     assert unknown == dropped and not unknown & set(received)
     assert len(set(m.peer for m in server.messages)) > 4  # several connections, reconnects
-
-
-class FaultyHandler(_SendgridHandler):
-    """The loopback SendGrid, plus a fault it does not script: accept a request, then hang up."""
-
-    def do_POST(self) -> None:
-        owner = self.server.owner
-        fault = owner.faults.next()
-        if fault == "accept-then-drop":
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, _, _ = self._process(raw)  # recorded as delivered when valid
-            owner.attempts.append((0, len(raw)))
-            self.close_connection = True
-            return
-        if fault is not None:
-            owner.actions.append(fault)
-        super().do_POST()
 
 
 class SendgridFaults:
@@ -160,7 +133,7 @@ class SendgridFaults:
         with self.lock:
             self.requests += 1
             if self.requests in self.accept_then_drop:
-                return "accept-then-drop"
+                return SgAction(accept_then_drop=True)  # delivered, but the answer is lost
             if self.storm:
                 self.storm -= 1
                 reset = str(int(time.time()) + 1)
@@ -181,10 +154,7 @@ class NoFaults:
 
 
 def sendgrid_server(faults=None) -> SendgridServer:
-    server = SendgridServer(api_key=KEY)
-    server.faults = faults or NoFaults()
-    server.httpd.RequestHandlerClass = FaultyHandler
-    return server
+    return SendgridServer(api_key=KEY, faults=(faults or NoFaults()).next)
 
 
 def test_sendgrid_10000_recipients_each_received_once_despite_5xx_429_and_drops(root):

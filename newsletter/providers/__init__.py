@@ -8,7 +8,13 @@ from collections.abc import Mapping
 
 from newsletter.config import Config
 from newsletter.errors import ConfigError
-from newsletter.providers.base import Provider, Result, SendOptions, Status
+from newsletter.providers.base import (
+    Provider,
+    Result,
+    SendOptions,
+    Status,
+    UnsupportedFeature,
+)
 
 __all__ = [
     "PROVIDERS",
@@ -16,6 +22,7 @@ __all__ = [
     "Result",
     "SendOptions",
     "Status",
+    "UnsupportedFeature",
     "get_provider_class",
     "make_provider",
 ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from newsletter.config import Config
+from newsletter.errors import ConfigError
 from newsletter.message import OutgoingMessage
 
 
@@ -23,15 +24,26 @@ class Result:
     key: str  # OutgoingMessage.key of the recipient
     status: Status
     reason: str = ""
-    retry_after: float | None = None  # seconds, from Retry-After / X-RateLimit-Reset
+    retry_after: float | None = None  # throttled: wait this long (not a failure); None = failed
     provider_id: str | None = None  # provider's message id when it gives one
     hard_bounce: bool = False  # a permanent rejection of the address itself: suppress it
 
 
 @dataclass(frozen=True)
 class SendOptions:
-    sandbox: bool = False  # SendGrid's sandbox mode: validated, not delivered
-    send_at: int | None = None  # unix time to deliver at (SendGrid only)
+    sandbox: bool = False  # validated by the provider, not delivered (Provider.supports_sandbox)
+    send_at: int | None = None  # unix time to deliver at (Provider.supports_send_at)
+
+
+class UnsupportedFeature(ConfigError):
+    """A SendOptions feature the provider lacks: refused, never silently dropped."""
+
+
+# What each option asks for, and what to do instead when the provider lacks it.
+_FEATURES = {
+    "send_at": ("cannot schedule (--at)", "run `newsletter send` from cron at that time"),
+    "sandbox": ("has no sandbox mode (--sandbox)", "drop --sandbox"),
+}
 
 
 class Provider:
@@ -44,6 +56,8 @@ class Provider:
     max_batch: ClassVar[int] = 1  # messages per send_batch call
     default_workers: ClassVar[int] = 1
     default_rate: ClassVar[float | None] = None  # messages per second, None = unlimited
+    supports_send_at: ClassVar[bool] = False  # can deliver at SendOptions.send_at
+    supports_sandbox: ClassVar[bool] = False  # can validate, not deliver (SendOptions.sandbox)
 
     def __init__(
         self, config: Config, env: Mapping[str, str], options: SendOptions = SendOptions()
@@ -53,7 +67,24 @@ class Provider:
         self.options = options
 
     def check(self) -> None:
-        """Raise ConfigError when settings or secrets are missing, before anything is sent."""
+        """Raise ConfigError when settings, secrets or options cannot work, before anything is sent.
+
+        Providers that add checks call super().check() first.
+        """
+        if self.options.send_at is not None and not self.supports_send_at:
+            raise self.unsupported_feature("send_at")
+        if self.options.sandbox and not self.supports_sandbox:
+            raise self.unsupported_feature("sandbox")
+
+    def unsupported_feature(self, feature: str) -> UnsupportedFeature:
+        """The error for an option this provider lacks, naming the providers that have it."""
+        from newsletter.providers import PROVIDERS, get_provider_class
+
+        lacks, instead = _FEATURES[feature]
+        able = [n for n in PROVIDERS if getattr(get_provider_class(n), f"supports_{feature}")]
+        if able:
+            instead = f"use {' or '.join(able)}, or {instead}"
+        return UnsupportedFeature(f"the {self.name} provider {lacks}; {instead}")
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
         """Hand over up to max_batch messages; one Result per message, in order."""

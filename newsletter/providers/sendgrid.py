@@ -32,6 +32,9 @@ MAX_PERSONALIZATIONS = 1000  # also the recipients per request: one `to` per per
 MAX_SUBSTITUTION_BYTES = 10_000  # per personalization
 MAX_CATEGORIES = 10
 MAX_SCHEDULE_SECONDS = 72 * 3600
+# A 429 without Retry-After or X-RateLimit-Reset is still throttling: wait, do not count it
+# as a failure. A bare 5xx is not: an outage must stop the send, not be waited out forever.
+DEFAULT_429_RETRY_AFTER = 1.0
 RESERVED_HEADERS = frozenset(
     {
         "x-sg-id",
@@ -96,6 +99,8 @@ class SendgridProvider(Provider):
     name = "sendgrid"
     max_batch = MAX_PERSONALIZATIONS
     default_workers = 2
+    supports_send_at = True
+    supports_sandbox = True
     max_request_bytes = 30_000_000  # SendGrid's 30 MB, counted in the JSON actually sent
 
     def __init__(
@@ -114,6 +119,7 @@ class SendgridProvider(Provider):
         return self.options.sandbox or self.config.sendgrid.sandbox
 
     def check(self) -> None:
+        super().check()
         key = self.env.get(API_KEY_ENV, "").strip()
         if not key:
             raise ConfigError(
@@ -324,9 +330,10 @@ class SendgridProvider(Provider):
         if status == 429 or status >= 500:
             what = "rate limit" if status == 429 else "server error"
             reason = f"SendGrid {what} ({status}): {details}"
-            return _store(
-                results, items, Status.TEMPORARY, reason, retry_after=_retry_after(headers)
-            )
+            retry_after = _retry_after(headers)
+            if retry_after is None and status == 429:
+                retry_after = DEFAULT_429_RETRY_AFTER
+            return _store(results, items, Status.TEMPORARY, reason, retry_after=retry_after)
         if 400 <= status < 500:
             culprits = _culprits(errors, len(items))
             if status == 400 and resend and culprits and len(culprits) < len(items):

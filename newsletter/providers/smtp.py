@@ -64,6 +64,7 @@ class SmtpProvider(Provider):
         return f"{self.config.smtp.host}:{self.config.smtp.port}"
 
     def check(self) -> None:
+        super().check()
         cfg = self.config.smtp
         if cfg.security not in SECURITY:
             raise ConfigError(
