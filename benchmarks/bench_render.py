@@ -64,8 +64,10 @@ def whole_process(runs: int) -> None:
         subprocess.run([sys.executable, "-c", "pass"], check=True)
         baseline.append(time.perf_counter() - start)
     print(
-        f"`newsletter preview` process, median of {runs}: {statistics.median(times) * 1000:8.1f} ms"
+        f"`newsletter preview` process, median of {runs}: {without_spam * 1000:8.1f} ms (no spam check)"
     )
+    if with_spam is not None:
+        print(f"  with the SpamAssassin check:             {with_spam * 1000:8.1f} ms")
     print(
         f"  (bare `python -c pass` on this machine:   {statistics.median(baseline) * 1000:8.1f} ms)"
     )
