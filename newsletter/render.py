@@ -8,6 +8,7 @@ fills them in for each recipient with one join.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -157,9 +158,7 @@ class Rendered:
         self._evaluate_all = None
         if self.env is not None and self.used_fields:
             sources = ", ".join(f"({m.source})" for m in self.used_fields.values())
-            self._evaluate_all = self.env.compile_expression(
-                f"({sources},)", undefined_to_none=False
-            )
+            self._evaluate_all = _compile_all(self.env, f"({sources},)")
 
     def values(self, subscriber: dict[str, str], unsubscribe_url: str) -> dict[int, Any]:
         """Evaluate the merge fields this issue uses for one recipient (TemplateError names one)."""
@@ -217,6 +216,12 @@ class Rendered:
             fill(self.html_parts, html_names),
             fill(self.text_parts, text_names),
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _compile_all(env: jinja2.Environment, source: str):
+    """One compiled expression per set of merge fields: re-renders of an issue reuse it."""
+    return env.compile_expression(source, undefined_to_none=False)
 
 
 def fill(parts: list[str], values: dict[int, str]) -> str:
