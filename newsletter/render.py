@@ -437,28 +437,6 @@ def _xml_hint(source: str) -> str:
     return ""
 
 
-def _import_premailer():
-    """premailer, without paying for `requests` at start-up.
-
-    premailer imports requests only to fetch external stylesheets, which we never allow
-    (allow_network=False); a lazily loaded module defers that cost (about 0.2 s) until
-    something actually uses requests.
-    """
-    import importlib.util
-    import sys
-
-    if "requests" not in sys.modules:
-        spec = importlib.util.find_spec("requests")
-        if spec is not None and spec.loader is not None:
-            spec.loader = importlib.util.LazyLoader(spec.loader)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules["requests"] = module
-            spec.loader.exec_module(module)
-    from premailer import Premailer
-
-    return Premailer
-
-
 def inline_css(html: str, rules: list[str]) -> str:
     """Inline the given CSS into style attributes; the head's own <style> blocks stay as written.
 
@@ -466,7 +444,7 @@ def inline_css(html: str, rules: list[str]) -> str:
     work only from a <style> block; inlining them would bloat every cell towards Gmail's
     102 KB clip for nothing, so premailer is told to leave them alone.
     """
-    Premailer = _import_premailer()  # noqa: N806
+    from premailer import Premailer
 
     html = html.replace("<style", '<style data-premailer="ignore"')
     return (
