@@ -134,13 +134,14 @@ class Prepared:
         sources = {i: f"{{{{ {f.source} }}}}" for i, f in enumerate(rendered.merge_fields)}
         return self.campaign.subject_prefix + fill(rendered.subject_parts, sources)
 
-    def recipients(self) -> Iterator:
+    def recipients(self, dropped=None) -> Iterator:
         """Who this send goes to, streamed: subscribed, not suppressed, each address once."""
+        # `dropped`, a subscribers.SendableStats, counts the rows left out as they stream by.
         if self.is_test:
             return iter(self.test_recipients)
         from newsletter.subscribers import sendable
 
-        return sendable(self.config.subscribers_dir, self.list_name)
+        return sendable(self.config.subscribers_dir, self.list_name, dropped)
 
 
 def prepare(
@@ -240,9 +241,7 @@ def schedule(when: dt.datetime, provider: str, now: dt.datetime | None = None) -
 
 def supports(provider: str, feature: str) -> bool:
     """Whether a provider implements an optional SendOptions feature (send_at, sandbox)."""
-    cls = get_provider_class(provider)
-    # Until providers declare it (supports_send_at, supports_sandbox), only SendGrid has both.
-    return bool(getattr(cls, f"supports_{feature}", cls.name == "sendgrid"))
+    return bool(getattr(get_provider_class(provider), f"supports_{feature}"))
 
 
 # Planning -------------------------------------------------------------------------------
@@ -260,9 +259,9 @@ class Plan:
     left_out: dict[str, int] = field(default_factory=dict)  # unsubscribed, suppressed, …
 
 
-def _classified(prepared: Prepared, ledger: Ledger, resend_unknown: bool) -> Iterator:
+def _classified(prepared: Prepared, ledger: Ledger, resend_unknown: bool, dropped) -> Iterator:
     """(recipient, key, state it is held back in or None when it is to be sent), streamed."""
-    recipients = prepared.recipients()
+    recipients = prepared.recipients(dropped)
     while chunk := list(itertools.islice(recipients, _CHUNK)):
         keys = [r.key for r in chunk]  # normalised once: the property computes it each time
         blocked = ledger.blocked(prepared.slug, keys, resend_unknown)
@@ -281,29 +280,27 @@ def _tally(plan: Plan, state: str) -> None:
 
 def plan(prepared: Prepared, ledger: Ledger, settings: Settings) -> Plan:
     """Count recipients to send now, and those left out and why (one pass over the list)."""
-    out = Plan()
-    for _, _, state in _classified(prepared, ledger, settings.resend_unknown):
+    from newsletter.subscribers import SendableStats
+
+    out, dropped = Plan(), SendableStats()
+    for _, _, state in _classified(prepared, ledger, settings.resend_unknown, dropped):
         if state:
             _tally(out, state)
         elif settings.limit is not None and out.to_send >= settings.limit:
             out.over_limit += 1
         else:
             out.to_send += 1
-    _count_left_out(prepared, out)
+    _count_left_out(prepared, out, dropped)
     return out
 
 
-def _count_left_out(prepared: Prepared, plan: Plan) -> None:
-    """Rows of the list not sent to and why: their status, or suppressed or repeated."""
+def _count_left_out(prepared: Prepared, plan: Plan, dropped) -> None:
+    """Rows of the list not sent to and why: their status, suppressed, or repeated."""
     if prepared.is_test:
         return
-    from newsletter.subscribers import count
-
-    rows = count(prepared.config.subscribers_dir, prepared.list_name)
-    listed = plan.to_send + plan.over_limit + plan.already_sent + plan.unknown + plan.failed
-    plan.left_out = {s: n for s, n in rows.items() if s != "subscribed" and n}
-    if rows.get("subscribed", 0) > listed:
-        plan.left_out["suppressed or repeated"] = rows["subscribed"] - listed
+    reasons = {**dropped.not_subscribed, "suppressed": dropped.suppressed}
+    reasons["repeated"] = dropped.repeated
+    plan.left_out = {why: n for why, n in reasons.items() if n}
 
 
 # Running --------------------------------------------------------------------------------
@@ -410,6 +407,9 @@ class _Run:
         self.on_progress = on_progress
         self.stop = stop or threading.Event()
         self.summary = Summary(Plan(), dry_run=settings.dry_run, expected=total)
+        from newsletter.subscribers import SendableStats
+
+        self.dropped = SendableStats()  # filled by the pass over the list in _batches
         self.rate = RateLimiter(settings.rate)
         self.lock = threading.Lock()
         self.batch_numbers = itertools.count(1)
@@ -457,7 +457,8 @@ class _Run:
         """Messages for every recipient not ruled out, grouped; merge failures recorded."""
         prepared, settings, plan = self.prepared, self.settings, self.summary.plan
         campaign, batch, unsent = prepared.campaign, [], []
-        for recipient, key, state in _classified(prepared, self.ledger, settings.resend_unknown):
+        recipients = _classified(prepared, self.ledger, settings.resend_unknown, self.dropped)
+        for recipient, key, state in recipients:
             if state:
                 _tally(plan, state)
                 continue
@@ -509,7 +510,7 @@ class _Run:
     def _finish(self, fatal: BaseException | None) -> Summary:
         summary = self.summary
         if not self.stop.is_set():  # the whole list was read: the counts are complete
-            _count_left_out(self.prepared, summary.plan)
+            _count_left_out(self.prepared, summary.plan, self.dropped)
         if self.run_id:
             outcome = "interrupted" if summary.interrupted else summary.exit_code.name.lower()
             self.ledger.finish_run(self.run_id, outcome)

@@ -159,7 +159,7 @@ def test_unsubscribed_and_suppressed_addresses_are_left_out(config, workspace):
     prepared = engine.prepare(config, config.issues_dir / "merge.md")
     with Ledger(None) as scratch:
         plan = engine.plan(prepared, scratch, FAST)
-    assert plan.left_out == {"unsubscribed": 1, "suppressed or repeated": 2}
+    assert plan.left_out == {"unsubscribed": 1, "suppressed": 1, "repeated": 1}
     assert summary.exit_code == ExitCode.OK
 
 
@@ -260,7 +260,7 @@ def test_permanent_failures_are_recorded_and_hard_bounces_suppressed(config, wor
     summary = send(config, again)
     assert not again.batches  # rejected stays failed; bounced is now suppressed
     assert summary.plan.failed == 1
-    assert summary.plan.left_out == {"suppressed or repeated": 1}
+    assert summary.plan.left_out == {"suppressed": 1}
     assert summary.exit_code == ExitCode.INCOMPLETE
 
 
@@ -496,6 +496,22 @@ def test_schedule_beyond_72_hours_is_refused():
 def test_schedule_with_a_provider_that_cannot_schedule_is_refused():
     with pytest.raises(SendError, match="provider smtp cannot schedule a send"):
         engine.schedule(engine.parse_when("2024-05-01T12:00+00:00"), "smtp", NOW)
+
+
+class SchedulingProvider(ScriptedProvider):
+    name = "scheduling"
+    supports_send_at = True
+
+
+def test_what_a_send_may_ask_of_a_provider_follows_its_declared_capabilities(monkeypatch):
+    from newsletter.providers import PROVIDERS
+
+    monkeypatch.setitem(PROVIDERS, "scheduling", f"{__name__}:SchedulingProvider")
+    when = engine.parse_when("2024-05-01T12:00+00:00")
+    assert engine.schedule(when, "scheduling", NOW).send_at == int(when.timestamp())
+    assert engine.supports("scheduling", "send_at")
+    assert not engine.supports("scheduling", "sandbox")
+    assert engine.supports("sendgrid", "sandbox") and not engine.supports("smtp", "sandbox")
 
 
 def test_schedule_in_the_past_is_now_within_grace_and_late_beyond_it():

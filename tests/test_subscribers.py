@@ -231,6 +231,70 @@ def test_sendable_skips_unsubscribed_suppressed_erased_and_repeated_addresses(fo
     ]
 
 
+def test_sendable_counts_the_rows_it_leaves_out_and_why(folder):
+    rows = [
+        Subscriber("ada@example.org", "Ada"),
+        Subscriber("Ada@Example.ORG", "Ada again"),  # repeated
+        Subscriber("ada@example.org", status="unsubscribed"),
+        Subscriber("alan@example.com", status="unsubscribed"),
+        Subscriber("bob@example.com", status="bounced"),
+        Subscriber("carol@example.com", status="complained"),
+        Subscriber("pending@example.com", status="pending"),
+        Subscriber("bounce@example.com"),  # suppressed
+        Subscriber("BOUNCE@example.com"),  # suppressed, not repeated: it was never sent
+        Subscriber("erased@example.com"),  # its hash is suppressed
+        Subscriber("grace@example.net"),
+        Subscriber("grace@example.net", "Grace again"),  # repeated
+    ]
+    subs.add_suppression(folder, "bounce@example.com", "hard bounce")
+    subs.forget(folder, "erased@example.com")
+    subs.write_subscribers(folder / "main.csv", rows)
+    stats = subs.SendableStats()
+    stream = subs.sendable(folder, "main", stats)
+    assert next(stream).name == "Ada"
+    assert stats == subs.SendableStats()  # counted as the rows go by
+    assert [(r.email, r.name) for r in stream] == [("grace@example.net", "")]
+    assert stats == subs.SendableStats(
+        not_subscribed={"unsubscribed": 2, "bounced": 1, "complained": 1, "pending": 1},
+        suppressed=3,
+        repeated=2,
+    )
+
+
+_pool = ["ada@example.org", "ADA@example.org", "josé@bücher.example", "grace@example.net"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    rows=st.lists(
+        st.builds(Subscriber, email=st.sampled_from(_pool), status=st.sampled_from(subs.STATUSES)),
+        max_size=12,
+    ),
+    suppressed=st.sets(st.sampled_from(_pool)),
+)
+def test_sendable_sends_each_address_once_and_accounts_for_every_row(rows, suppressed):
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        subs.write_subscribers(folder / "main.csv", rows)
+        subs.add_suppressions(folder, [(email, "test") for email in suppressed])
+        stats = subs.SendableStats()
+        sent = [(r.email, r.line) for r in subs.sendable(folder, "main", stats)]
+    blocked = {subs.email_key(email) for email in suppressed}
+    first: dict[str, tuple[str, int]] = {}
+    for line, row in enumerate(rows, 2):
+        if row.status == "subscribed" and row.key not in blocked:
+            first.setdefault(row.key, (row.email, line))
+    assert sent == list(first.values())
+    left_out = sum(stats.not_subscribed.values()) + stats.suppressed + stats.repeated
+    assert len(sent) + left_out == len(rows)
+    assert stats.not_subscribed == {
+        status: sum(row.status == status for row in rows)
+        for status in subs.STATUSES
+        if status != "subscribed"
+    }
+    assert stats.suppressed == sum(r.status == "subscribed" and r.key in blocked for r in rows)
+
+
 def test_sendable_fails_closed_when_the_suppression_file_is_broken(folder):
     shutil.copyfile(FIXTURES / "malformed" / "nul.csv", folder / "suppressions.csv")
     with pytest.raises(SubscriberError, match="^subscribers/suppressions.csv:2: NUL byte"):

@@ -25,6 +25,7 @@ from newsletter.subscribers.importing import (
 )
 from newsletter.subscribers.lists import (
     Page,
+    SendableStats,
     add_subscriber,
     count,
     downgrade_status,
@@ -84,6 +85,7 @@ __all__ = [
     "STATUSES",
     "SUPPRESSIONS",
     "SUPPRESSION_COLUMNS",
+    "SendableStats",
     "Subscriber",
     "add_subscriber",
     "add_suppression",
