@@ -6,14 +6,16 @@ import itertools
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from newsletter import ledger as states
-from newsletter import send as engine
 from newsletter.cli_common import ConfigOption, fail, handle_errors, load
 from newsletter.errors import ExitCode
+
+if TYPE_CHECKING:  # the engine is imported where it runs: `newsletter --help` stays quick
+    from newsletter import send as engine
 
 
 @handle_errors
@@ -71,6 +73,7 @@ def send(
 
     Example: newsletter send issues/2024-05-01-spring.md --list main
     """
+    from newsletter import send as engine
     from newsletter.providers import SendOptions, make_provider
 
     if as_email and not test_to:
@@ -127,6 +130,8 @@ def send(
 
 
 def _schedule(at: str | None, provider: str, ask: bool) -> int | None:
+    from newsletter import send as engine
+
     if not at:
         return None
     planned = engine.schedule(engine.parse_when(at), provider)
@@ -142,6 +147,8 @@ def _schedule(at: str | None, provider: str, ask: bool) -> int | None:
 
 
 def _show_plan(prepared, plan, settings, send_at, ledger) -> None:
+    from newsletter import send as engine
+
     rate = f"{settings.rate:g}/s" if settings.rate else "no rate cap"
     lines = [
         f"Issue:      {prepared.checked.issue.path}",
@@ -298,6 +305,8 @@ def status(
 
     Example: newsletter status issues/2024-05-01-spring.md --recipients
     """
+    from newsletter import send as engine
+
     config = load(config_path)
     slug = engine.issue_slug(issue)
     path = config.state_dir / states.LEDGER_NAME

@@ -8,9 +8,20 @@ from typing import Annotated
 
 import typer
 
-from newsletter import subscribers as subs
 from newsletter.cli_common import ConfigOption, handle_errors, load
 from newsletter.errors import ExitCode
+
+
+class _Subscribers:
+    """newsletter.subscribers, imported on first use so other commands start without it."""
+
+    def __getattr__(self, name: str):
+        from newsletter import subscribers
+
+        return getattr(subscribers, name)
+
+
+subs = _Subscribers()
 
 app = typer.Typer(help="Manage subscriber lists (CSV files in subscribers/).", no_args_is_help=True)
 
