@@ -26,6 +26,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
         if name.startswith("NEWSLETTER_") or name == "SENDGRID_API_KEY":
             monkeypatch.delenv(name)
+    monkeypatch.setenv("NEWSLETTER_SPAMASSASSIN", "off")  # as _no_spamassassin: kept off here too
     root = tmp_path / "ws"
     shutil.copytree(FIXTURES / "workspace", root)
     monkeypatch.chdir(root)

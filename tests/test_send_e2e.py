@@ -12,7 +12,6 @@ import datetime as dt
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, REPO
+from conftest import REPO
 from loopback import SendgridServer, SgAction, SmtpServer
 from test_send import write_list
 
@@ -36,14 +35,8 @@ ISSUE = "issues/merge.md"
 
 
 @pytest.fixture
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in list(os.environ):
-        if name.startswith("NEWSLETTER_") or name == "SENDGRID_API_KEY":
-            monkeypatch.delenv(name)
-    folder = tmp_path / "ws"
-    shutil.copytree(FIXTURES / "workspace", folder)
-    monkeypatch.chdir(folder)
-    return folder
+def root(workspace: Path) -> Path:
+    return workspace
 
 
 def smtp_env(server: SmtpServer) -> dict[str, str]:
