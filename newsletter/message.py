@@ -23,6 +23,7 @@ from newsletter.render import Personalized, Rendered
 from newsletter.tokens import make_token
 
 CRLF = "\r\n"
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
 
 
@@ -137,7 +138,9 @@ class Campaign:
         token = make_token(self.secret, self.list_name, key)
         base = (self.config.base_url or "").rstrip("/")
         url = f"{base}/unsubscribe/{token}" if base else None
-        mailto = f"mailto:{self.config.from_email}?subject={quote('unsubscribe ' + token)}"
+        # Tokens are URL-safe already (base64url and the list name); quote only what is not.
+        subject = token if _URL_SAFE.fullmatch(token) else quote(token)
+        mailto = f"mailto:{self.config.from_email}?subject=unsubscribe%20{subject}"
         return url, mailto
 
     def message(

@@ -154,6 +154,10 @@ class Rendered:
             for i in range(1, len(parts), 2)
         }
         self.used_fields = {i: self.merge_fields[i] for i in sorted(used)}
+        # The common fields (`subscriber.x`, `subscriber.x | default("…")`, `unsubscribe_url`)
+        # are looked up directly; anything else goes through Jinja.
+        simple = [_simple_field(m.source) for m in self.used_fields.values()]
+        self._simple = None if None in simple else list(zip(self.used_fields, simple, strict=True))
         # All fields in one expression: one Jinja context per recipient instead of one per field.
         self._evaluate_all = None
         if self.env is not None and self.used_fields:
@@ -162,6 +166,19 @@ class Rendered:
 
     def values(self, subscriber: dict[str, str], unsubscribe_url: str) -> dict[int, Any]:
         """Evaluate the merge fields this issue uses for one recipient (TemplateError names one)."""
+        if self._simple is not None:
+            out = {}
+            for index, (name, default) in self._simple:
+                if name is None:
+                    out[index] = unsubscribe_url
+                elif name in subscriber:
+                    out[index] = str(subscriber[name])
+                elif default is not None:
+                    out[index] = default
+                else:
+                    break  # undefined: let Jinja raise the error that names the field
+            else:
+                return out
         context = {**self.context, "subscriber": subscriber, "unsubscribe_url": unsubscribe_url}
         if self._evaluate_all is not None:
             try:
@@ -216,6 +233,24 @@ class Rendered:
             fill(self.html_parts, html_names),
             fill(self.text_parts, text_names),
         )
+
+
+_SIMPLE_FIELD = re.compile(
+    r"""subscriber\.([A-Za-z_]\w*)(?:\s*\|\s*default\(\s*(?:"([^"\\{}]*)"|'([^'\\{}]*)')\s*\))?"""
+)
+
+
+def _simple_field(source: str) -> tuple[str | None, str | None] | None:
+    """(field, default) for `subscriber.x` or `subscriber.x | default("…")`; (None, None) for
+    `unsubscribe_url`; None for any other expression."""
+    source = source.strip()
+    if source == "unsubscribe_url":
+        return None, None
+    match = _SIMPLE_FIELD.fullmatch(source)
+    if not match or hasattr(dict, match.group(1)):  # Jinja would find dict.items, .keys, …
+        return None
+    default = match.group(2) if match.group(2) is not None else match.group(3)
+    return match.group(1), default
 
 
 @functools.lru_cache(maxsize=64)

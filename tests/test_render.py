@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from newsletter.config import load_config
 from newsletter.errors import TemplateError
@@ -148,3 +151,29 @@ def test_render_of_the_sample_is_deterministic(rendered_sample):
     again = Renderer(config).render(load_issue(SAMPLE))
     assert again.html == rendered.html
     assert again.text == rendered.text
+
+
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(["first_name", "company", "email", "city"]),
+        st.text(min_size=1, max_size=20),
+    )
+)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_direct_lookup_of_simple_fields_agrees_with_jinja(workspace_rendered, fields):
+    rendered = workspace_rendered
+    assert rendered._simple is not None  # merge.md uses only simple fields
+    fields = {"email": "x@example.org", **fields}
+    direct = rendered.values(fields, "https://u/1")
+    slow = dataclasses.replace(rendered, env=rendered.env)
+    slow._simple = None
+    assert direct == slow.values(fields, "https://u/1")
+
+
+@pytest.fixture(scope="module")
+def workspace_rendered():
+    root = Path(__file__).parent / "fixtures" / "workspace"
+    config = load_config(root / "newsletter.toml", env={})
+    return Renderer(config).render(load_issue(root / "issues" / "merge.md"))
