@@ -81,7 +81,11 @@ def send(
     config = load(config_path)
     provider = provider or config.send.provider
     if sandbox and not engine.supports(provider, "sandbox"):
-        raise fail(f"--sandbox is a SendGrid feature; provider {provider} has none", ExitCode.USAGE)
+        able = engine.providers_supporting("sandbox")
+        raise fail(
+            f"--sandbox needs a provider with a sandbox mode ({able}); {provider} has none",
+            ExitCode.USAGE,
+        )
     send_at = _schedule(at, provider, ask=not dry_run)
     prepared = engine.prepare(
         config,

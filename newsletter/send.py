@@ -233,7 +233,8 @@ def schedule(when: dt.datetime, provider: str, now: dt.datetime | None = None) -
         )
     if not supports(provider, "send_at"):
         raise OptionError(
-            f"provider {provider} cannot schedule a send (only sendgrid can); newsletter does "
+            f"provider {provider} cannot schedule a send (only "
+            f"{providers_supporting('send_at')} can); newsletter does "
             "not keep a daemon running: run `newsletter send` at that time (cron, at) instead"
         )
     return Schedule(int(when.timestamp()))
@@ -242,6 +243,13 @@ def schedule(when: dt.datetime, provider: str, now: dt.datetime | None = None) -
 def supports(provider: str, feature: str) -> bool:
     """Whether a provider implements an optional SendOptions feature (send_at, sandbox)."""
     return bool(getattr(get_provider_class(provider), f"supports_{feature}"))
+
+
+def providers_supporting(feature: str) -> str:
+    """The names of the providers that implement a feature, for messages: "sendgrid"."""
+    from newsletter.providers import PROVIDERS
+
+    return " or ".join(name for name in PROVIDERS if supports(name, feature)) or "none"
 
 
 # Planning -------------------------------------------------------------------------------
