@@ -111,7 +111,10 @@ def test_as_needs_test_to(workspace):
 def test_sandbox_with_a_provider_that_has_none_is_refused(workspace):
     result = run("send", "issues/merge.md", "--sandbox", "--yes")
     assert result.exit_code == 2
-    assert result.output == "Error: --sandbox needs a provider with a sandbox mode (sendgrid); outbox has none\n"
+    assert (
+        result.output
+        == "Error: --sandbox needs a provider with a sandbox mode (sendgrid); outbox has none\n"
+    )
 
 
 def test_at_with_a_provider_that_cannot_schedule_is_refused(workspace):

@@ -641,3 +641,16 @@ def test_an_export_imported_into_an_empty_list_keeps_names_and_fields(rows):
     for row in rows:
         first.setdefault(row.key, row)
     assert copied == [(key, row.name, row.fields) for key, row in first.items()]
+
+
+def test_the_key_the_reader_works_out_is_the_one_email_key_gives(tmp_path):
+    from newsletter.subscribers import email_key, iter_subscribers
+
+    path = tmp_path / "main.csv"
+    path.write_text(
+        "email,name\nAda@Example.ORG,Ada\nGrace.Hopper+news@Example.NET,Grace\nJosé@exämple.org,José\n",
+        encoding="utf-8",
+    )
+    for subscriber in iter_subscribers(path):
+        assert subscriber.known_key
+        assert subscriber.key == email_key(subscriber.email)

@@ -256,8 +256,8 @@ def _status(value: str) -> str:
     return value.strip().lower() or "subscribed"
 
 
-def _subscriber(cols: _Columns, line: int, values: list[str]) -> Subscriber:
-    """A row as a Subscriber, without checking it."""
+def _subscriber(cols: _Columns, line: int, values: list[str], key: str = "") -> Subscriber:
+    """A row as a Subscriber, without checking it (key: its key, when already known)."""
     e, n, s, sa, ua, src = cols.standard
     return Subscriber(
         values[e].strip(),
@@ -268,6 +268,7 @@ def _subscriber(cols: _Columns, line: int, values: list[str]) -> Subscriber:
         values[src],
         {name: value for name, i in cols.custom if (value := values[i])},
         line,
+        key,
     )
 
 
@@ -341,8 +342,8 @@ def _checked(
 
 def iter_subscribers(path: Path) -> Iterator[Subscriber]:
     """Every row of a list file, streamed; the first malformed row raises naming file and line."""
-    for cols, line, values, _, _ in _checked(path):
-        yield _subscriber(cols, line, values)
+    for cols, line, values, key, _ in _checked(path):
+        yield _subscriber(cols, line, values, key)
 
 
 def iter_rows(path: Path) -> Iterator[Subscriber]:

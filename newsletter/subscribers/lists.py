@@ -85,7 +85,7 @@ def sendable(
         elif not seen.add(key):
             stats.repeated += 1
         else:
-            yield _subscriber(cols, line, values)
+            yield _subscriber(cols, line, values, key)
 
 
 def count(subscribers_dir: Path, list_name: str) -> dict[str, int]:

@@ -41,11 +41,13 @@ class Subscriber:
     source: str = ""
     fields: Mapping[str, str] = field(default_factory=dict)  # custom columns with a value
     line: int = 0  # line number in the file (for messages)
+    # The key, when the reader has already worked it out (normalising is the costly part).
+    known_key: str = field(default="", repr=False, compare=False)
 
     @property
     def key(self) -> str:
         """The normalised, case-folded address: identity for dedup, the ledger and suppressions."""
-        return email_key(self.email)
+        return self.known_key or email_key(self.email)
 
     def merge_fields(self) -> dict[str, str]:
         """Template context `subscriber`; empty values are left out so `default()` filters apply."""
