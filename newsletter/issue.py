@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -38,8 +39,19 @@ class Issue:
     list: str | None
     body: str  # the Markdown body as written (may hold Jinja merge fields)
     body_line: int  # line of the file where the body starts
-    intro: str = ""  # Markdown before the first story
-    stories: list[Story] = field(default_factory=list)
+
+    @cached_property
+    def _parts(self) -> tuple[str, list[Story]]:
+        return split_stories(self.body.split("\n"), first_line=self.body_line)
+
+    @property
+    def intro(self) -> str:
+        """Markdown before the first story, as written (rendering splits the Jinja output)."""
+        return self._parts[0]
+
+    @property
+    def stories(self) -> list[Story]:
+        return self._parts[1]
 
 
 def slugify(text: str) -> str:
@@ -78,7 +90,6 @@ def parse_issue(text: str, path: Path) -> Issue:
         raise IssueError("front matter is not closed by a '---' line", where=f"{path}:1") from None
     meta = _front_matter(lines[1:end], path)
     body_start = end + 1
-    intro, stories = split_stories(lines[body_start:], first_line=body_start + 1)
 
     title = _text_field(meta, "title", path, required=True)
     date = meta.get("date")
@@ -102,8 +113,6 @@ def parse_issue(text: str, path: Path) -> Issue:
         list=_text_field(meta, "list", path),
         body="\n".join(lines[body_start:]),
         body_line=body_start + 1,
-        intro=intro,
-        stories=stories,
     )
 
 
