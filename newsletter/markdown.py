@@ -16,21 +16,13 @@ def _md() -> MarkdownIt:
     return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 
 
-def to_html(source: str) -> str:
-    return _md().render(source)
-
-
 def inline_html(source: str) -> str:
     return _md().renderInline(source)
 
 
-def to_text(source: str, width: int = WIDTH) -> str:
-    """Plain text for the text/plain part: paragraphs wrapped, links as readable URLs."""
-    return convert(source, width)[1]
-
-
 def convert(source: str, width: int = WIDTH) -> tuple[str, str]:
-    """(HTML, plain text) of a Markdown source, from a single parse."""
+    """(HTML, plain text) of a Markdown source, from a single parse; the text has paragraphs
+    wrapped and links as readable URLs."""
     md = _md()
     tokens = md.parse(source)
     html = md.renderer.render(tokens, md.options, {})
