@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -317,10 +318,24 @@ class _Locator:
         self.issue_path = str(rendered.issue.path)
         self.template = (rendered.issue.template or config.template) + ".mjml.j2"
         self.config_file = str(config.path or "newsletter.toml")
-        self.sources = [rendered.issue.path]
-        for folder in (config.templates_dir, BUILTIN_TEMPLATES):
+        self._issue = rendered.issue.path
+        self._folders = (config.templates_dir, BUILTIN_TEMPLATES)
+
+    @cached_property
+    def _files(self) -> list[tuple[str, list[str]]]:
+        """(label, lines) of the issue and every template, read once and only when needed."""
+        paths = [self._issue]
+        for folder in self._folders:
             if folder.is_dir():
-                self.sources.extend(sorted(folder.rglob("*.j2")))
+                paths.extend(sorted(folder.rglob("*.j2")))
+        files = []
+        for path in paths:
+            try:
+                lines = path.read_text(encoding="utf-8").split("\n")
+            except OSError:
+                continue
+            files.append((str(path) if path == self._issue else _rel(path), lines))
+        return files
 
     def find(self, snippet: str, fallback: str, *alternatives: str) -> str:
         """file:line of the first source line holding the snippet (or an alternative)."""
@@ -331,15 +346,10 @@ class _Locator:
         return fallback
 
     def _search(self, snippet: str) -> str | None:
-        if snippet:
-            for path in self.sources:
-                try:
-                    lines = path.read_text(encoding="utf-8").split("\n")
-                except OSError:
-                    continue
-                for number, line in enumerate(lines, 1):
-                    if snippet in line:
-                        return f"{path if path == self.sources[0] else _rel(path)}:{number}"
+        for label, lines in self._files:
+            for number, line in enumerate(lines, 1):
+                if snippet in line:
+                    return f"{label}:{number}"
         return None
 
 
