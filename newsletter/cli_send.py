@@ -200,7 +200,8 @@ def _list_rows(rows, limit: int) -> None:
 class _Reporter:
     """A progress bar on a terminal; otherwise a plain line every few seconds."""
 
-    EVERY = 5.0
+    EVERY = 5.0  # seconds between plain lines
+    REDRAW = 0.1  # seconds between redraws of the bar
 
     def __init__(self, total: int, tty: bool) -> None:
         self.total = total
@@ -217,6 +218,9 @@ class _Reporter:
                 TextColumn("{task.fields[speed]}"),
                 TextColumn("{task.fields[eta]}"),
                 console=Console(stderr=True),
+                # No refresh thread: the send forks a process to read the list, best done
+                # from a process with one thread. Each progress report redraws instead.
+                auto_refresh=False,
             )
             self.task = self.bar.add_task("send", total=total, speed="", eta="")
 
@@ -236,6 +240,10 @@ class _Reporter:
             self.bar.update(
                 self.task, completed=progress.done, total=progress.total, speed=speed, eta=eta
             )
+            now = time.monotonic()
+            if now - self.last >= self.REDRAW or progress.done >= progress.total:
+                self.last = now
+                self.bar.refresh()
             return
         now = time.monotonic()
         if now - self.last >= self.EVERY or progress.done >= progress.total:

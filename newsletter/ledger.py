@@ -58,7 +58,7 @@ CREATE TABLE recipients (
     PRIMARY KEY (issue, key)
 ) WITHOUT ROWID;
 """
-_CHUNK = 400  # rows per statement: under SQLite's oldest limit of 999 variables
+_CHUNK = 1000  # keys per statement (a send batch), fewer where SQLite allows fewer variables
 
 
 def now() -> str:
@@ -113,6 +113,10 @@ class Ledger:
             # NORMAL in WAL mode: a commit survives the process being killed (the OS has
             # it); only a power cut can lose the last commits.
             self._db.execute("PRAGMA synchronous=NORMAL")
+            # SQLite before 3.32 allows 999 variables in a statement, later ones 32,766.
+            room = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - 16
+            self._keys_per_statement = max(1, min(_CHUNK, room))
+            self._pairs_per_statement = max(1, min(_CHUNK, room // 2))
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise SendError(f"cannot open the send ledger: {exc}", where=where) from None
@@ -156,10 +160,15 @@ class Ledger:
     def _write_chunks(self, statements: Iterable[tuple[str, Sequence]]) -> None:
         """Run statements that each cover many rows, in one transaction.
 
-        One statement per few hundred rows rather than one per row: sqlite3 lets go of the
-        GIL at every step, and getting it back behind a busy thread costs up to 5 ms each.
+        One statement per batch rather than one per row: sqlite3 lets go of the GIL at every
+        step, and getting it back behind a busy thread costs up to 5 ms each. A lone
+        statement is a transaction of its own, without a BEGIN and a COMMIT to wait for.
         """
+        statements = list(statements)
         with self._transaction() as db:
+            if len(statements) == 1:
+                db.execute(*statements[0])
+                return
             db.execute("BEGIN IMMEDIATE")
             for sql, params in statements:
                 db.execute(sql, params)
@@ -239,8 +248,9 @@ class Ledger:
         merge field error) and a temporary failure are tried again.
         """
         out: dict[str, str] = {}
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start : start + _CHUNK]
+        step = self._keys_per_statement
+        for start in range(0, len(keys), step):
+            chunk = keys[start : start + step]
             marks = ",".join("?" * len(chunk))
             with self._lock:
                 rows = self._db.execute(
@@ -269,8 +279,9 @@ class Ledger:
         stamp = now()
 
         def statements():
-            for start in range(0, len(recipients), _CHUNK):
-                chunk = recipients[start : start + _CHUNK]
+            step = self._pairs_per_statement
+            for start in range(0, len(recipients), step):
+                chunk = recipients[start : start + step]
                 values = ",".join(["(?, ?)"] * len(chunk))
                 sql = (
                     f"WITH batch (key, email) AS (VALUES {values}) "
@@ -297,8 +308,9 @@ class Ledger:
         def statements():
             for (state, provider_id, error), keys in groups.items():
                 sent_at = stamp if state == SENT else None
-                for start in range(0, len(keys), _CHUNK):
-                    chunk = keys[start : start + _CHUNK]
+                step = self._keys_per_statement
+                for start in range(0, len(keys), step):
+                    chunk = keys[start : start + step]
                     sql = (
                         "UPDATE recipients SET state = ?, provider_id = coalesce(?, provider_id), "
                         "error = ?, updated_at = ?, sent_at = coalesce(?, sent_at) "

@@ -21,9 +21,10 @@ from pathlib import Path
 from tenacity import Retrying, retry_if_result
 
 from newsletter import ledger as states
+from newsletter import readahead
 from newsletter.checks import CheckedIssue, check_issue
 from newsletter.config import Config
-from newsletter.errors import ExitCode, ProviderError, SendError, TemplateError
+from newsletter.errors import ExitCode, ProviderError, SendError
 from newsletter.ledger import LEDGER_NAME, Ledger, Outcome
 from newsletter.message import Campaign, OutgoingMessage
 from newsletter.providers import Provider, Result, Status, get_provider_class
@@ -34,7 +35,6 @@ TEST_PREFIX = "[TEST] "
 SCHEDULE_WINDOW = dt.timedelta(hours=72)  # SendGrid accepts send_at up to 72 hours ahead
 LATE_GRACE = dt.timedelta(minutes=10)  # a schedule this far in the past still goes out now
 LISTED = 20  # failures and unknowns named in a summary; `newsletter status` has them all
-_CHUNK = 500  # recipients looked up in the ledger at once
 
 
 class ChecksFailed(SendError):
@@ -63,6 +63,7 @@ class Settings:
     limit: int | None = None
     resend_unknown: bool = False
     dry_run: bool = False
+    read_ahead: bool = True  # read the list and build messages in a forked process (readahead)
 
 
 def settings_for(
@@ -270,7 +271,7 @@ class Plan:
 def _classified(prepared: Prepared, ledger: Ledger, resend_unknown: bool, dropped) -> Iterator:
     """(recipient, key, state it is held back in or None when it is to be sent), streamed."""
     recipients = prepared.recipients(dropped)
-    while chunk := list(itertools.islice(recipients, _CHUNK)):
+    while chunk := list(itertools.islice(recipients, readahead.CHUNK)):
         keys = [r.key for r in chunk]  # normalised once: the property computes it each time
         blocked = ledger.blocked(prepared.slug, keys, resend_unknown)
         for recipient, key in zip(chunk, keys, strict=True):
@@ -433,11 +434,13 @@ class _Run:
         if self.settings.dry_run:
             with self.factory():  # its check() runs: settings and secrets are right
                 pass
-            for batch in self._batches():
-                summary.sent += len(batch)
-                self._progress()
+            with self._read_ahead() as built:
+                for batch in self._batches(built):
+                    summary.sent += len(batch)
+                    self._progress()
             return self._finish(None)
-        with ledger.claim(prepared.slug):
+        # The list is read in a process forked before any thread of ours starts.
+        with ledger.claim(prepared.slug), self._read_ahead() as built:
             self.run_id = ledger.start_run(prepared.slug, prepared.list_name, prepared.provider)
             work: queue.Queue = queue.Queue(maxsize=self.settings.workers)
             threads = [
@@ -447,7 +450,7 @@ class _Run:
             for thread in threads:
                 thread.start()
             try:
-                for batch in self._batches():
+                for batch in self._batches(built):
                     if not self._put(work, batch):
                         break
                 for _ in threads:
@@ -457,34 +460,46 @@ class _Run:
                 summary.interrupted = True
                 self.stop.set()
                 self._join(threads)  # a second Ctrl-C leaves at once; in-flight rows stay
+            except BaseException:
+                # Reading the list failed (a bad row, the reading process died): the batches
+                # with the provider are answered and recorded before the error goes up.
+                self.stop.set()
+                self._join(threads)
+                ledger.finish_run(self.run_id, "error")
+                raise
             if self.stop.is_set() and not summary.stopped and not self.fatal:
                 summary.interrupted = True
             return self._finish(self.fatal)
 
-    def _batches(self) -> Iterator[list[OutgoingMessage]]:
-        """Messages for every recipient not ruled out, grouped; merge failures recorded."""
+    def _read_ahead(self) -> readahead.ReadAhead:
+        return readahead.ReadAhead(self.prepared, self.dropped, ahead=self.settings.read_ahead)
+
+    def _batches(self, built: readahead.ReadAhead) -> Iterator[list[OutgoingMessage]]:
+        """Messages for every recipient the ledger does not rule out, grouped; merge failures
+        recorded."""
         prepared, settings, plan = self.prepared, self.settings, self.summary.plan
-        campaign, batch, unsent = prepared.campaign, [], []
-        recipients = _classified(prepared, self.ledger, settings.resend_unknown, self.dropped)
-        for recipient, key, state in recipients:
-            if state:
-                _tally(plan, state)
-                continue
-            if settings.limit is not None and plan.to_send >= settings.limit:
-                plan.over_limit += 1
-                continue
-            plan.to_send += 1
-            try:
-                fields = recipient.merge_fields()
-                batch.append(campaign.message(recipient.email, key, fields, recipient.name))
-            except TemplateError as exc:
-                unsent.append((key, recipient.email, str(exc)))
-            if len(batch) >= settings.batch_size or len(unsent) >= _CHUNK:
-                self._record_unsent(unsent)
-                unsent = []
-            if len(batch) >= settings.batch_size:
-                yield batch
-                batch = []
+        batch, unsent = [], []
+        for chunk in built:
+            keys = [key for key, _, _ in chunk]
+            blocked = self.ledger.blocked(prepared.slug, keys, settings.resend_unknown)
+            for key, email, message in chunk:
+                if state := blocked.get(key):
+                    _tally(plan, state)
+                    continue
+                if settings.limit is not None and plan.to_send >= settings.limit:
+                    plan.over_limit += 1
+                    continue
+                plan.to_send += 1
+                if isinstance(message, str):  # the reason its message could not be built
+                    unsent.append((key, email, message))
+                else:
+                    batch.append(message)
+                if len(batch) >= settings.batch_size or len(unsent) >= readahead.CHUNK:
+                    self._record_unsent(unsent)
+                    unsent = []
+                if len(batch) >= settings.batch_size:
+                    yield batch
+                    batch = []
         self._record_unsent(unsent)
         if batch:
             yield batch

@@ -1,0 +1,158 @@
+"""The list read and the messages built ahead of the sending threads, in a process of their own.
+
+A send is one process of threads sharing one interpreter lock: every microsecond spent
+streaming the CSV, checking a row and building its message is a microsecond the threads
+talking to the provider cannot run. Where `fork` exists, a child process does that part on
+another core and hands finished messages over a pipe in chunks, in list order. The parent
+keeps everything that decides who is mailed: it checks each chunk against the ledger, writes
+every ledger row and talks to the provider. The child only reads (the list, the suppressions,
+the rendered issue it inherited) and never touches the ledger, the lock or the terminal.
+
+Without fork (Windows) the same chunks are built in the calling thread: `ReadAhead` is both.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import signal
+import traceback
+from collections.abc import Iterator
+
+from newsletter.errors import NewsletterError, SendError, TemplateError
+from newsletter.message import OutgoingMessage
+
+CHUNK = 500  # recipients per hand-over (and per ledger lookup)
+
+# One recipient: (key, email, their message, or the reason it could not be built).
+Built = tuple[str, str, OutgoingMessage | str]
+
+
+def build(prepared, dropped) -> Iterator[list[Built]]:
+    """The recipients' messages in chunks, in list order, built in this thread."""
+    campaign = prepared.campaign
+    recipients = prepared.recipients(dropped)
+    while chunk := list(itertools.islice(recipients, CHUNK)):
+        out: list[Built] = []
+        for recipient in chunk:
+            key = recipient.key  # computed once: for a test recipient the property works it out
+            try:
+                fields = recipient.merge_fields()
+                message = campaign.message(recipient.email, key, fields, recipient.name)
+            except TemplateError as exc:
+                out.append((key, recipient.email, str(exc)))
+            else:
+                out.append((key, recipient.email, message))
+        yield out
+
+
+def can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+class ReadAhead:
+    """`build`'s chunks, from a forked child when `ahead` and fork exists, else in this thread.
+
+    Enter it before starting any thread, so the child is a copy of a process with one thread;
+    leaving it (at the end, a stop, Ctrl-C or an error) ends the child. `dropped`, a
+    SendableStats, is complete once every chunk has been read.
+    """
+
+    def __init__(self, prepared, dropped, *, ahead: bool = True) -> None:
+        self.prepared = prepared
+        self.dropped = dropped
+        # A test send's few addresses are not worth a process.
+        self.forked = ahead and can_fork() and not prepared.is_test
+        self._child = self._reader = None
+
+    def __enter__(self) -> ReadAhead:
+        if self.forked:
+            context = multiprocessing.get_context("fork")
+            self._reader, writer = context.Pipe(duplex=False)
+            self._child = context.Process(
+                target=_child,
+                args=(self.prepared, self._reader, writer),
+                name="newsletter-read-ahead",
+                daemon=True,
+            )
+            self._child.start()  # flushes stdout and stderr first: nothing is written twice
+            writer.close()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._child is not None:
+            self._reader.close()
+            if self._child.is_alive():
+                self._child.terminate()
+            self._child.join(5)
+
+    def __iter__(self) -> Iterator[list[Built]]:
+        if self._child is None:
+            yield from build(self.prepared, self.dropped)
+            return
+        campaign = self.prepared.campaign
+        while True:
+            try:
+                kind, payload = self._reader.recv()
+            except EOFError:
+                self._child.join(5)
+                raise SendError(
+                    "the process reading the subscriber list stopped unexpectedly "
+                    f"(exit code {self._child.exitcode}); what it had not handed over "
+                    "was not sent: run the send again to go on"
+                ) from None
+            if kind == "chunk":
+                yield [
+                    (key, email, _message(campaign, key, email, rest) if rest[0] else rest[1])
+                    for key, email, *rest in payload
+                ]
+            elif kind == "end":
+                vars(self.dropped).update(vars(payload))
+                return
+            else:
+                raise payload
+
+
+def _message(campaign, key: str, email: str, rest: list) -> OutgoingMessage:
+    _, name, message_id, url, mailto, values = rest
+    return OutgoingMessage(campaign, email, name, key, message_id, url, mailto, values)
+
+
+def _flat(item: Built) -> tuple:
+    """What crosses the pipe for one recipient: plain values, never the campaign."""
+    key, email, built = item
+    if isinstance(built, str):
+        return key, email, False, built
+    m = built
+    return (
+        key,
+        email,
+        True,
+        m.to_name,
+        m.message_id,
+        m.unsubscribe_url,
+        m.unsubscribe_mailto,
+        m.values,
+    )
+
+
+def _child(prepared, reader, writer) -> None:
+    """In the forked process: build every chunk and send it to the parent, then the counts."""
+    reader.close()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    from newsletter.subscribers import SendableStats
+
+    try:
+        dropped = SendableStats()
+        for chunk in build(prepared, dropped):
+            writer.send(("chunk", [_flat(item) for item in chunk]))
+        writer.send(("end", dropped))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the parent stopped reading (it stopped, or it died): nothing more to do
+    except NewsletterError as exc:
+        writer.send(("error", exc))
+    except BaseException as exc:  # noqa: BLE001 - a bug: the parent reports it
+        detail = "".join(traceback.format_exception_only(exc)).strip()
+        writer.send(("error", SendError(f"reading the subscriber list failed: {detail}")))
+    finally:
+        writer.close()
