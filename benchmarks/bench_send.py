@@ -5,7 +5,9 @@ several connections), 100,000 recipients go through `newsletter.send.run` (list 
 ledger, retries, rate, progress) and, with the same workers and batch size, through a bare
 loop over pre-built messages calling the provider. Then the peak memory of dry runs of
 100,000 and 1,000,000 recipients. Servers run in their own processes; each measurement
-runs in a fresh process whose peak RSS is read from wait4().
+runs in a fresh process. Memory is the peak of the sending process and the read-ahead
+process it forks to read the list (newsletter/readahead.py) together, as PSS sampled every
+100 ms, and the peak RSS of each.
 
 Run: python benchmarks/bench_send.py [--recipients 100000] [--dry-run-recipients 1000000]
 """
@@ -17,6 +19,7 @@ import csv
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -144,11 +147,66 @@ def child(mode: str, root: Path) -> dict:
         started = time.perf_counter()
         summary = engine.run(prepared, ledger, factory, settings, total=plan.to_send)
         elapsed = time.perf_counter() - started
-    return {"seconds": elapsed, "plan_seconds": planned, "sent": summary.sent}
+    # The read-ahead process (forked, reaped by now) has its own peak: KB on Linux.
+    reader_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    own_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "seconds": elapsed,
+        "plan_seconds": planned,
+        "sent": summary.sent,
+        "own_mb": own_mb,
+        "reader_mb": reader_mb,
+    }
+
+
+class PssSampler(threading.Thread):
+    """Peak memory of a process and its children together, sampled every 100 ms.
+
+    PSS (proportional set size) counts a page shared by two processes half in each, so the
+    sum is what the processes take together: the read-ahead child is forked and shares most
+    of its pages with the sending process.
+    """
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_kb = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        # Light enough not to slow what it measures: children looked up once a second.
+        pids, looked = [self.pid], 0.0
+        while not self.done.wait(0.1):
+            if time.monotonic() - looked > 1.0:
+                pids, looked = [self.pid, *_children(self.pid)], time.monotonic()
+            self.peak_kb = max(self.peak_kb, sum(_pss_kb(pid) for pid in pids))
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def measure(mode: str, root: Path, env: dict[str, str]) -> dict:
-    """Run `child` in a new process; its figures plus its peak RSS in MB."""
+    """Run `child` in a new process; its figures plus peak memory in MB."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     full.update(env, PYTHONPATH=str(REPO), NEWSLETTER_SECRET="bench-secret-0123456789abcdef")
     process = subprocess.Popen(
@@ -158,21 +216,38 @@ def measure(mode: str, root: Path, env: dict[str, str]) -> dict:
         stdout=subprocess.PIPE,
         text=True,
     )
+    sampler = PssSampler(process.pid)
+    sampler.start()
     output = process.stdout.read()
+    sampler.done.set()
+    sampler.join()
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"{mode} failed ({process.returncode})")
     figures = json.loads(output.strip().splitlines()[-1])
-    figures["peak_mb"] = usage.ru_maxrss / 1024  # KB on Linux
+    figures.setdefault("own_mb", usage.ru_maxrss / 1024)  # KB on Linux
+    figures.setdefault("reader_mb", 0.0)
+    figures["pss_mb"] = sampler.peak_kb / 1024
     return figures
 
 
-def compare(kind: str, folder: Path, count: int) -> None:
+def memory(figures: dict) -> str:
+    """Peak memory of the sending process and its read-ahead child together (PSS), then the
+    peak RSS of each: RSS counts the pages they share in both."""
+    own, reader, pss = figures["own_mb"], figures["reader_mb"], figures["pss_mb"]
+    if not reader:  # dry runs read the list in-thread
+        return f"peak {own:.0f} MB"
+    return f"peak {pss:.0f} MB together (RSS {own:.0f} MB + read-ahead {reader:.0f} MB)"
+
+
+def compare(kind: str, folder: Path, count: int, workers: int | None = None) -> None:
     root = write_workspace(folder, count)
     server = Server(kind)
     try:
         env = environment(kind, server.address)
+        if workers:
+            env["NEWSLETTER_SEND_WORKERS"] = str(workers)
         raw = measure("raw", root, env)
         shutil.rmtree(root / ".newsletter", ignore_errors=True)
         sent = measure("send", root, env)
@@ -184,7 +259,7 @@ def compare(kind: str, folder: Path, count: int) -> None:
     print(f"  raw client loop, pre-built messages: {raw_rate:9,.0f} /s")
     print(
         f"  newsletter send (engine):            {rate:9,.0f} /s  = {rate / raw_rate:.0%} of raw, "
-        f"peak {sent['peak_mb']:.0f} MB"
+        + memory(sent)
     )
     print(f"  counting pass before confirming:     {sent['plan_seconds']:9.2f} s")
 
@@ -194,7 +269,7 @@ def dry_run(folder: Path, count: int) -> None:
     figures = measure("dry-run", root, {"NEWSLETTER_SEND_PROVIDER": "outbox"})
     rate = figures["sent"] / figures["seconds"]
     print(
-        f"dry run, {count:>9,} recipients: peak {figures['peak_mb']:5.0f} MB, "
+        f"dry run, {count:>9,} recipients: {memory(figures)}, "
         f"{rate:,.0f} /s (+ {figures['plan_seconds']:.1f} s counting)"
     )
 
@@ -204,6 +279,7 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=100_000)
     parser.add_argument("--dry-run-recipients", type=int, default=1_000_000)
     parser.add_argument("--providers", default="sendgrid,smtp")
+    parser.add_argument("--workers", type=int, help="default: each provider's own")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "WORKSPACE"))
     args = parser.parse_args()
     if args.child:
@@ -212,7 +288,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for kind in filter(None, args.providers.split(",")):
-            compare(kind, folder, args.recipients)
+            compare(kind, folder, args.recipients, args.workers)
         for count in sorted({args.recipients, args.dry_run_recipients}):
             dry_run(folder, count)
 

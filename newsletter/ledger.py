@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from filelock import FileLock, Timeout
 
@@ -82,8 +83,7 @@ class Row:
     error: str | None
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What became of one recipient's message: the new state and what the provider said."""
 
     key: str
@@ -302,8 +302,10 @@ class Ledger:
         """Store what the provider said about recipients that were marked in flight."""
         stamp = now()
         groups: dict[tuple, list[str]] = {}
-        for o in outcomes:  # a batch usually shares one answer: one statement for all of it
-            groups.setdefault((o.state, o.provider_id, o.error), []).append(o.key)
+        # A batch usually shares one answer: one statement for all of it. Outcomes may be
+        # plain (key, state, provider_id, error) tuples: a send records a lot of them.
+        for key, state, provider_id, error in outcomes:
+            groups.setdefault((state, provider_id, error), []).append(key)
 
         def statements():
             for (state, provider_id, error), keys in groups.items():

@@ -2,13 +2,14 @@
 
 A send is one process of threads sharing one interpreter lock: every microsecond spent
 streaming the CSV, checking a row and building its message is a microsecond the threads
-talking to the provider cannot run. Where `fork` exists, a child process does that part on
+talking to the provider cannot run. On Linux, a forked child process does that part on
 another core and hands finished messages over a pipe in chunks, in list order. The parent
 keeps everything that decides who is mailed: it checks each chunk against the ledger, writes
 every ledger row and talks to the provider. The child only reads (the list, the suppressions,
 the rendered issue it inherited) and never touches the ledger, the lock or the terminal.
 
-Without fork (Windows) the same chunks are built in the calling thread: `ReadAhead` is both.
+Elsewhere (macOS, Windows) the same chunks are built in the calling thread: `ReadAhead`
+is both.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import signal
+import sys
 import traceback
 from collections.abc import Iterator
 
@@ -47,7 +49,8 @@ def build(prepared, dropped) -> Iterator[list[Built]]:
 
 
 def can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
+    """Linux only: macOS has fork, but system libraries there are not safe to use after it."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
 class ReadAhead:

@@ -63,7 +63,7 @@ class Settings:
     limit: int | None = None
     resend_unknown: bool = False
     dry_run: bool = False
-    read_ahead: bool = True  # read the list and build messages in a forked process (readahead)
+    read_ahead: bool = True  # sends read the list in a forked process (see readahead)
 
 
 def settings_for(
@@ -472,7 +472,9 @@ class _Run:
             return self._finish(self.fatal)
 
     def _read_ahead(self) -> readahead.ReadAhead:
-        return readahead.ReadAhead(self.prepared, self.dropped, ahead=self.settings.read_ahead)
+        # A dry run has no provider threads to make room for: reading in-thread is quicker.
+        ahead = self.settings.read_ahead and not self.settings.dry_run
+        return readahead.ReadAhead(self.prepared, self.dropped, ahead=ahead)
 
     def _batches(self, built: readahead.ReadAhead) -> Iterator[list[OutgoingMessage]]:
         """Messages for every recipient the ledger does not rule out, grouped; merge failures
@@ -711,14 +713,17 @@ class _Run:
             self.on_progress(snapshot)
 
 
-def _outcome(result: Result) -> Outcome:
-    state = {
-        Status.ACCEPTED: states.SENT,
-        Status.REJECTED: states.FAILED,
-        Status.TEMPORARY: states.RETRY,
-        Status.UNKNOWN: states.UNKNOWN,
-    }[result.status]
-    return Outcome(result.key, state, result.provider_id, result.reason or None)
+_STATE_OF = {
+    Status.ACCEPTED: states.SENT,
+    Status.REJECTED: states.FAILED,
+    Status.TEMPORARY: states.RETRY,
+    Status.UNKNOWN: states.UNKNOWN,
+}
+
+
+def _outcome(result: Result) -> tuple[str, str, str | None, str | None]:
+    """The ledger's Outcome, as the plain tuple it is (quicker to make by the thousand)."""
+    return result.key, _STATE_OF[result.status], result.provider_id, result.reason or None
 
 
 # Status ---------------------------------------------------------------------------------

@@ -246,10 +246,15 @@ def test_progress_without_a_terminal_is_a_plain_line_every_few_seconds(capsys):
 
 
 def test_progress_on_a_terminal_is_a_bar_with_count_rate_and_eta():
+    import threading
+
     from newsletter.cli_send import _Reporter
     from newsletter.send import Progress
 
+    alone = threading.active_count()
     with _Reporter(100, tty=True) as report:
+        # No refresh thread: the send forks its read-ahead process with the bar showing.
+        assert threading.active_count() == alone
         report(Progress(100, 40, 40, 0, 2.0))
         task = report.bar.tasks[0]
         assert (task.completed, task.total) == (40, 100)
