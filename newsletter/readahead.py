@@ -14,6 +14,7 @@ is both.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import signal
@@ -153,9 +154,20 @@ def _child(prepared, reader, writer) -> None:
     except (BrokenPipeError, ConnectionResetError):
         pass  # the parent stopped reading (it stopped, or it died): nothing more to do
     except NewsletterError as exc:
-        writer.send(("error", exc))
+        _tell(writer, exc)
     except BaseException as exc:  # noqa: BLE001 - a bug: the parent reports it
         detail = "".join(traceback.format_exception_only(exc)).strip()
-        writer.send(("error", SendError(f"reading the subscriber list failed: {detail}")))
+        _tell(writer, SendError(f"reading the subscriber list failed: {detail}"))
     finally:
         writer.close()
+
+
+def _tell(writer, error: NewsletterError) -> None:
+    """Hand an error to the parent, quietly: it may have stopped listening already."""
+    try:
+        writer.send(("error", error))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    except Exception:  # noqa: BLE001 - it would not pickle: send its text
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            writer.send(("error", SendError(str(error))))
