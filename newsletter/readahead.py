@@ -55,7 +55,7 @@ def can_fork() -> bool:
 
 
 class ReadAhead:
-    """`build`'s chunks, from a forked child when `ahead` and fork exists, else in this thread.
+    """`build`'s chunks: from a forked child when `ahead` on Linux, else from this thread.
 
     Enter it before starting any thread, so the child is a copy of a process with one thread;
     leaving it (at the end, a stop, Ctrl-C or an error) ends the child. `dropped`, a
@@ -100,10 +100,11 @@ class ReadAhead:
                 kind, payload = self._reader.recv()
             except EOFError:
                 self._child.join(5)
+                code = self._child.exitcode
+                how = f"killed by signal {-code}" if code and code < 0 else f"exit code {code}"
                 raise SendError(
-                    "the process reading the subscriber list stopped unexpectedly "
-                    f"(exit code {self._child.exitcode}); what it had not handed over "
-                    "was not sent: run the send again to go on"
+                    f"the process reading the subscriber list stopped unexpectedly ({how}); "
+                    "what it had not handed over was not sent: run the send again to go on"
                 ) from None
             if kind == "chunk":
                 yield [
