@@ -113,13 +113,16 @@ class Ledger:
             # NORMAL in WAL mode: a commit survives the process being killed (the OS has
             # it); only a power cut can lose the last commits.
             self._db.execute("PRAGMA synchronous=NORMAL")
-            # SQLite before 3.32 allows 999 variables in a statement, later ones 32,766.
-            room = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - 16
-            self._keys_per_statement = max(1, min(_CHUNK, room))
-            self._pairs_per_statement = max(1, min(_CHUNK, room // 2))
+            self._fit_statements()
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise SendError(f"cannot open the send ledger: {exc}", where=where) from None
+
+    def _fit_statements(self) -> None:
+        """Rows per statement within this SQLite's variable limit: 999 before 3.32, then 32,766."""
+        room = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - 16
+        self._keys_per_statement = max(1, min(_CHUNK, room))
+        self._pairs_per_statement = max(1, min(_CHUNK, room // 2))
 
     @classmethod
     def for_workspace(cls, state_dir: Path) -> Ledger:

@@ -99,6 +99,18 @@ def test_blocked_looks_up_more_keys_than_sqlite_takes_in_one_query(ledger):
     assert set(ledger.blocked("issue", keys, resend_unknown=True)) == set(keys[::2])
 
 
+def test_batches_are_split_where_sqlite_takes_only_999_variables(ledger):
+    ledger._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # SQLite before 3.32
+    ledger._fit_statements()
+    run = ledger.start_run("issue", "main", "outbox")
+    keys = [f"r{i}@x.org" for i in range(1000)]  # one send batch: 2,000 values to mark
+    ledger.mark_in_flight("issue", "main", run, 1, [(k, k) for k in keys])
+    ledger.record("issue", [(k, SENT, "id", None) for k in keys[:600]])
+    ledger.record("issue", [Outcome(k, FAILED, None, "no") for k in keys[600:]])
+    assert ledger.counts("issue") == {"main": {SENT: 600, FAILED: 400}}
+    assert set(ledger.blocked("issue", keys)) == set(keys)
+
+
 def test_attempts_count_every_hand_over(ledger):
     run = ledger.start_run("issue", "main", "outbox")
     for _ in range(3):
