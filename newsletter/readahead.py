@@ -107,10 +107,7 @@ class ReadAhead:
                     "what it had not handed over was not sent: run the send again to go on"
                 ) from None
             if kind == "chunk":
-                yield [
-                    (key, email, _message(campaign, key, email, rest) if rest[0] else rest[1])
-                    for key, email, *rest in payload
-                ]
+                yield [(key, email, _rebuilt(campaign, key, email, b)) for key, email, b in payload]
             elif kind == "end":
                 vars(self.dropped).update(vars(payload))
                 return
@@ -118,27 +115,24 @@ class ReadAhead:
                 raise payload
 
 
-def _message(campaign, key: str, email: str, rest: list) -> OutgoingMessage:
-    _, name, message_id, url, mailto, values = rest
+def _rebuilt(campaign, key: str, email: str, flat: str | tuple) -> OutgoingMessage | str:
+    """The other end of `_flat`: the message again, or the reason it could not be built."""
+    if isinstance(flat, str):
+        return flat
+    name, message_id, url, mailto, values = flat
     return OutgoingMessage(campaign, email, name, key, message_id, url, mailto, values)
 
 
 def _flat(item: Built) -> tuple:
-    """What crosses the pipe for one recipient: plain values, never the campaign."""
-    key, email, built = item
-    if isinstance(built, str):
-        return key, email, False, built
-    m = built
-    return (
-        key,
-        email,
-        True,
-        m.to_name,
-        m.message_id,
-        m.unsubscribe_url,
-        m.unsubscribe_mailto,
-        m.values,
-    )
+    """What crosses the pipe for one recipient: plain values, never the campaign.
+
+    (key, email, the reason it could not be built) or (key, email, the message's parts).
+    """
+    key, email, m = item
+    if isinstance(m, str):
+        return item
+    parts = (m.to_name, m.message_id, m.unsubscribe_url, m.unsubscribe_mailto, m.values)
+    return key, email, parts
 
 
 def _child(prepared, reader, writer) -> None:

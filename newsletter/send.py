@@ -278,13 +278,23 @@ def _classified(prepared: Prepared, ledger: Ledger, resend_unknown: bool, droppe
             yield recipient, key, blocked.get(key)
 
 
-def _tally(plan: Plan, state: str) -> None:
+def _admit(plan: Plan, state: str | None, limit: int | None) -> bool:
+    """Count one recipient into the plan; True when it is to be sent now.
+
+    Held back by the ledger (`state`: sent, failed, unknown) or past --limit, it is not.
+    """
     if state == states.SENT:
         plan.already_sent += 1
     elif state == states.FAILED:
         plan.failed += 1
-    else:
+    elif state:
         plan.unknown += 1
+    elif limit is not None and plan.to_send >= limit:
+        plan.over_limit += 1
+    else:
+        plan.to_send += 1
+        return True
+    return False
 
 
 def plan(prepared: Prepared, ledger: Ledger, settings: Settings) -> Plan:
@@ -293,12 +303,7 @@ def plan(prepared: Prepared, ledger: Ledger, settings: Settings) -> Plan:
 
     out, dropped = Plan(), SendableStats()
     for _, _, state in _classified(prepared, ledger, settings.resend_unknown, dropped):
-        if state:
-            _tally(out, state)
-        elif settings.limit is not None and out.to_send >= settings.limit:
-            out.over_limit += 1
-        else:
-            out.to_send += 1
+        _admit(out, state, settings.limit)
     _count_left_out(prepared, out, dropped)
     return out
 
@@ -485,13 +490,8 @@ class _Run:
             keys = [key for key, _, _ in chunk]
             blocked = self.ledger.blocked(prepared.slug, keys, settings.resend_unknown)
             for key, email, message in chunk:
-                if state := blocked.get(key):
-                    _tally(plan, state)
+                if not _admit(plan, blocked.get(key), settings.limit):
                     continue
-                if settings.limit is not None and plan.to_send >= settings.limit:
-                    plan.over_limit += 1
-                    continue
-                plan.to_send += 1
                 if isinstance(message, str):  # the reason its message could not be built
                     unsent.append((key, email, message))
                 else:
