@@ -110,6 +110,7 @@ def send(
         plan = engine.plan(prepared, ledger, settings)
         _show_plan(prepared, plan, settings, send_at, ledger)
         if plan.to_send == 0:
+            _show_skipped(plan.invalid, plan.skipped)
             typer.echo("Nothing to send.")
             raise typer.Exit(int(engine.Summary(plan).exit_code))
         if not (yes or dry_run or prepared.is_test):
@@ -271,9 +272,10 @@ def _show_summary(summary: engine.Summary, elapsed: float, issue: Path) -> None:
     typer.echo(f"{verb} {summary.sent:,} in {_duration(elapsed)}.")
     if plan.already_sent:
         typer.echo(f"Skipped {plan.already_sent:,} already sent.")
-    left_out = ", ".join(f"{n:,} {why}" for why, n in plan.left_out.items())
+    left_out = ", ".join(f"{n:,} {why}" for why, n in plan.left_out.items() if why != "invalid")
     if left_out:
         typer.echo(f"Left out: {left_out}.")
+    _show_skipped(plan.invalid, summary.skipped)
     failed = summary.failed + plan.failed
     if failed:
         earlier = f" ({plan.failed:,} in an earlier send)" if plan.failed else ""
@@ -303,6 +305,20 @@ def _show_summary(summary: engine.Summary, elapsed: float, issue: Path) -> None:
             f"Run `{command}` again to resume: nobody gets it twice.",
             err=True,
         )
+
+
+def _show_skipped(count: int, skipped: list[tuple[str, str]]) -> None:
+    """The rows of the list skipped as malformed, each with its file:line and reason."""
+    if not count:
+        return
+    rows = "row" if count == 1 else "rows"
+    typer.echo(
+        f"Skipped {count:,} invalid {rows} (`newsletter subscribers validate` lists every problem):"
+    )
+    for where, reason in skipped:
+        typer.echo(f"  {where}: {reason}")
+    if count > len(skipped):
+        typer.echo("  … (`newsletter status ISSUE` lists them all)")
 
 
 @handle_errors
@@ -364,6 +380,17 @@ def status(
             if rows:
                 typer.echo(f"{title}:")
                 _list_rows(rows, engine.LISTED)
+        invalid = sorted(ledger.rows(slug, [states.INVALID]), key=_where)
+        if invalid:
+            typer.echo("Invalid (skipped; fix these rows and send again):")
+            for row in invalid:
+                typer.echo(f"  {row.error}")
+
+
+def _where(row: states.Row) -> tuple[str, int]:
+    """An invalid row's file and line, from its error ("subscribers/main.csv:12: ...")."""
+    where, _, line = (row.error or "").partition(": ")[0].rpartition(":")
+    return (where, int(line)) if line.isdigit() else (row.error or "", 0)
 
 
 _LABELS = {
@@ -372,4 +399,5 @@ _LABELS = {
     states.RETRY: "to retry",
     states.UNKNOWN: "unknown",
     states.IN_FLIGHT: "in flight",
+    states.INVALID: "invalid",
 }

@@ -188,6 +188,11 @@ def add(
         resubscribe=resubscribe,
         check_deliverability=check_deliverability,
     )
+    if resubscribe:
+        from newsletter import optouts
+
+        # They asked to be mailed again: an unsubscribe kept from a link no longer holds.
+        optouts.clear(cfg.state_dir, subs.email_key(email), target)
     email = email.strip()
     if result == "added":
         typer.echo(f"Added {email} to {target}.")

@@ -29,7 +29,8 @@ SENT = "sent"  # the provider accepted it
 FAILED = "failed"  # permanent: rejected by the provider, or its merge fields failed
 RETRY = "retry"  # a temporary failure: not sent, tried again by the next send
 UNKNOWN = "unknown"  # was in flight when the send died: it may have been delivered
-STATES = (SENT, FAILED, RETRY, UNKNOWN, IN_FLIGHT)
+INVALID = "invalid"  # its row in the list is malformed: skipped, the error says where and why
+STATES = (SENT, FAILED, RETRY, UNKNOWN, IN_FLIGHT, INVALID)
 STOPPED = "the send stopped before the provider answered"  # why an in-flight row is unknown
 
 _SCHEMA = """
@@ -340,6 +341,35 @@ class Ledger:
                 (issue, key, list_name, email, FAILED, run, stamp, stamp, reason)
                 for key, email, reason in failures
             ],
+        )
+
+    def record_invalid(
+        self, issue: str, list_name: str, run: int, rows: Iterable[tuple[str, str, str]]
+    ) -> None:
+        """Record (key, email, "file:line: reason") of list rows skipped as malformed.
+
+        Never over a recipient the provider may have (sent, failed, unknown): the row of an
+        address already sent may have gone bad since, and the ledger must still say so.
+        """
+        stamp = now()
+        self._write(
+            "INSERT INTO recipients (issue, key, list, email, state, attempts, run, first_at, "
+            "updated_at, error) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?) "
+            "ON CONFLICT (issue, key) DO UPDATE SET state = excluded.state, "
+            "list = excluded.list, email = excluded.email, run = excluded.run, "
+            "updated_at = excluded.updated_at, error = excluded.error "
+            f"WHERE recipients.attempts = 0 OR recipients.state IN ('{RETRY}', '{INVALID}')",
+            [
+                (issue, key, list_name, email, INVALID, run, stamp, stamp, error)
+                for key, email, error in rows
+            ],
+        )
+
+    def clear_invalid(self, issue: str, list_name: str) -> None:
+        """Forget the rows an earlier send found malformed: this send reads the list again."""
+        self._write(
+            "DELETE FROM recipients WHERE issue = ? AND list = ? AND state = ?",
+            [(issue, list_name, INVALID)],
         )
 
     def forget(self, key: str, replacement: str) -> int:

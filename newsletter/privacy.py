@@ -17,11 +17,13 @@ class Erasure:
 
 def forget_everywhere(config: Config, email: str) -> Erasure:
     """Erase an address from every list (keeping its hash as a suppression), the ledger and events."""
+    from newsletter import optouts
     from newsletter.events import EVENTS_NAME, EventStore
     from newsletter.ledger import LEDGER_NAME, Ledger
 
     removed = subs.forget(config.subscribers_dir, email)
     key = subs.email_key(email)
+    optouts.clear(config.state_dir, key)  # its hash in the suppression file keeps it unmailed
     ledger_rows = events = 0
     if (config.state_dir / LEDGER_NAME).exists():
         with Ledger.for_workspace(config.state_dir) as ledger:

@@ -24,11 +24,13 @@ from collections.abc import Iterator
 
 from newsletter.errors import NewsletterError, SendError, TemplateError
 from newsletter.message import OutgoingMessage
+from newsletter.subscribers.sending import Skipped
 
 CHUNK = 500  # recipients per hand-over (and per ledger lookup)
 
-# One recipient: (key, email, their message, or the reason it could not be built).
-Built = tuple[str, str, OutgoingMessage | str]
+# One recipient: (key, email, their message, the reason it could not be built, or their row
+# of the list when it was skipped as malformed).
+Built = tuple[str, str, OutgoingMessage | str | Skipped]
 
 
 def build(prepared, dropped) -> Iterator[list[Built]]:
@@ -39,6 +41,9 @@ def build(prepared, dropped) -> Iterator[list[Built]]:
         out: list[Built] = []
         for recipient in chunk:
             key = recipient.key  # computed once: for a test recipient the property works it out
+            if type(recipient) is Skipped:
+                out.append((key, recipient.email, recipient))
+                continue
             try:
                 fields = recipient.merge_fields()
                 message = campaign.message(recipient.email, key, fields, recipient.name)
@@ -115,9 +120,9 @@ class ReadAhead:
                 raise payload
 
 
-def _rebuilt(campaign, key: str, email: str, flat: str | tuple) -> OutgoingMessage | str:
+def _rebuilt(campaign, key: str, email: str, flat) -> OutgoingMessage | str | Skipped:
     """The other end of `_flat`: the message again, or the reason it could not be built."""
-    if isinstance(flat, str):
+    if type(flat) is not tuple:  # a reason, or a Skipped row: as it was
         return flat
     name, message_id, url, mailto, values = flat
     return OutgoingMessage(campaign, email, name, key, message_id, url, mailto, values)
@@ -126,10 +131,11 @@ def _rebuilt(campaign, key: str, email: str, flat: str | tuple) -> OutgoingMessa
 def _flat(item: Built) -> tuple:
     """What crosses the pipe for one recipient: plain values, never the campaign.
 
-    (key, email, the reason it could not be built) or (key, email, the message's parts).
+    (key, email, the reason it could not be built or the Skipped row) or (key, email, the
+    message's parts).
     """
     key, email, m = item
-    if isinstance(m, str):
+    if not isinstance(m, OutgoingMessage):
         return item
     parts = (m.to_name, m.message_id, m.unsubscribe_url, m.unsubscribe_mailto, m.values)
     return key, email, parts

@@ -29,6 +29,7 @@ from newsletter.ledger import LEDGER_NAME, Ledger, Outcome
 from newsletter.message import Campaign, OutgoingMessage
 from newsletter.providers import Provider, Result, Status, get_provider_class
 from newsletter.render import fill
+from newsletter.subscribers.sending import Skipped
 from newsletter.tokens import load_secret
 
 TEST_PREFIX = "[TEST] "
@@ -136,13 +137,19 @@ class Prepared:
         return self.campaign.subject_prefix + fill(rendered.subject_parts, sources)
 
     def recipients(self, dropped=None) -> Iterator:
-        """Who this send goes to, streamed: subscribed, not suppressed, each address once."""
+        """Who this send goes to, streamed: subscribed, not suppressed, not opted out (even
+        where the list does not show it yet), each address once; bad rows come as Skipped."""
         # `dropped`, a subscribers.SendableStats, counts the rows left out as they stream by.
         if self.is_test:
             return iter(self.test_recipients)
+        from newsletter import optouts
         from newsletter.subscribers import sendable
 
-        return sendable(self.config.subscribers_dir, self.list_name, dropped)
+        config = self.config
+        withdrawn = optouts.withdrawn(config.state_dir, self.list_name, self.campaign.secret)
+        return sendable(
+            config.subscribers_dir, self.list_name, dropped, withdrawn, skip_bad_rows=True
+        )
 
 
 def prepare(
@@ -174,6 +181,10 @@ def prepare(
             f"(first: {checked.errors[0]}); run `newsletter preview {issue_path}` for all"
         )
     test_to = list(test_to)
+    if not test_to:
+        from newsletter import optouts
+
+        optouts.catch_up(config, secret)  # unsubscribes and bounces the lists do not show yet
     campaign = Campaign(
         config, checked.rendered, list_name, secret, subject_prefix=TEST_PREFIX if test_to else ""
     )
@@ -265,7 +276,9 @@ class Plan:
     unknown: int = 0  # outcome unknown from an earlier send: held back (see --resend-unknown)
     failed: int = 0  # failed permanently in an earlier send: not retried
     over_limit: int = 0  # left for a later run by --limit
+    invalid: int = 0  # rows of the list skipped as malformed (see subscribers validate)
     left_out: dict[str, int] = field(default_factory=dict)  # unsubscribed, suppressed, …
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file:line, reason), LISTED
 
 
 def _classified(prepared: Prepared, ledger: Ledger, resend_unknown: bool, dropped) -> Iterator:
@@ -302,8 +315,13 @@ def plan(prepared: Prepared, ledger: Ledger, settings: Settings) -> Plan:
     from newsletter.subscribers import SendableStats
 
     out, dropped = Plan(), SendableStats()
-    for _, _, state in _classified(prepared, ledger, settings.resend_unknown, dropped):
-        _admit(out, state, settings.limit)
+    for recipient, _, state in _classified(prepared, ledger, settings.resend_unknown, dropped):
+        if state is None and type(recipient) is Skipped:
+            out.invalid += 1
+            if len(out.skipped) < LISTED:
+                out.skipped.append((recipient.where, recipient.reason))
+        else:
+            _admit(out, state, settings.limit)
     _count_left_out(prepared, out, dropped)
     return out
 
@@ -314,6 +332,7 @@ def _count_left_out(prepared: Prepared, plan: Plan, dropped) -> None:
         return
     reasons = {**dropped.not_subscribed, "suppressed": dropped.suppressed}
     reasons["repeated"] = dropped.repeated
+    reasons["invalid"] = plan.invalid
     plan.left_out = {why: n for why, n in reasons.items() if n}
 
 
@@ -351,6 +370,7 @@ class Summary:
     interrupted: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)  # (email, reason), up to LISTED
     unknowns: list[str] = field(default_factory=list)  # emails, up to LISTED
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file:line, reason), LISTED
     expected: int | None = None  # recipients counted before the run, when it was given
 
     @property
@@ -366,7 +386,8 @@ class Summary:
         if self.stopped:
             return ExitCode.PROVIDER
         incomplete = self.failed + self.unknown + self.retry + self.plan.failed + self.plan.unknown
-        return ExitCode.INCOMPLETE if incomplete else ExitCode.OK
+        # Rows skipped as malformed did not get the issue either: the send is not complete.
+        return ExitCode.INCOMPLETE if incomplete or self.plan.invalid else ExitCode.OK
 
 
 ProviderFactory = Callable[[], Provider]
@@ -447,6 +468,8 @@ class _Run:
         # The list is read in a process forked before any thread of ours starts.
         with ledger.claim(prepared.slug), self._read_ahead() as built:
             self.run_id = ledger.start_run(prepared.slug, prepared.list_name, prepared.provider)
+            if not prepared.is_test:
+                ledger.clear_invalid(prepared.slug, prepared.list_name)
             work: queue.Queue = queue.Queue(maxsize=self.settings.workers)
             threads = [
                 threading.Thread(target=self._worker, args=(work,), daemon=True, name=f"send-{i}")
@@ -485,12 +508,17 @@ class _Run:
         """Messages for every recipient the ledger does not rule out, grouped; merge failures
         recorded."""
         prepared, settings, plan = self.prepared, self.settings, self.summary.plan
-        batch, unsent = [], []
+        batch, unsent, skipped = [], [], []
         for chunk in built:
             keys = [key for key, _, _ in chunk]
             blocked = self.ledger.blocked(prepared.slug, keys, settings.resend_unknown)
             for key, email, message in chunk:
-                if not _admit(plan, blocked.get(key), settings.limit):
+                state = blocked.get(key)
+                if state is None and type(message) is Skipped:
+                    plan.invalid += 1
+                    skipped.append(message)
+                    continue
+                if not _admit(plan, state, settings.limit):
                     continue
                 if isinstance(message, str):  # the reason its message could not be built
                     unsent.append((key, email, message))
@@ -502,9 +530,25 @@ class _Run:
                 if len(batch) >= settings.batch_size:
                     yield batch
                     batch = []
+            self._record_skipped(skipped)
+            skipped = []
         self._record_unsent(unsent)
         if batch:
             yield batch
+
+    def _record_skipped(self, skipped: list[Skipped]) -> None:
+        if not skipped:
+            return
+        if not self.settings.dry_run:
+            self.ledger.record_invalid(
+                self.prepared.slug,
+                self.prepared.list_name,
+                self.run_id,
+                [(s.key, s.email, f"{s.where}: {s.reason}") for s in skipped],
+            )
+        with self.lock:
+            listed = self.summary.skipped
+            listed += [(s.where, s.reason) for s in skipped[: max(0, LISTED - len(listed))]]
 
     def _record_unsent(self, unsent: list[tuple[str, str, str]]) -> None:
         if not unsent:

@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from newsletter import optouts, webhooks
 from newsletter import subscribers as subs
-from newsletter import webhooks
 from newsletter.config import Config
 from newsletter.errors import ConfigError, NewsletterError, SubscriberError
 from newsletter.events import EventStore, web_event
@@ -70,6 +70,7 @@ class Service:
     archive: Archive
     webhook_key: Any
     per_ip: guards.RateLimiter
+    journal: optouts.Journal  # unsubscribes and provider events, kept before the lists change
     # List writes from this process take turns here before the file lock, which waiters only
     # poll for: 200 unsubscribes at once then queue on a lock that wakes them at once.
     writes: threading.Lock = field(default_factory=threading.Lock)
@@ -136,13 +137,18 @@ class Service:
             submitted if isinstance(submitted, str) else None,
         )
 
-    def subscriber_key(self, token: str) -> tuple[Claims, str] | None:
-        """(claims, key) of the row an unsubscribe token names, or None."""
+    def subscriber_key(self, token: str) -> tuple[Claims, str | None] | None:
+        """(claims, key of the row) of a genuine unsubscribe token, or None.
+
+        The key is None when the list cannot be read as far as that row (a malformed row):
+        the token is still good, and the unsubscribe is kept until the list can be read.
+        A list read whole without the row has nobody to unsubscribe: None.
+        """
         claims = verify_token(self.secret, token)
         if claims is None:
             return None
-        key = self.directory.key_for(claims.list_name, claims.address_id)
-        return (claims, key) if key else None
+        key, complete = self.directory.lookup(claims.list_name, claims.address_id)
+        return (claims, key) if key or not complete else None
 
     def base_url(self, request: Request) -> str:
         return (self.config.base_url or str(request.base_url)).rstrip("/")
@@ -169,33 +175,40 @@ class Service:
                 request, "unsubscribe", 400, forms=(request.url.path,), expired_form=True
             )
         claims, key = found
-        outcome = await run_in_threadpool(
-            self._unsubscribe, claims.list_name, key, "one-click" if one_click else "page"
-        )
-        if outcome == "gone":
-            return self.invalid_link(request)
-        if outcome == "error":
+        via = "one-click" if one_click else "page"
+        if not await run_in_threadpool(self._unsubscribe, claims, key, via):
             return self.message(
                 request,
                 503,
                 "Please try again",
                 "We could not record your request just now. Please try again in a minute.",
             )
-        return self.page(request, "unsubscribed", forms=(f"/resubscribe/{token}",), token=token)
+        response = self.page(request, "unsubscribed", forms=(f"/resubscribe/{token}",), token=token)
+        response.background = BackgroundTask(self._apply_optouts)
+        return response
 
-    def _unsubscribe(self, list_name: str, key: str, via: str) -> str:
+    def _unsubscribe(self, claims: Claims, key: str | None, via: str) -> bool:
+        """Keep the unsubscribe in the journal (durably, without the list); False if it
+        could not be kept. The list row changes after the answer, in `_apply_optouts`."""
+        try:
+            self.journal.unsubscribe(claims.list_name, claims.address_id, key, via)
+        except NewsletterError as exc:
+            log.error("unsubscribe not recorded for list %s: %s", claims.list_name, exc)
+            return False
+        try:
+            self.events.add([web_event("unsubscribe", key, claims.list_name, via=via)])
+        except NewsletterError as exc:  # the journal has it; the event is for reports
+            log.warning("unsubscribe event not recorded: %s", exc)
+        return True
+
+    def _apply_optouts(self) -> None:
+        """What the journal holds that the lists do not show yet, applied where they can be
+        written; what cannot be stays pending (sends honour it meanwhile)."""
         try:
             with self.writes:
-                subs.remove_subscriber(
-                    self.config.subscribers_dir, list_name, key, source=f"web:{via}"
-                )
-        except SubscriberError as exc:
-            if self.directory.row(list_name, key) is None:
-                return "gone"  # erased from the list since: nothing left to unsubscribe
-            log.error("unsubscribe not recorded in list %s: %s", list_name, type(exc).__name__)
-            return "error"
-        self.events.add([web_event("unsubscribe", key, list_name, via=via)])
-        return "done"
+                optouts.apply_pending(self.config, self.secret, self.journal)
+        except NewsletterError as exc:
+            log.warning("opt-outs kept, not applied yet: %s", exc)
 
     async def resubscribe(self, request: Request) -> Response:
         """POST from the unsubscribed page: undo, for rows that are `unsubscribed` only."""
@@ -214,7 +227,7 @@ class Service:
                 expired_form=True,
             )
         claims, key = found
-        if not await run_in_threadpool(self._resubscribe, claims.list_name, key):
+        if not await run_in_threadpool(self._resubscribe, claims, key):
             return self.message(
                 request,
                 409,
@@ -223,25 +236,41 @@ class Service:
             )
         return self.page(request, "resubscribed", forms=(f"/unsubscribe/{token}",), token=token)
 
-    def _resubscribe(self, list_name: str, key: str) -> bool:
-        row = self.directory.row(list_name, key)
-        if row is None or row.status not in ("unsubscribed", "subscribed"):
-            return False
-        if row.status == "subscribed":
-            return True
+    def _resubscribe(self, claims: Claims, key: str | None) -> bool:
+        """Undo an unsubscribe: its journal entry goes first, then the row changes back.
+
+        An entry never applied left the row as it was: taking it back is all there is to do.
+        """
+        list_name = claims.list_name
         try:
-            with self.writes:
-                subs.set_status(
-                    self.config.subscribers_dir,
-                    list_name,
-                    key,
-                    "subscribed",
-                    source="web:resubscribe",
-                )
-        except SubscriberError:
-            return False  # suppressed (a complaint or a global unsubscribe) meanwhile
-        self.events.add([web_event("resubscribe", key, list_name)])
-        return True
+            with self.writes:  # not while the entry is being applied to the list
+                entry = self.journal.cancel(list_name, claims.address_id)
+        except NewsletterError as exc:
+            log.error("resubscribe not recorded for list %s: %s", list_name, exc)
+            return False
+        untouched = entry is not None and entry.applied_at is None
+        key = key or (entry.key if entry else None)
+        row = self.directory.row(list_name, key) if key else None
+        if row is None or row.status not in ("unsubscribed", "subscribed"):
+            done = untouched and (row is None or row.status == "subscribed")
+        elif row.status == "subscribed":
+            done = True
+        else:
+            try:
+                with self.writes:
+                    subs.set_status(
+                        self.config.subscribers_dir,
+                        list_name,
+                        key,
+                        "subscribed",
+                        source="web:resubscribe",
+                    )
+                done = True
+            except SubscriberError:
+                done = False  # suppressed meanwhile, or the list cannot be written now
+        if done:
+            self.events.add([web_event("resubscribe", key, list_name)])
+        return done
 
     # --- subscribe ------------------------------------------------------------------------------
 
@@ -339,7 +368,7 @@ class Service:
 
     def _process_events(self, events: list[dict]) -> webhooks.Outcome:
         with self.writes:
-            return webhooks.process(self.config, self.events, events)
+            return webhooks.process(self.config, self.events, events, self.journal, self.secret)
 
     async def issue(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -401,6 +430,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
     pages = Pages(config)
     directory = Directory(config.subscribers_dir, secret)
     events = EventStore.for_workspace(config.state_dir)
+    journal = optouts.Journal(config.state_dir)
     serve = config.serve
     writes = threading.Lock()
     service = Service(
@@ -422,6 +452,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
         archive=Archive(config),
         webhook_key=webhook_key,
         per_ip=guards.RateLimiter(serve.subscribe_per_ip_per_hour, 3600),
+        journal=journal,
     )
     routes = [
         Route("/unsubscribe/{token}", service.unsubscribe_page, methods=["GET"]),

@@ -24,10 +24,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+from newsletter import optouts
 from newsletter import subscribers as subs
 from newsletter.config import Config
-from newsletter.errors import ConfigError, SubscriberError
+from newsletter.errors import ConfigError
 from newsletter.events import Event, EventStore
+from newsletter.optouts import Journal
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -175,12 +177,26 @@ class Outcome:
     suppressed: int
 
 
-def process(config: Config, store: EventStore, raw_events: Iterable[dict]) -> Outcome:
-    """Record the events and apply the new ones to the lists and the suppression file."""
+def process(
+    config: Config, store: EventStore, raw_events: Iterable[dict], journal: Journal, secret: bytes
+) -> Outcome:
+    """Record the events, keep the actions of the new ones in the opt-out journal, then apply
+    what the journal holds to the suppression file and the lists where they can be written.
+
+    The actions are journaled inside the events' transaction: if that fails, the events are
+    not recorded either and SendGrid's retry brings them again. Applying them never fails the
+    delivery: a malformed list or suppression file keeps them pending, and the sends honour
+    them meanwhile.
+    """
     events = [to_event(raw) for raw in raw_events]
     with store.recording(events) as new:
         actions = [a for e in new if (a := action_for(e, config.sendgrid.asm_group_id))]
-        changed, suppressed = apply(config, actions)
+        journal.record_actions(
+            (a.email, a.status, list_name, a.suppress)
+            for a in actions
+            for list_name in (a.lists or (None,))
+        )
+    changed, suppressed = optouts.apply_pending(config, secret, journal)
     if new:
         log.info(
             "sendgrid webhook: %d event(s), %d new, %d action(s)",
@@ -189,33 +205,3 @@ def process(config: Config, store: EventStore, raw_events: Iterable[dict]) -> Ou
             len(actions),
         )
     return Outcome(len(events), len(new), changed, suppressed)
-
-
-def apply(config: Config, actions: Iterable[Action]) -> tuple[int, int]:
-    """(list rows changed, suppressions added); each change is one locked, atomic list write."""
-    actions = list(actions)
-    folder = config.subscribers_dir
-    suppress = []
-    for action in actions:
-        if action.suppress:
-            try:
-                subs.normalize_email(action.email)
-            except subs.InvalidEmail:
-                continue  # cannot be mailed anyway; the event is still recorded
-            suppress.append((action.email, action.suppress))
-    suppressed = subs.add_suppressions(folder, suppress) if suppress else 0
-    existing = subs.list_names(folder)
-    changed = 0
-    for action in actions:
-        for list_name in action.lists or existing:
-            if list_name not in existing:
-                continue
-            try:
-                if subs.downgrade_status(
-                    folder, list_name, action.email, action.status, source="sendgrid"
-                ):
-                    changed += 1
-            except SubscriberError as exc:
-                # One malformed list must not stop the others; the suppression still holds.
-                log.warning("sendgrid webhook: list %s not updated: %s", list_name, exc)
-    return changed, suppressed

@@ -25,7 +25,6 @@ from newsletter.subscribers.importing import (
 )
 from newsletter.subscribers.lists import (
     Page,
-    SendableStats,
     add_subscriber,
     count,
     downgrade_status,
@@ -33,7 +32,6 @@ from newsletter.subscribers.lists import (
     forget,
     page,
     remove_subscriber,
-    sendable,
     set_status,
     validate,
     validate_file,
@@ -57,6 +55,13 @@ from newsletter.subscribers.model import (
     split_name,
     suppression_hash,
     suppressions_path,
+)
+from newsletter.subscribers.sending import (
+    SendableStats,
+    Skipped,
+    Withdrawn,
+    downgrade_many,
+    sendable,
 )
 from newsletter.subscribers.store import (
     LOCK_TIMEOUT,
@@ -86,6 +91,7 @@ __all__ = [
     "SUPPRESSIONS",
     "SUPPRESSION_COLUMNS",
     "SendableStats",
+    "Skipped",
     "Subscriber",
     "add_subscriber",
     "add_suppression",
@@ -93,6 +99,7 @@ __all__ = [
     "count",
     "detect_format",
     "display",
+    "downgrade_many",
     "downgrade_status",
     "email_key",
     "existing_list",
@@ -118,5 +125,6 @@ __all__ = [
     "suppressions_path",
     "validate",
     "validate_file",
+    "Withdrawn",
     "write_subscribers",
 ]

@@ -346,11 +346,13 @@ def iter_subscribers(path: Path) -> Iterator[Subscriber]:
         yield _subscriber(cols, line, values, key)
 
 
-def iter_rows(path: Path) -> Iterator[Subscriber]:
+def iter_rows(path: Path, problems: list[Problem] | None = None) -> Iterator[Subscriber]:
     """Every row of a list file as written, streamed, without checking addresses or statuses.
 
     For lookups that must keep working when one row is malformed (an unsubscribe link must).
+    Given `problems`, rows that cannot be read (too many values) are kept there and skipped;
+    what cannot be read past (a quote never closed) still raises, after the rows before it.
     """
-    with _open_list(path) as src:
+    with _open_list(path, problems=problems) as src:
         for line, values in src.rows:
             yield _subscriber(src.columns, line, values)

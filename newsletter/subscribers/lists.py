@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -32,7 +32,6 @@ from newsletter.subscribers.model import (
     suppression_hash,
     suppressions_path,
 )
-from newsletter.subscribers.seen import Seen
 from newsletter.subscribers.store import (
     _atomic_write,
     _check_value,
@@ -41,11 +40,7 @@ from newsletter.subscribers.store import (
     _row,
     _Writer,
 )
-from newsletter.subscribers.suppressions import (
-    _refuse_suppressed,
-    _suppression_key,
-    load_suppressed,
-)
+from newsletter.subscribers.suppressions import _refuse_suppressed, _suppression_key
 
 
 @dataclass(frozen=True)
@@ -54,38 +49,6 @@ class Page:
     total: int  # rows matching the filter, over all pages
     page: int
     per_page: int
-
-
-@dataclass
-class SendableStats:
-    """The rows `sendable` left out, and why; counted as it streams, complete once it ends."""
-
-    not_subscribed: dict[str, int] = field(
-        default_factory=lambda: {status: 0 for status in STATUSES if status != "subscribed"}
-    )
-    suppressed: int = 0  # subscribed, but the address (or its erased hash) is suppressed
-    repeated: int = 0  # subscribed and not suppressed, but an earlier row has the address
-
-
-def sendable(
-    subscribers_dir: Path, list_name: str, stats: SendableStats | None = None
-) -> Iterator[Subscriber]:
-    """Subscribed rows minus suppressed addresses and repeated keys (the first one wins)."""
-    path = existing_list(subscribers_dir, list_name)
-    suppressed = load_suppressed(subscribers_dir)
-    hashed = any(key.startswith(HASH_PREFIX) for key in suppressed)  # else skip hashing each key
-    stats = stats if stats is not None else SendableStats()
-    other = stats.not_subscribed
-    seen = Seen()  # exact, in under half the memory of a set: lists run to millions
-    for cols, line, values, key, status in _checked(path):
-        if status != "subscribed":
-            other[status] = other.get(status, 0) + 1
-        elif key in suppressed or (hashed and suppression_hash(key) in suppressed):
-            stats.suppressed += 1
-        elif not seen.add(key):
-            stats.repeated += 1
-        else:
-            yield _subscriber(cols, line, values, key)
 
 
 def count(subscribers_dir: Path, list_name: str) -> dict[str, int]:

@@ -5,7 +5,8 @@ list once, hashing each row's key, and keeps id -> key in memory. Keys never cha
 changes, so a cached entry stays right while the file is rewritten; the index is rebuilt only
 when an id is missing and the file has changed since it was built (a new subscriber).
 Only ids from tokens whose signature has been verified are looked up, so a forged token never
-costs a scan.
+costs a scan. A malformed row does not stop the index: the rows around it are found, and a
+lookup says when the list could not be read whole (the id may be in the part not read).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from newsletter.tokens import address_id
 class _Index:
     stamp: tuple[int, int, int] | None = None
     ids: dict[str, str] = field(default_factory=dict)
+    complete: bool = True  # every row could be read
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -50,35 +52,48 @@ class Directory:
 
     def key_for(self, list_name: str, ident: str) -> str | None:
         """The key of the row whose address id this is, or None."""
+        return self.lookup(list_name, ident)[0]
+
+    def lookup(self, list_name: str, ident: str) -> tuple[str | None, bool]:
+        """(the key of the row whose address id this is or None, whether the whole list was
+        read); never raises for a malformed list."""
         path = self.path(list_name)
         if path is None:
-            return None
+            return None, True
         with self._lock:
             index = self._indexes.setdefault(list_name, _Index())
         with index.lock:
             key = index.ids.get(ident)
             if key is None and _stamp(path) != index.stamp:
                 index.stamp = _stamp(path)
-                index.ids = self._build(list_name, path)
+                index.ids, index.complete = self._build(list_name, path)
                 key = index.ids.get(ident)
-        return key
+            return key, index.complete
 
-    def _build(self, list_name: str, path: Path) -> dict[str, str]:
+    def _build(self, list_name: str, path: Path) -> tuple[dict[str, str], bool]:
         ids: dict[str, str] = {}
-        for row in subs.iter_rows(path):
-            key = row.key
-            if key:
-                ids.setdefault(address_id(self.secret, list_name, key), key)
-        return ids
+        problems: list[subs.Problem] = []
+        try:
+            for row in subs.iter_rows(path, problems):
+                key = row.key
+                if key:
+                    ids.setdefault(address_id(self.secret, list_name, key), key)
+        except SubscriberError:
+            return ids, False
+        return ids, not problems
 
     def row(self, list_name: str, key: str) -> subs.Subscriber | None:
-        """The first row of the list with this key (streamed), or None."""
+        """The first row of the list with this key (streamed), or None (also when the list
+        cannot be read as far as that row)."""
         path = self.path(list_name)
         if path is None:
             return None
-        for row in subs.iter_rows(path):
-            if row.key == key:
-                return row
+        try:
+            for row in subs.iter_rows(path, []):
+                if row.key == key:
+                    return row
+        except SubscriberError:
+            pass
         return None
 
     def forget_cache(self) -> None:

@@ -1,0 +1,154 @@
+"""Who a send goes to: the list streamed, minus whoever must not be mailed, bad rows set aside.
+
+Also the one list change the opt-out journal needs: many addresses downgraded in one write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from newsletter.subscribers.csvfile import _checked, _status, _subscriber
+from newsletter.subscribers.model import (
+    _RANK,
+    HASH_PREFIX,
+    STATUSES,
+    Problem,
+    Subscriber,
+    _now,
+    display,
+    email_key,
+    existing_list,
+    suppression_hash,
+)
+from newsletter.subscribers.seen import Seen
+from newsletter.subscribers.store import _rewrite
+from newsletter.subscribers.suppressions import load_suppressed
+
+
+@dataclass
+class SendableStats:
+    """The rows `sendable` left out, and why; counted as it streams, complete once it ends."""
+
+    not_subscribed: dict[str, int] = field(
+        default_factory=lambda: {status: 0 for status in STATUSES if status != "subscribed"}
+    )
+    suppressed: int = 0  # subscribed, but the address (or its erased hash) is suppressed
+    repeated: int = 0  # subscribed and not suppressed, but an earlier row has the address
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A row that cannot be mailed as written: where it is and what is wrong with it."""
+
+    key: str  # the address's key when it has a valid one, else "invalid:<file>:<line>"
+    email: str  # as written (may be empty)
+    where: str  # file:line
+    reason: str
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    """Opt-outs recorded elsewhere (the journal) that the list rows may not show yet."""
+
+    statuses: Mapping[str, str] = field(default_factory=dict)  # key -> status it moves to
+    ids: frozenset[str] = frozenset()  # token address ids not matched to a row yet
+    address_id: Callable[[str], str] | None = None  # key -> its address id in this list
+
+
+def sendable(
+    subscribers_dir: Path,
+    list_name: str,
+    stats: SendableStats | None = None,
+    withdrawn: Withdrawn | None = None,
+    *,
+    skip_bad_rows: bool = False,
+) -> Iterator[Subscriber | Skipped]:
+    """Subscribed rows minus suppressed addresses and repeated keys (the first one wins).
+
+    A bad row raises, naming file and line; with `skip_bad_rows` it is yielded as a Skipped
+    instead (an address that may be mailed is never yielded twice, whichever row holds it).
+    """
+    path = existing_list(subscribers_dir, list_name)
+    suppressed = load_suppressed(subscribers_dir)
+    hashed = any(key.startswith(HASH_PREFIX) for key in suppressed)  # else skip hashing each key
+    stats = stats if stats is not None else SendableStats()
+    other = stats.not_subscribed
+    seen = Seen()  # exact, in under half the memory of a set: lists run to millions
+    withdrawn = withdrawn or Withdrawn()
+    gone, ids, ident = withdrawn.statuses, withdrawn.ids, withdrawn.address_id
+    problems: list[Problem] | None = [] if skip_bad_rows else None
+    where = display(path)
+    for cols, line, values, key, status in _checked(path, problems):
+        bad = None
+        if problems:  # this row's problems, and rows before it that could not be read at all
+            yield from _unreadable(problems, line, where)
+            if problems:
+                bad = "; ".join(p.message for p in problems)
+                problems.clear()
+        if status != "subscribed" and status in other:
+            other[status] += 1
+        elif key in suppressed or (hashed and suppression_hash(key) in suppressed):
+            stats.suppressed += 1
+        elif gone and key in gone:
+            other[gone[key]] += 1
+        elif ids and key and ident(key) in ids:
+            other["unsubscribed"] += 1
+        elif not key:
+            yield Skipped(
+                f"invalid:{where}:{line}",
+                values[cols.pos["email"]].strip(),
+                f"{where}:{line}",
+                bad or "",
+            )
+        elif not seen.add(key):
+            stats.repeated += 1
+        elif bad:
+            yield Skipped(key, values[cols.pos["email"]].strip(), f"{where}:{line}", bad)
+        else:
+            yield _subscriber(cols, line, values, key)
+    if problems:
+        yield from _unreadable(problems, None, where)
+
+
+def _unreadable(problems: list[Problem], line: int | None, where: str) -> Iterator[Skipped]:
+    """Skipped rows for the problems of lines other than `line`, which stay in `problems`."""
+    own = [p for p in problems if p.line == line]
+    for p in problems:
+        if p.line != line:
+            at = f"{where}:{p.line}"
+            yield Skipped(f"invalid:{at}", "", at, p.message)
+    problems[:] = own
+
+
+def downgrade_many(
+    subscribers_dir: Path, list_name: str, wanted: Callable[[], Mapping[str, tuple[str, str]]]
+) -> int:
+    """Move the rows of each key in `wanted()` ({key: (status, source)}) to that status when it
+    is less mailable, in one locked, atomic write; `wanted` is asked with the lock held, so it
+    sees what changed while waiting for it. How many rows changed."""
+    path = existing_list(subscribers_dir, list_name)
+    stamp = _now()
+    changed = 0
+
+    def edit(cols, rows):
+        nonlocal changed
+        targets = dict(wanted())
+        locals_ = {key.rpartition("@")[0] for key in targets}
+        e, s, u, src = (cols.index(c) for c in ("email", "status", "updated_at", "source"))
+        for _, values in rows:
+            cell = values[e].strip()
+            # Most rows are told apart by their local part without normalising the address.
+            if targets and not (cell.isascii() and cell.rpartition("@")[0].lower() not in locals_):
+                target = targets.get(email_key(cell))
+                if target and _RANK.get(_status(values[s]), 0) < _RANK[target[0]]:
+                    values[s], values[u] = target[0], stamp
+                    if target[1]:
+                        values[src] = target[1]
+                    changed += 1
+            yield values
+        return changed > 0
+
+    _rewrite(path, ("status", "updated_at", "source"), edit, create=False)
+    return changed
