@@ -277,6 +277,15 @@ def withdrawn(state_dir: Path, list_name: str, secret: bytes) -> subs.Withdrawn 
     return subs.Withdrawn(statuses, frozenset(ids), partial(address_id, secret, list_name))
 
 
+def unsubscribe_pending(state_dir: Path, list_name: str, ident: str) -> bool:
+    """Whether an unsubscribe of this address id is kept but not applied to the list yet."""
+    journal = Journal.existing(state_dir)
+    if journal is None:
+        return False
+    with journal:
+        return any(u.address_id == ident for u in journal.unsubscribes(list_name, pending=True))
+
+
 def catch_up(config: Config, secret: bytes) -> None:
     """Before a send: apply what the journal holds, where the files can be written now."""
     journal = Journal.existing(config.state_dir)

@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 from pathlib import Path
 
 import pytest
-from test_serve import ONE_CLICK, LiveServer, configure, form_token, statuses, wait_for
+from test_serve import (
+    ONE_CLICK,
+    LiveServer,
+    configure,
+    confirmations,
+    form_token,
+    statuses,
+    subscribe,
+    wait_for,
+)
 from test_webhook import events_body, key_pair, signed, suppressions
 from typer.testing import CliRunner
 
@@ -126,6 +136,30 @@ def test_unsubscribe_applies_to_the_list_row_once_it_can_be_written(workspace):
         wait_for(lambda: all(e.applied_at for e in journal(workspace).unsubscribes()))
     final = statuses(workspace)
     assert final["ada@example.org"] == final["grace@example.net"] == "unsubscribed"
+
+
+def test_an_address_that_unsubscribed_then_confirms_a_new_subscription_is_mailed_again(
+    workspace,
+):
+    secret = load_secret(workspace / ".newsletter", env={})
+    link = f"/unsubscribe/{make_token(secret, 'main', 'ada@example.org')}"
+    with LiveServer(configure(workspace)) as live, live.client() as client:
+        assert client.post(link, data=ONE_CLICK).status_code == 200
+        wait_for(lambda: all(e.applied_at for e in journal(workspace).unsubscribes()))
+        assert subscribe(client, email="ada@example.org", list="main").status_code == 200
+        [message] = wait_for(lambda: confirmations(workspace))
+        text = message.get_body(("plain",)).get_content()
+        confirm = re.search(r"https://news\.example\.org(/confirm/\S+)", text).group(1)
+        page = client.get(confirm)
+        if "<form" in page.text:  # confirming may take a press of a button
+            action, token = form_token(page.text)
+            page = client.post(action, data={"csrf": token})
+        assert page.status_code == 200 and "You are subscribed" in page.text
+    assert statuses(workspace)["ada@example.org"] == "subscribed"
+    assert journal(workspace).unsubscribes() == []
+    code, output, mailed = send(workspace)
+    assert code == 0, output
+    assert mailed == {"ada@example.org", "grace@example.net"}
 
 
 def test_forget_removes_the_journal_entry_of_the_address(workspace):

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from newsletter import optouts
 from newsletter import subscribers as subs
 from newsletter.config import Config
 from newsletter.errors import NewsletterError, SubscriberError
@@ -142,6 +143,9 @@ class OptIn:
             return True
         if row.status != "pending":
             return False  # unsubscribed since, bounced or complained: the old link is void
+        state_dir = self.config.state_dir
+        if optouts.unsubscribe_pending(state_dir, claims.list_name, claims.address_id):
+            return False  # unsubscribed since, and the list row does not show it yet
         try:
             with self.writes:
                 subs.set_status(
@@ -149,5 +153,6 @@ class OptIn:
                 )
         except SubscriberError:
             return False  # suppressed meanwhile
+        optouts.clear(state_dir, key, claims.list_name)  # a confirmed opt-in supersedes it
         self.events.add([web_event("confirm", key, claims.list_name)])
         return True
