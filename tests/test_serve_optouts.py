@@ -80,6 +80,7 @@ def test_one_click_unsubscribe_on_a_malformed_list_is_kept_and_never_mailed(work
     assert answer.status_code == 200 and "You are unsubscribed" in answer.text
     [entry] = journal(workspace).unsubscribes()
     assert (entry.list_name, entry.via, entry.applied_at) == ("main", "one-click", None)
+    assert (workspace / ".newsletter" / "optouts.sqlite3").stat().st_mode & 0o777 == 0o600
     assert EventStore.for_workspace(workspace / ".newsletter").counts("web") == {"unsubscribe": 1}
 
     code, output, mailed = send(workspace)
@@ -160,6 +161,20 @@ def test_an_address_that_unsubscribed_then_confirms_a_new_subscription_is_mailed
     code, output, mailed = send(workspace)
     assert code == 0, output
     assert mailed == {"ada@example.org", "grace@example.net"}
+
+
+def test_add_resubscribe_takes_back_a_kept_unsubscribe(workspace):
+    secret = load_secret(workspace / ".newsletter", env={})
+    link = f"/unsubscribe/{make_token(secret, 'main', 'ada@example.org')}"
+    with LiveServer(configure(workspace)) as live, live.client() as client:
+        assert client.post(link, data=ONE_CLICK).status_code == 200
+    assert send(workspace)[2] == {"grace@example.net"}
+    result = CliRunner().invoke(cli_app, ["subscribers", "add", "ada@example.org", "--resubscribe"])
+    assert result.exit_code == 0, result.output
+    assert journal(workspace).unsubscribes() == []
+    code, output, mailed = send(workspace, "issues/sample.md")
+    assert code == 0, output
+    assert "ada@example.org" in mailed
 
 
 def test_forget_removes_the_journal_entry_of_the_address(workspace):
