@@ -20,7 +20,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -294,21 +294,32 @@ def catch_up(config: Config, secret: bytes) -> None:
             apply_pending(config, secret, journal)
 
 
-def apply_pending(config: Config, secret: bytes, journal: Journal) -> tuple[int, int]:
+Resolver = Callable[[str, set[str]], tuple[dict[str, str], bool]]
+
+
+def apply_pending(
+    config: Config, secret: bytes, journal: Journal, resolve: Resolver | None = None
+) -> tuple[int, int]:
     """Apply pending unsubscribes and provider actions to the files that can be written;
-    the rest stays pending. (list rows changed, suppressions added)."""
+    the rest stays pending. (list rows changed, suppressions added).
+
+    `resolve(list, ids)` finds the keys of address ids ({id: key}, whether the whole list was
+    read); by default the list is read for it (`serve` has them indexed already).
+    """
     folder = config.subscribers_dir
+    if resolve is None:
+        resolve = partial(_resolve_ids, folder, secret)
     rows = 0
     for list_name in sorted({u.list_name for u in journal.unsubscribes(pending=True)}):
         try:
-            rows += _apply_unsubscribes(folder, list_name, secret, journal)
+            rows += _apply_unsubscribes(folder, list_name, journal, resolve)
         except SubscriberError as exc:
             log.warning("unsubscribes kept, not applied to list %s yet: %s", list_name, exc)
     changed, suppressed = _apply_actions(folder, journal)
     return rows + changed, suppressed
 
 
-def _apply_unsubscribes(folder: Path, list_name: str, secret: bytes, journal: Journal) -> int:
+def _apply_unsubscribes(folder: Path, list_name: str, journal: Journal, resolve: Resolver) -> int:
     path = subs.list_path(folder, list_name)
     if not path.is_file():  # no list, no row to change; a list put back is still honoured
         journal.mark_applied(
@@ -319,7 +330,7 @@ def _apply_unsubscribes(folder: Path, list_name: str, secret: bytes, journal: Jo
         u.address_id: u.id for u in journal.unsubscribes(list_name, pending=True) if not u.key
     }
     if unresolved:
-        found, complete = resolve_ids(path, list_name, secret, set(unresolved))
+        found, complete = resolve(list_name, set(unresolved))
         journal.resolve(list_name, found)
         if complete:  # every row was read and none has these ids: nothing to change
             journal.mark_applied(
@@ -344,10 +355,11 @@ def _apply_unsubscribes(folder: Path, list_name: str, secret: bytes, journal: Jo
     return changed
 
 
-def resolve_ids(
-    path: Path, list_name: str, secret: bytes, ids: set[str]
+def _resolve_ids(
+    folder: Path, secret: bytes, list_name: str, ids: set[str]
 ) -> tuple[dict[str, str], bool]:
     """({address id: key} of the rows that have these ids, whether every row could be read)."""
+    path = subs.list_path(folder, list_name)
     found: dict[str, str] = {}
     problems: list[subs.Problem] = []
     try:

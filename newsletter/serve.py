@@ -206,9 +206,19 @@ class Service:
         written; what cannot be stays pending (sends honour it meanwhile)."""
         try:
             with self.writes:
-                optouts.apply_pending(self.config, self.secret, self.journal)
+                optouts.apply_pending(self.config, self.secret, self.journal, self._resolve)
         except NewsletterError as exc:
             log.warning("opt-outs kept, not applied yet: %s", exc)
+
+    def _resolve(self, list_name: str, ids: set[str]) -> tuple[dict[str, str], bool]:
+        """Keys of address ids, from the directory's index (read once per change of the file)."""
+        found, complete = {}, True
+        for ident in ids:
+            key, whole = self.directory.lookup(list_name, ident)
+            complete = complete and whole
+            if key:
+                found[ident] = key
+        return found, complete
 
     async def resubscribe(self, request: Request) -> Response:
         """POST from the unsubscribed page: undo, for rows that are `unsubscribed` only."""
@@ -368,7 +378,9 @@ class Service:
 
     def _process_events(self, events: list[dict]) -> webhooks.Outcome:
         with self.writes:
-            return webhooks.process(self.config, self.events, events, self.journal, self.secret)
+            return webhooks.process(
+                self.config, self.events, events, self.journal, self.secret, self._resolve
+            )
 
     async def issue(self, request: Request) -> Response:
         name = request.path_params["name"]

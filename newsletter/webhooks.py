@@ -178,7 +178,12 @@ class Outcome:
 
 
 def process(
-    config: Config, store: EventStore, raw_events: Iterable[dict], journal: Journal, secret: bytes
+    config: Config,
+    store: EventStore,
+    raw_events: Iterable[dict],
+    journal: Journal,
+    secret: bytes,
+    resolve: optouts.Resolver | None = None,
 ) -> Outcome:
     """Record the events, keep the actions of the new ones in the opt-out journal, then apply
     what the journal holds to the suppression file and the lists where they can be written.
@@ -196,7 +201,7 @@ def process(
             for a in actions
             for list_name in (a.lists or (None,))
         )
-    changed, suppressed = optouts.apply_pending(config, secret, journal)
+    changed, suppressed = optouts.apply_pending(config, secret, journal, resolve)
     if new:
         log.info(
             "sendgrid webhook: %d event(s), %d new, %d action(s)",
