@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from newsletter.errors import ConfigError
 
 SECRET_ENV = "NEWSLETTER_SECRET"
 SECRET_FILE = "secret"
+MIN_SECRET = 32  # bytes of key material, from the file or the environment
 _ID_BYTES = 12
 _SIG_BYTES = 16
 
@@ -30,31 +32,65 @@ class Claims:
 
 
 def load_secret(state_dir: Path, env: Mapping[str, str] | None = None) -> bytes:
-    """NEWSLETTER_SECRET, or a secret generated once and kept in the workspace's state folder."""
+    """NEWSLETTER_SECRET, or a secret generated once and kept in the workspace's state folder.
+
+    Either must hold at least MIN_SECRET bytes: a short key lets anyone forge links.
+    """
     env = os.environ if env is None else env
     value = env.get(SECRET_ENV, "")
     if value:
-        if len(value) < 16:
-            raise ConfigError(f"{SECRET_ENV} is too short: use at least 16 random characters")
+        # Measured without surrounding blanks, but used as given: links already sent stay valid.
+        material = len(value.strip().encode())
+        if material < MIN_SECRET:
+            raise ConfigError(
+                f"{SECRET_ENV} is too short ({material} bytes): use at least {MIN_SECRET} "
+                "random characters, e.g. from `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`"
+            )
         return value.encode()
     path = state_dir / SECRET_FILE
     try:
-        return path.read_bytes().strip()
+        key = path.read_bytes().strip()
     except FileNotFoundError:
-        pass
+        key = _create_secret(state_dir, path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the secret: {exc.strerror}") from None
+    if len(key) < MIN_SECRET:
+        raise ConfigError(
+            f"{path}: the secret is too short ({len(key)} bytes, at least {MIN_SECRET} needed): "
+            f"delete the file to have a new one generated, or set {SECRET_ENV}"
+        )
+    return key
+
+
+def _create_secret(state_dir: Path, path: Path) -> bytes:
+    """Write a fresh secret so that `path` never exists empty or half-written, even after a crash."""
     state_dir.mkdir(parents=True, exist_ok=True)
     fresh = secrets.token_urlsafe(32).encode()
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(fresh)
+    # A name of its own: racing processes never write into each other's temporary file.
+    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".secret-", suffix=".tmp")
     try:
-        os.link(tmp, path)  # fails if another process won the race; then use theirs
-    except FileExistsError:
-        pass
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(fresh)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)  # fails if another process won the race; then use theirs
+        except FileExistsError:
+            pass
+        else:
+            _fsync_dir(state_dir)
     finally:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
     return path.read_bytes().strip()
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _b64(raw: bytes) -> str:
