@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import tempfile
 import time
@@ -29,6 +30,7 @@ class Claims:
     list_name: str
     address_id: str  # keyed hash of the address; match it with address_id()
     expires_at: int | None = None  # unix time, for expiring tokens
+    request_id: str | None = None  # the one request a confirmation token was made for
 
 
 def load_secret(state_dir: Path, env: Mapping[str, str] | None = None) -> bytes:
@@ -161,3 +163,29 @@ def verify_expiring_token(
     if (time.time() if now is None else now) > expires_at:
         return None
     return Claims(purpose, claims.list_name, claims.address_id, expires_at)
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{8,32}")
+
+
+def make_request_token(
+    secret: bytes, list_name: str, key: str, purpose: str, request_id: str, expires_at: int
+) -> str:
+    """An expiring token bound to one request: `<expiring token>.<request id>`, all signed."""
+    if not _REQUEST_ID.fullmatch(request_id):
+        raise ValueError("a request id is 8 to 32 URL-safe characters")
+    inner = make_expiring_token(secret, list_name, key, f"{purpose}/{request_id}", expires_at)
+    return f"{inner}.{request_id}"
+
+
+def verify_request_token(
+    secret: bytes, token: str, purpose: str, now: float | None = None
+) -> Claims | None:
+    """The claims (with request_id) of a genuine, unexpired request token; None for anything else."""
+    inner, _, request_id = token.rpartition(".")
+    if not _REQUEST_ID.fullmatch(request_id):
+        return None
+    claims = verify_expiring_token(secret, inner, f"{purpose}/{request_id}", now=now)
+    if claims is None:
+        return None
+    return Claims(purpose, claims.list_name, claims.address_id, claims.expires_at, request_id)
