@@ -209,7 +209,9 @@ def _pss_kb(pid: int) -> int:
 def measure(mode: str, root: Path, env: dict[str, str]) -> dict:
     """Run `child` in a new process; its figures plus peak memory in MB."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    full.update(env, PYTHONPATH=str(REPO), NEWSLETTER_SECRET="bench-secret-0123456789abcdef")
+    full.update(
+        env, PYTHONPATH=str(REPO), NEWSLETTER_SECRET="bench-secret-0123456789abcdef-0123456789"
+    )
     process = subprocess.Popen(
         [sys.executable, __file__, "--child", mode, str(root)],
         env=full,

@@ -166,7 +166,10 @@ def add(
     ] = None,
     list_name: ListOption = None,
     resubscribe: Annotated[
-        bool, typer.Option(help="Subscribe again an address that unsubscribed or bounced.")
+        bool,
+        typer.Option(
+            help="Subscribe an address that unsubscribed, bounced or never confirmed (pending)."
+        ),
     ] = False,
     check_deliverability: DeliverabilityOption = False,
     config: ConfigOption = None,

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from newsletter.errors import ConfigError
 
@@ -175,7 +178,55 @@ def config_from_dict(
     for name, cls in SECTIONS.items():
         sections.setdefault(name, _build(cls, {}, env, source, name))
     config = _build(Config, top, env, source, None, extra=sections)
+    if config.base_url is not None:
+        env_name = ENV_PREFIX + "BASE_URL"
+        check_base_url(config.base_url, env_name if env_name in env else f"{source}: base_url")
     return dataclasses.replace(config, root=root, path=path)
+
+
+# RFC 3986 characters, less those that would end a `<url>` in List-Unsubscribe or an HTML attribute.
+_URL_CHARS = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host name (no port, IPv6 without brackets) is this machine's loopback."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(value: str, where: str) -> None:
+    """Links in messages are built from base_url: refuse anything but https (http on loopback)."""
+    if not _URL_CHARS.fullmatch(value):
+        raise ConfigError(
+            f"{where}: {value!r} has characters a URL cannot hold here "
+            "(spaces, quotes, <, >, or non-ASCII; write an IDN host as xn--…)"
+        )
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        _ = parts.port  # ValueError for a port that is not a number
+    except ValueError:
+        raise ConfigError(f"{where}: {value!r} is not a valid URL") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ConfigError(
+            f"{where}: {value!r} is not an https:// URL (http:// is allowed only for localhost)"
+        )
+    if not host:
+        raise ConfigError(f"{where}: {value!r} has no host name")
+    if parts.query or parts.fragment or "@" in parts.netloc or value.endswith(("?", "#")):
+        raise ConfigError(
+            f"{where}: {value!r} must be a plain address without user, query or fragment"
+        )
+    if scheme == "http" and not is_loopback(host):
+        raise ConfigError(
+            f"{where}: {value!r} uses http://, which is allowed only for localhost; use https://"
+        )
 
 
 def _build(cls, values, env, source, section, extra=None):

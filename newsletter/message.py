@@ -186,6 +186,11 @@ class OutgoingMessage:
     values: dict[int, object]
 
     @property
+    def one_click(self) -> bool:
+        """RFC 8058 one-click is offered for https: links only."""
+        return bool(self.unsubscribe_url) and self.unsubscribe_url.startswith("https://")
+
+    @property
     def list_unsubscribe(self) -> str:
         links = [f"<{self.unsubscribe_url}>"] if self.unsubscribe_url else []
         return ", ".join([*links, f"<{self.unsubscribe_mailto}>"])
@@ -193,7 +198,7 @@ class OutgoingMessage:
     def personal_headers(self) -> dict[str, str]:
         """Headers that differ per recipient, as plain values (providers encode them)."""
         headers = {"List-Unsubscribe": self.list_unsubscribe}
-        if self.unsubscribe_url:
+        if self.one_click:
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         return headers
 
@@ -219,7 +224,7 @@ class OutgoingMessage:
             f"Message-ID: {self.message_id}",
             "List-Unsubscribe: " + f",{CRLF} ".join([*links, f"<{self.unsubscribe_mailto}>"]),
         ]
-        if self.unsubscribe_url:
+        if self.one_click:
             head.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
         head.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
         parts = [

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -27,15 +27,16 @@ from starlette.routing import Route
 
 from newsletter import optouts, webhooks
 from newsletter import subscribers as subs
-from newsletter.config import Config
+from newsletter.config import Config, is_loopback
 from newsletter.errors import ConfigError, NewsletterError, SubscriberError
 from newsletter.events import EventStore, web_event
-from newsletter.tokens import Claims, load_secret, verify_expiring_token, verify_token
+from newsletter.tokens import Claims, load_secret, verify_request_token, verify_token
 from newsletter.web import guards
 from newsletter.web.archive import ARCHIVE_MODES, Archive
 from newsletter.web.directory import Directory
 from newsletter.web.optin import CONFIRM_PURPOSE, OptIn
 from newsletter.web.pages import Pages
+from newsletter.web.requests import RequestStore
 
 FORM_LIMIT = 16 * 1024  # bytes: a subscribe form or an unsubscribe POST
 WEBHOOK_LIMIT = 8 * 1024 * 1024  # SendGrid posts batches of events
@@ -151,6 +152,7 @@ class Service:
         return (claims, key) if key or not complete else None
 
     def base_url(self, request: Request) -> str:
+        """Where links point: base_url; without it, the loopback name HostCheck let through."""
         return (self.config.base_url or str(request.base_url)).rstrip("/")
 
     # --- unsubscribe ------------------------------------------------------------------------
@@ -345,9 +347,25 @@ class Service:
         outcome = self.optin.request(list_name, email, name, base_url)
         log.info("subscribe request for list %s: %s", list_name, outcome)
 
+    async def confirm_page(self, request: Request) -> Response:
+        """GET: a page with a button; nothing changes (scanners and prefetchers open links)."""
+        claims = verify_request_token(self.secret, request.path_params["token"], CONFIRM_PURPOSE)
+        state = None if claims is None else await run_in_threadpool(self.optin.check, claims)
+        if state is None:
+            return self.page(request, "invalid-link", 404, confirm=True)
+        if state == "confirmed":
+            return self.page(request, "confirmed")
+        return self.page(request, "confirm", forms=(request.url.path,))
+
     async def confirm(self, request: Request) -> Response:
-        claims = verify_expiring_token(self.secret, request.path_params["token"], CONFIRM_PURPOSE)
-        if claims is None or not await run_in_threadpool(self.optin.confirm, claims):
+        """POST from the confirmation page (CSRF-checked): the address becomes subscribed."""
+        form = await self.form(request)
+        claims = verify_request_token(self.secret, request.path_params["token"], CONFIRM_PURPOSE)
+        if claims is None:
+            return self.page(request, "invalid-link", 404, confirm=True)
+        if not self.csrf_ok(request, form):
+            return self.page(request, "confirm", 400, forms=(request.url.path,), expired_form=True)
+        if not await run_in_threadpool(self.optin.confirm, claims):
             return self.page(request, "invalid-link", 404, confirm=True)
         return self.page(request, "confirmed")
 
@@ -430,6 +448,14 @@ def check(config: Config) -> None:
         raise ConfigError("[serve] confirm_ttl_hours and webhook_max_age_seconds must be positive")
 
 
+def allowed_hosts(config: Config) -> Callable[[str], bool]:
+    """Which Host names are answered: base_url's, or without it this machine's loopback only."""
+    if config.base_url:
+        public = (urlsplit(config.base_url).hostname or "").rstrip(".").lower()
+        return lambda host: host == public
+    return is_loopback
+
+
 def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlette:
     """The application for one workspace; ConfigError before serving anything when misconfigured."""
     from newsletter.providers import make_provider
@@ -460,6 +486,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
             events,
             guards.RateLimiter(serve.confirmations_per_address_per_day, 24 * 3600),
             writes,
+            RequestStore.for_workspace(config.state_dir),
         ),
         archive=Archive(config),
         webhook_key=webhook_key,
@@ -472,14 +499,19 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
         Route("/resubscribe/{token}", service.resubscribe, methods=["POST"]),
         Route("/subscribe", service.subscribe_page, methods=["GET"]),
         Route("/subscribe", service.subscribe, methods=["POST"]),
-        Route("/confirm/{token}", service.confirm, methods=["GET"]),
+        Route("/confirm/{token}", service.confirm_page, methods=["GET"]),
+        Route("/confirm/{token}", service.confirm, methods=["POST"]),
         Route("/webhooks/sendgrid", service.sendgrid_webhook, methods=["POST"]),
         Route("/issues/{name}", service.issue, methods=["GET"]),
         Route("/healthz", service.healthz, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(guards.Hardening), Middleware(guards.BodyLimit, body_limit)],
+        middleware=[
+            Middleware(guards.Hardening),
+            Middleware(guards.HostCheck, allowed=allowed_hosts(config), exempt=("/healthz",)),
+            Middleware(guards.BodyLimit, body_limit),
+        ],
         exception_handlers={
             404: service.not_found,
             405: service.method_not_allowed,

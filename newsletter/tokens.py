@@ -7,7 +7,9 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from newsletter.errors import ConfigError
 
 SECRET_ENV = "NEWSLETTER_SECRET"
 SECRET_FILE = "secret"
+MIN_SECRET = 32  # bytes of key material, from the file or the environment
 _ID_BYTES = 12
 _SIG_BYTES = 16
 
@@ -27,34 +30,69 @@ class Claims:
     list_name: str
     address_id: str  # keyed hash of the address; match it with address_id()
     expires_at: int | None = None  # unix time, for expiring tokens
+    request_id: str | None = None  # the one request a confirmation token was made for
 
 
 def load_secret(state_dir: Path, env: Mapping[str, str] | None = None) -> bytes:
-    """NEWSLETTER_SECRET, or a secret generated once and kept in the workspace's state folder."""
+    """NEWSLETTER_SECRET, or a secret generated once and kept in the workspace's state folder.
+
+    Either must hold at least MIN_SECRET bytes: a short key lets anyone forge links.
+    """
     env = os.environ if env is None else env
     value = env.get(SECRET_ENV, "")
     if value:
-        if len(value) < 16:
-            raise ConfigError(f"{SECRET_ENV} is too short: use at least 16 random characters")
+        # Measured without surrounding blanks, but used as given: links already sent stay valid.
+        material = len(value.strip().encode())
+        if material < MIN_SECRET:
+            raise ConfigError(
+                f"{SECRET_ENV} is too short ({material} bytes): use at least {MIN_SECRET} "
+                "random characters, e.g. from `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`"
+            )
         return value.encode()
     path = state_dir / SECRET_FILE
     try:
-        return path.read_bytes().strip()
+        key = path.read_bytes().strip()
     except FileNotFoundError:
-        pass
+        key = _create_secret(state_dir, path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the secret: {exc.strerror}") from None
+    if len(key) < MIN_SECRET:
+        raise ConfigError(
+            f"{path}: the secret is too short ({len(key)} bytes, at least {MIN_SECRET} needed): "
+            f"delete the file to have a new one generated, or set {SECRET_ENV}"
+        )
+    return key
+
+
+def _create_secret(state_dir: Path, path: Path) -> bytes:
+    """Write a fresh secret so that `path` never exists empty or half-written, even after a crash."""
     state_dir.mkdir(parents=True, exist_ok=True)
     fresh = secrets.token_urlsafe(32).encode()
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(fresh)
+    # A name of its own: racing processes never write into each other's temporary file.
+    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".secret-", suffix=".tmp")
     try:
-        os.link(tmp, path)  # fails if another process won the race; then use theirs
-    except FileExistsError:
-        pass
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(fresh)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)  # fails if another process won the race; then use theirs
+        except FileExistsError:
+            pass
+        else:
+            _fsync_dir(state_dir)
     finally:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
     return path.read_bytes().strip()
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _b64(raw: bytes) -> str:
@@ -125,3 +163,29 @@ def verify_expiring_token(
     if (time.time() if now is None else now) > expires_at:
         return None
     return Claims(purpose, claims.list_name, claims.address_id, expires_at)
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{8,32}")
+
+
+def make_request_token(
+    secret: bytes, list_name: str, key: str, purpose: str, request_id: str, expires_at: int
+) -> str:
+    """An expiring token bound to one request: `<expiring token>.<request id>`, all signed."""
+    if not _REQUEST_ID.fullmatch(request_id):
+        raise ValueError("a request id is 8 to 32 URL-safe characters")
+    inner = make_expiring_token(secret, list_name, key, f"{purpose}/{request_id}", expires_at)
+    return f"{inner}.{request_id}"
+
+
+def verify_request_token(
+    secret: bytes, token: str, purpose: str, now: float | None = None
+) -> Claims | None:
+    """The claims (with request_id) of a genuine, unexpired request token; None for anything else."""
+    inner, _, request_id = token.rpartition(".")
+    if not _REQUEST_ID.fullmatch(request_id):
+        return None
+    claims = verify_expiring_token(secret, inner, f"{purpose}/{request_id}", now=now)
+    if claims is None:
+        return None
+    return Claims(purpose, claims.list_name, claims.address_id, claims.expires_at, request_id)

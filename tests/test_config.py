@@ -73,3 +73,37 @@ def test_repository_example_config_loads():
     config = load_config(Path(__file__).resolve().parent.parent / "newsletter.toml", env={})
     assert config.send.provider == "outbox"
     assert config.postal_address
+
+
+@pytest.mark.parametrize(
+    ("base_url", "env", "message"),
+    [
+        ("javascript:alert(1)", {}, "newsletter.toml: base_url: 'javascript:alert(1)' is not an https:// URL (http:// is allowed only for localhost)"),
+        ("ftp://news.example.org", {}, "newsletter.toml: base_url: 'ftp://news.example.org' is not an https:// URL (http:// is allowed only for localhost)"),
+        ("http://news.example.org", {}, "newsletter.toml: base_url: 'http://news.example.org' uses http://, which is allowed only for localhost; use https://"),
+        ("https://", {}, "newsletter.toml: base_url: 'https://' has no host name"),
+        ("https://news.example.org/?a=1", {}, "newsletter.toml: base_url: 'https://news.example.org/?a=1' must be a plain address without user, query or fragment"),
+        ("https://news.example.org/a b", {}, "newsletter.toml: base_url: 'https://news.example.org/a b' has characters a URL cannot hold here (spaces, quotes, <, >, or non-ASCII; write an IDN host as xn--…)"),
+        ("https://ok.example", {"NEWSLETTER_BASE_URL": "javascript:x"}, "NEWSLETTER_BASE_URL: 'javascript:x' is not an https:// URL (http:// is allowed only for localhost)"),
+    ],
+)  # fmt: skip
+def test_base_url_must_be_https_or_http_on_loopback(base_url, env, message):
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({**BASE, "base_url": base_url}, env=env)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://news.example.org",
+        "https://news.example.org/letters/",
+        "HTTPS://News.Example.org:8443",
+        "http://localhost:8000",
+        "http://127.0.0.1:8000",
+        "http://127.9.9.9",
+        "http://[::1]:8000",
+    ],
+)
+def test_https_and_loopback_http_base_urls_are_accepted(base_url):
+    assert config_from_dict({**BASE, "base_url": base_url}).base_url == base_url

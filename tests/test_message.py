@@ -158,6 +158,15 @@ def test_without_base_url_the_only_unsubscribe_link_is_mailto(config):
     assert parsed["List-Unsubscribe-Post"] is None
 
 
+def test_an_http_unsubscribe_link_is_never_offered_as_one_click(config):
+    campaign = make_campaign(dataclasses.replace(config, base_url="http://localhost:8000"))
+    message = message_for(campaign, "ada@example.org", "Ada")
+    parsed = parse(message.as_bytes())
+    assert parsed["List-Unsubscribe"].startswith("<http://localhost:8000/unsubscribe/")
+    assert parsed["List-Unsubscribe-Post"] is None
+    assert "List-Unsubscribe-Post" not in message.personal_headers()
+
+
 def test_list_id_encodes_only_the_name(config):
     campaign = make_campaign(dataclasses.replace(config, name="Wöchentliche Post"))
     data = message_for(campaign, "ada@example.org", "Ada").as_bytes()

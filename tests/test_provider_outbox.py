@@ -71,6 +71,19 @@ def test_outbox_sending_again_replaces_files_and_leaves_no_temporaries(workspace
     assert [p.name.endswith(".eml") for p in (workspace / "outbox" / "merge").iterdir()] == [True]
 
 
+def test_outbox_keeps_every_message_to_the_same_recipient(workspace):
+    config = load_config(workspace / "newsletter.toml", env={})
+    campaign = make_campaign(config)
+    messages = [message_for(campaign, "ada@example.org", "Ada") for _ in range(3)]
+    with make_provider("outbox", config, env={}) as provider:
+        provider.send_batch(messages[:1])
+        provider.send_batch(messages[1:])
+    files = list((workspace / "outbox" / "merge").iterdir())
+    assert len(files) == 3
+    kept = {email.message_from_bytes(f.read_bytes())["Message-ID"] for f in files}
+    assert kept == {m.message_id for m in messages}
+
+
 def test_outbox_is_the_default_provider(workspace):
     config = load_config(workspace / "newsletter.toml", env={})
     assert config.send.provider == "outbox"

@@ -68,7 +68,9 @@ def mixed_list(root) -> list[dict]:
 def test_read_ahead_in_a_child_sends_exactly_what_reading_in_thread_sends(
     tmp_path, workspace, monkeypatch
 ):
-    monkeypatch.setenv("NEWSLETTER_SECRET", "the-same-secret-for-both-runs")  # same tokens
+    monkeypatch.setenv(
+        "NEWSLETTER_SECRET", "the-same-secret-for-both-runs-0123456789"
+    )  # same tokens
     outcomes = []
     for ahead in (True, False):
         root = tmp_path / f"ahead-{ahead}"

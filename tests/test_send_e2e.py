@@ -173,7 +173,9 @@ def test_sendgrid_10000_recipients_each_received_once_despite_5xx_429_and_drops(
 
 def cli(root: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
     full = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    full.update(env, PYTHONPATH=str(REPO), NEWSLETTER_SECRET="e2e-secret-0123456789abcdef")
+    full.update(
+        env, PYTHONPATH=str(REPO), NEWSLETTER_SECRET="e2e-secret-0123456789abcdef-0123456789"
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "newsletter", "send", ISSUE, "--yes", *args],
         cwd=root,

@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.tokens import make_expiring_token, make_token, verify_expiring_token, verify_token
+from newsletter.tokens import (
+    make_expiring_token,
+    make_request_token,
+    make_token,
+    verify_expiring_token,
+    verify_request_token,
+    verify_token,
+)
 from newsletter.web.guards import RateLimiter, csrf_ok, csrf_token, redact
 
 SECRET = b"k" * 32
@@ -35,6 +42,17 @@ def test_a_later_expiry_cannot_be_written_into_a_token(extra):
     head, ident, stamp, sig = token.split(".")
     longer = f"{head}.{ident}.{int(stamp) + extra}.{sig}"
     assert verify_expiring_token(SECRET, longer, "c", now=NOW) is None
+
+
+def test_a_confirmation_token_names_its_request_and_cannot_be_moved_to_another():
+    token = make_request_token(SECRET, "main", "ada@example.org", "c", "request-one", NOW + 60)
+    claims = verify_request_token(SECRET, token, "c", now=NOW)
+    assert claims and (claims.request_id, claims.expires_at) == ("request-one", NOW + 60)
+    moved = token.rpartition(".")[0] + ".request-two"
+    assert verify_request_token(SECRET, moved, "c", now=NOW) is None
+    assert verify_request_token(SECRET, token.rpartition(".")[0], "c", now=NOW) is None
+    assert verify_request_token(SECRET, token, "c", now=NOW + 61) is None
+    assert verify_expiring_token(SECRET, token, "c", now=NOW) is None
 
 
 @given(st.text(max_size=80))

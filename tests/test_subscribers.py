@@ -417,6 +417,19 @@ def test_add_never_resubscribes_without_being_asked(folder):
     assert subs.count(folder, "main")["subscribed"] == 3
 
 
+def test_add_does_not_subscribe_a_pending_address_without_being_asked(folder):
+    subs.add_subscriber(folder, "main", "new@example.org", status="pending", source="web")
+    with pytest.raises(SubscriberError) as caught:
+        subs.add_subscriber(folder, "main", "New@example.org", name="New")
+    assert str(caught.value) == (
+        "New@example.org is pending in list 'main' (line 5): they have not confirmed; "
+        "add --resubscribe if they asked you to subscribe them"
+    )
+    assert subs.count(folder, "main")["pending"] == 1
+    assert subs.add_subscriber(folder, "main", "new@example.org", resubscribe=True) == "updated"
+    assert subs.count(folder, "main")["pending"] == 0
+
+
 def test_add_refuses_suppressed_and_erased_addresses(folder):
     subs.add_suppression(folder, "spam@example.com", "complained")
     with pytest.raises(SubscriberError) as caught:

@@ -10,11 +10,20 @@ from newsletter.message import OutgoingMessage
 from newsletter.providers.base import Provider, Result, Status
 
 
+def _safe(text: str) -> str:
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in text)
+
+
 def eml_name(message: OutgoingMessage) -> str:
-    """A file name per recipient that is stable, safe and unique (the address's token id)."""
+    """A safe file name per message: the recipient (readable, and its token id) and the message.
+
+    The Message-ID part keeps two messages to one address apart (three confirmation requests
+    are three files); only the same message sent again lands on the same name.
+    """
     ident = message.unsubscribe_mailto.rpartition(".")[0].rpartition(".")[2]
-    local = "".join(c if c.isalnum() or c in "-_" else "_" for c in message.key.split("@")[0])
-    return f"{local[:40]}-{ident}.eml"
+    local = _safe(message.key.split("@")[0])[:40]
+    unique = _safe(message.message_id.strip("<>").partition("@")[0])[:40]
+    return f"{local}-{ident}-{unique}.eml"
 
 
 class OutboxProvider(Provider):

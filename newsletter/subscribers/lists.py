@@ -274,11 +274,8 @@ def add_subscriber(
                 current = _status(values[s])
                 if result == "added":
                     result = "unchanged"
-                    if _RANK.get(current, 0) > 0 and status == "subscribed" and not resubscribe:
-                        raise SubscriberError(
-                            f"{new.email} is {current} in list {list_name!r} (line {line}); "
-                            "add --resubscribe if they asked to be subscribed again"
-                        )
+                    if status == "subscribed" and not resubscribe:
+                        _refuse_unconfirmed(new.email, current, list_name, line)
                 if _update_row(cols, values, new, current, resubscribe):
                     result = "updated"
             yield values
@@ -290,12 +287,26 @@ def add_subscriber(
     return result
 
 
+def _refuse_unconfirmed(email: str, current: str, list_name: str, line: int) -> None:
+    """Only the person subscribes an address that left or never confirmed (or --resubscribe)."""
+    if current == "pending":
+        raise SubscriberError(
+            f"{email} is pending in list {list_name!r} (line {line}): they have not confirmed; "
+            "add --resubscribe if they asked you to subscribe them"
+        )
+    if _RANK.get(current, 0) > 0:
+        raise SubscriberError(
+            f"{email} is {current} in list {list_name!r} (line {line}); "
+            "add --resubscribe if they asked to be subscribed again"
+        )
+
+
 def _update_row(
     cols: _Columns, values: list[str], new: Subscriber, current: str, resubscribe: bool
 ) -> bool:
     changed = False
     target = current
-    if new.status == "subscribed" and (current == "pending" or resubscribe):
+    if new.status == "subscribed" and resubscribe:
         target = "subscribed"
     if target != current:
         values[cols.index("status")] = target

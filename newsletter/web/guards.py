@@ -133,6 +133,45 @@ class BodyLimit:
                 await _plain(send, 413, "Request body too large.\n")
 
 
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?")
+
+
+def host_name(header: str) -> str | None:
+    """The name in a Host header (no port, IPv6 without brackets, lower case), or None."""
+    match = _HOST.fullmatch(header)
+    if not match:
+        return None
+    return match.group(1).strip("[]").rstrip(".").lower()
+
+
+class HostCheck:
+    """Answer only requests for our own name (421 otherwise), so no link or page is ever built
+    for a name an attacker put in the Host header."""
+
+    def __init__(
+        self, app: ASGIApp, allowed: Callable[[str], bool], exempt: tuple[str, ...] = ()
+    ) -> None:
+        self.app = app
+        self.allowed = allowed
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.exempt:
+            header = next((v for n, v in scope["headers"] if n == b"host"), b"")
+            name = host_name(header.decode("latin-1"))
+            if name is None:
+                await _plain(send, 400, "Bad request: no valid Host header.\n")
+                return
+            if not self.allowed(name):
+                await _plain(
+                    send,
+                    421,
+                    "Misdirected request: this service answers for its own address only.\n",
+                )
+                return
+        await self.app(scope, receive, send)
+
+
 async def _plain(send: Send, status: int, text: str) -> None:
     body = text.encode()
     headers = [

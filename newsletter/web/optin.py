@@ -1,5 +1,6 @@
-"""Double opt-in: a subscribe request stores the address as `pending` and mails it a signed,
-expiring link; following the link makes it `subscribed`.
+"""Double opt-in: a subscribe request stores a new address as `pending` (an unsubscribed one
+stays unsubscribed), opens a request and mails a signed, expiring link bound to that request;
+the button on the link's page makes the address `subscribed`.
 
 Requests are handled after the response has gone out, so the answer (and its timing) is the
 same whether the address was new, pending, already subscribed or suppressed.
@@ -8,6 +9,7 @@ same whether the address was new, pending, already subscribed or suppressed.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,12 +24,14 @@ from newsletter.issue import Issue
 from newsletter.message import Campaign, OutgoingMessage
 from newsletter.providers import Status, make_provider
 from newsletter.render import Rendered
-from newsletter.tokens import Claims, make_expiring_token
+from newsletter.tokens import Claims, address_id, make_request_token
 from newsletter.web.directory import Directory
 from newsletter.web.guards import RateLimiter
 from newsletter.web.pages import Pages
+from newsletter.web.requests import Request, RequestStore
 
 CONFIRM_PURPOSE = "c"
+CONFIRMABLE = ("pending", "unsubscribed")  # rows a confirmation may make `subscribed`
 CONFIRMATIONS_SLUG = "_confirmations"  # outbox/_confirmations/: never an issue's slug
 
 log = logging.getLogger("newsletter.serve")
@@ -80,6 +84,7 @@ class OptIn:
     events: EventStore
     per_address: RateLimiter
     writes: threading.Lock  # shared with the other list writers of this process
+    requests: RequestStore
     sending: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -91,16 +96,19 @@ class OptIn:
         key = subs.email_key(email)
         if not self.per_address.allow(key):
             return "rate-limited"
+        request_id = secrets.token_urlsafe(12)
         try:
             with self.writes:
-                stored = self._store_pending(list_name, email, name, key)
+                stored = self._store_request(list_name, email, name, key, request_id)
         except SubscriberError as exc:  # suppressed, or the list cannot be written
             log.info("subscribe request not taken: %s", type(exc).__name__)
             return "refused"
-        if stored != "pending":
+        if stored not in CONFIRMABLE:
             return f"skipped ({stored})"
         expires = int(time.time()) + self.hours * 3600
-        token = make_expiring_token(self.secret, list_name, key, CONFIRM_PURPOSE, expires)
+        token = make_request_token(
+            self.secret, list_name, key, CONFIRM_PURPOSE, request_id, expires
+        )
         url = f"{base_url.rstrip('/')}/confirm/{token}"
         try:
             message = confirmation_message(
@@ -118,41 +126,83 @@ class OptIn:
         self.events.add([web_event("confirmation_sent", key, list_name)])
         return "sent"
 
-    def _store_pending(self, list_name: str, email: str, name: str, key: str) -> str:
-        """Make the address `pending` unless it is subscribed, bounced or complained; its status."""
+    def _store_request(
+        self, list_name: str, email: str, name: str, key: str, request_id: str
+    ) -> str:
+        """Open a request for a new, pending or unsubscribed address; the row's status.
+
+        A new address gets a `pending` row. An unsubscribed row stays as it is: only the
+        confirmation subscribes it again.
+        """
         folder = self.config.subscribers_dir
         row = self.directory.row(list_name, key)
         if row is None:
             subs.add_subscriber(folder, list_name, email, name=name, status="pending", source="web")
-            return "pending"
-        if row.status == "unsubscribed":
-            # Someone asks to come back: they stay unmailed until they confirm.
-            subs.set_status(folder, list_name, key, "pending", source="web")
-            return "pending"
+            row = self.directory.row(list_name, key)
+            if row is None:
+                return "gone"  # erased or rewritten by another process meanwhile
+        if row.status not in CONFIRMABLE:
+            return row.status
+        if subs.suppression_reason(key, subs.suppression_reasons(folder)):
+            return "suppressed"
+        ident = address_id(self.secret, list_name, key)
+        self.requests.open(list_name, ident, request_id, row.status, row.updated_at)
         return row.status
 
+    def check(self, claims: Claims) -> str | None:
+        """What a confirmation link can do now: "confirm", "confirmed" (already), or None (void)."""
+        found = self._find(claims)
+        if found is None:
+            return None
+        request, row = found
+        if request.confirmed:
+            return "confirmed" if row.status == "subscribed" else None
+        return "confirm" if self._confirmable(claims, request, row) else None
+
     def confirm(self, claims: Claims) -> bool:
-        """Make a pending address subscribed; True also when it already is."""
-        key = self.directory.key_for(claims.list_name, claims.address_id)
-        if key is None:
-            return False
-        row = self.directory.row(claims.list_name, key)
-        if row is None:
-            return False
-        if row.status == "subscribed":
-            return True
-        if row.status != "pending":
-            return False  # unsubscribed since, bounced or complained: the old link is void
-        state_dir = self.config.state_dir
-        if optouts.unsubscribe_pending(state_dir, claims.list_name, claims.address_id):
-            return False  # unsubscribed since, and the list row does not show it yet
-        try:
-            with self.writes:
+        """Subscribe the address of the request this link was made for; True also when it is."""
+        with self.writes:
+            found = self._find(claims)
+            if found is None:
+                return False
+            request, row = found
+            if request.confirmed:
+                return row.status == "subscribed"
+            if not self._confirmable(claims, request, row):
+                return False  # a newer request, an unsubscribe or a bounce since: the link is void
+            try:
                 subs.set_status(
-                    self.config.subscribers_dir, claims.list_name, key, "subscribed", source="web"
+                    self.config.subscribers_dir,
+                    claims.list_name,
+                    row.key,
+                    "subscribed",
+                    source="web",
                 )
-        except SubscriberError:
-            return False  # suppressed meanwhile
-        optouts.clear(state_dir, key, claims.list_name)  # a confirmed opt-in supersedes it
-        self.events.add([web_event("confirm", key, claims.list_name)])
+            except SubscriberError:
+                return False  # suppressed meanwhile
+            self.requests.confirmed(claims.list_name, claims.address_id, request.request_id)
+            # A confirmed opt-in supersedes an earlier unsubscribe kept in the journal.
+            optouts.clear(self.config.state_dir, row.key, claims.list_name)
+        self.events.add([web_event("confirm", row.key, claims.list_name)])
         return True
+
+    def _confirmable(self, claims: Claims, request: Request, row: subs.Subscriber) -> bool:
+        if not _unchanged(request, row):
+            return False
+        # Unsubscribed since, and the list row does not show it yet.
+        state_dir = self.config.state_dir
+        return not optouts.unsubscribe_pending(state_dir, claims.list_name, claims.address_id)
+
+    def _find(self, claims: Claims) -> tuple[Request, subs.Subscriber] | None:
+        if claims.request_id is None:
+            return None
+        request = self.requests.get(claims.list_name, claims.address_id, claims.request_id)
+        if request is None:
+            return None
+        key = self.directory.key_for(claims.list_name, claims.address_id)
+        row = self.directory.row(claims.list_name, key) if key else None
+        return (request, row) if row is not None else None
+
+
+def _unchanged(request: Request, row: subs.Subscriber) -> bool:
+    return (row.status, row.updated_at) == (request.row_status, request.row_updated)
