@@ -175,7 +175,22 @@ def config_from_dict(
     for name, cls in SECTIONS.items():
         sections.setdefault(name, _build(cls, {}, env, source, name))
     config = _build(Config, top, env, source, None, extra=sections)
+    _check_from_email(config.from_email, env, source)
     return dataclasses.replace(config, root=root, path=path)
+
+
+def _check_from_email(value: str, env: Mapping[str, str], source: str) -> None:
+    """Every message, link and `serve` page needs a real sender address: refuse one early."""
+    import email_validator
+
+    try:
+        email_validator.validate_email(
+            value, check_deliverability=False, globally_deliverable=False, test_environment=True
+        )
+    except email_validator.EmailNotValidError as exc:
+        name = ENV_PREFIX + "FROM_EMAIL"
+        where = name if name in env else source
+        raise ConfigError(f"{where}: from_email {value!r} is not an email address ({exc})") from None
 
 
 def _build(cls, values, env, source, section, extra=None):
