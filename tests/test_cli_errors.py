@@ -162,3 +162,25 @@ def test_an_invalid_from_email_from_the_environment_names_the_variable(workspace
         "Error: NEWSLETTER_FROM_EMAIL: from_email 'news@' is not an email address "
         "(There must be something after the @-sign.)\n"
     )
+
+
+def test_an_import_whose_every_row_is_rejected_exits_4_after_the_summary(workspace, tmp_path):
+    export = tmp_path / "all_rejected.csv"
+    export.write_bytes((REPO / "tests/fixtures/subscribers/exports/all_rejected.csv").read_bytes())
+    before = (workspace / "subscribers" / "main.csv").read_bytes()
+    result = run("subscribers", "import", str(export))
+    assert result.exit_code == 4, result.output
+    assert result.stdout == (
+        f"Imported {export} into main (csv format): "
+        "0 added, 0 updated, 0 unchanged, 2 rejected.\n"
+    )
+    assert result.stderr == (
+        f"{export}:2: invalid email address 'not-a-mail': An email address must have an @-sign.\n"
+        f"{export}:3: invalid email address '@example.org': "
+        "There must be something before the @-sign.\n"
+        f"Rejected rows written to {tmp_path / 'all_rejected.rejects.csv'}: "
+        "fix them and import that file.\n"
+        f"Error: {export}: every row was rejected; nothing was imported\n"
+    )
+    assert "Traceback" not in result.output
+    assert (workspace / "subscribers" / "main.csv").read_bytes() == before
