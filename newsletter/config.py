@@ -190,7 +190,9 @@ def _check_from_email(value: str, env: Mapping[str, str], source: str) -> None:
     except email_validator.EmailNotValidError as exc:
         name = ENV_PREFIX + "FROM_EMAIL"
         where = name if name in env else source
-        raise ConfigError(f"{where}: from_email {value!r} is not an email address ({exc})") from None
+        raise ConfigError(
+            f"{where}: from_email {value!r} is not an email address ({exc})"
+        ) from None
 
 
 def _build(cls, values, env, source, section, extra=None):

@@ -383,6 +383,7 @@ class Renderer:
         }
         body = self._string(issue.body, meta_context, path, issue.body_line)
         intro, stories = split_stories(body.split("\n"), first_line=issue.body_line)
+
         def meta(key: str) -> str | None:
             text = getattr(issue, key)
             line = issue.key_lines.get(key, issue.key_lines.get("title", 1))  # subject: title

@@ -110,7 +110,7 @@ def test_an_unknown_template_named_by_an_issue_names_the_issue_file_and_line(wor
 
 def test_an_unknown_template_named_by_the_config_names_newsletter_toml(workspace):
     path = workspace / "newsletter.toml"
-    path.write_text(path.read_text().replace('base_url', 'template = "gone"\nbase_url'))
+    path.write_text(path.read_text().replace("base_url", 'template = "gone"\nbase_url'))
     result = run("preview", "issues/sample.md")
     assert result.exit_code == 4
     assert result.output == (
@@ -171,8 +171,7 @@ def test_an_import_whose_every_row_is_rejected_exits_4_after_the_summary(workspa
     result = run("subscribers", "import", str(export))
     assert result.exit_code == 4, result.output
     assert result.stdout == (
-        f"Imported {export} into main (csv format): "
-        "0 added, 0 updated, 0 unchanged, 2 rejected.\n"
+        f"Imported {export} into main (csv format): 0 added, 0 updated, 0 unchanged, 2 rejected.\n"
     )
     assert result.stderr == (
         f"{export}:2: invalid email address 'not-a-mail': An email address must have an @-sign.\n"

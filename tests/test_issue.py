@@ -39,7 +39,7 @@ def test_stories_carry_headline_link_image_and_body():
         ("---\ntitle: T\n", "x.md:1: front matter is not closed by a '---' line"),
         ("---\nsubject: S\n---\n", "x.md: front matter needs a non-empty 'title'"),
         ("---\n- a\n- b\n---\n", "x.md:2: front matter must be a mapping of keys to values"),
-        ("---\ntitle: T\ndate: someday\n---\n", "x.md: date: expected YYYY-MM-DD, got 'someday'"),
+        ("---\ntitle: T\ndate: someday\n---\n", "x.md:3: date: expected YYYY-MM-DD, got 'someday'"),
         ("---\ntitle: [1, 2]\n---\n", "x.md: title: expected text, got list"),
         ("---\ntitle: T\n  bad: indent\n---\n", "x.md:3: invalid front matter: mapping values are not allowed here"),
     ],
