@@ -103,7 +103,11 @@ def parse_issue(text: str, path: Path) -> Issue:
     key_lines = _key_lines(lines[1:end])
     body_start = end + 1
 
-    title = _text_field(meta, "title", path, required=True)
+    def text(key: str, required: bool = False) -> str | None:
+        where = f"{path}:{key_lines[key]}" if key in key_lines else str(path)
+        return _text_field(meta, key, where, required)
+
+    title = text("title", required=True)
     date = meta.get("date")
     date_where = f"{path}:{key_lines['date']}" if "date" in key_lines else str(path)
     if isinstance(date, dt.datetime):
@@ -121,11 +125,11 @@ def parse_issue(text: str, path: Path) -> Issue:
         path=path,
         slug=slugify(path.stem),
         title=title,
-        subject=_text_field(meta, "subject", path) or title,
-        preheader=_text_field(meta, "preheader", path),
+        subject=text("subject") or title,
+        preheader=text("preheader"),
         date=date,
-        template=_text_field(meta, "template", path),
-        list=_text_field(meta, "list", path),
+        template=text("template"),
+        list=text("list"),
         body="\n".join(lines[body_start:]),
         body_line=body_start + 1,
         key_lines=key_lines,
@@ -197,14 +201,16 @@ def _front_matter(lines: list[str], path: Path) -> dict:
     return meta
 
 
-def _text_field(meta: dict, key: str, path: Path, required: bool = False) -> str | None:
+def _text_field(meta: dict, key: str, where: str, required: bool = False) -> str | None:
     value = meta.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            raise IssueError(f"front matter needs a non-empty {key!r}", where=str(path))
+            raise IssueError(f"front matter needs a non-empty {key!r}", where=where)
         return None
+    if type(value) is dt.date:  # `title: 2024-03-01` is text that YAML read as a date
+        return value.isoformat()
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise IssueError(f"{key}: expected text, got {type(value).__name__}", where=str(path))
+        raise IssueError(f"{key}: expected text, got {type(value).__name__}", where=where)
     return str(value).strip()
 
 
