@@ -33,7 +33,7 @@ def expected(name: str, line: int, message: str) -> str:
     return f"Error: {where}:{line}: not allowed in templates: {message}\n"
 
 
-@pytest.mark.parametrize(("name", "line", "message"), CASES)
+@pytest.mark.parametrize(("name", "line", "message"), CASES, ids=[c[0] for c in CASES])
 def test_preview_refuses_code_that_escapes_the_sandbox_and_runs_nothing(
     workspace, name, line, message
 ):
@@ -57,7 +57,7 @@ def test_a_workspace_template_is_sandboxed_too(workspace):
     )
 
 
-@pytest.mark.parametrize(("name", "line", "message"), CASES)
+@pytest.mark.parametrize(("name", "line", "message"), CASES, ids=[c[0] for c in CASES])
 def test_send_refuses_code_that_escapes_the_sandbox_and_mails_nobody(
     workspace, name, line, message
 ):
