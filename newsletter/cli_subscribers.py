@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from newsletter.cli_common import ConfigOption, handle_errors, load
-from newsletter.errors import ExitCode
+from newsletter.errors import ExitCode, SubscriberError
 
 
 class _Subscribers:
@@ -310,6 +310,11 @@ def import_(
             f"Rejected rows written to {subs.display(report.rejects_path)}: "
             "fix them and import that file.",
             err=True,
+        )
+    taken = report.added + report.updated + report.unchanged + report.suppressed
+    if report.rejected and not taken:  # an all-bad file is an input error: say so in the code
+        raise SubscriberError(
+            "every row was rejected; nothing was imported", where=subs.display(file)
         )
 
 

@@ -181,6 +181,7 @@ def config_from_dict(
     if config.base_url is not None:
         env_name = ENV_PREFIX + "BASE_URL"
         check_base_url(config.base_url, env_name if env_name in env else f"{source}: base_url")
+    _check_from_email(config.from_email, env, source)
     return dataclasses.replace(config, root=root, path=path)
 
 
@@ -227,6 +228,22 @@ def check_base_url(value: str, where: str) -> None:
         raise ConfigError(
             f"{where}: {value!r} uses http://, which is allowed only for localhost; use https://"
         )
+
+
+def _check_from_email(value: str, env: Mapping[str, str], source: str) -> None:
+    """Every message, link and `serve` page needs a real sender address: refuse one early."""
+    import email_validator
+
+    try:
+        email_validator.validate_email(
+            value, check_deliverability=False, globally_deliverable=False, test_environment=True
+        )
+    except email_validator.EmailNotValidError as exc:
+        name = ENV_PREFIX + "FROM_EMAIL"
+        where = name if name in env else source
+        raise ConfigError(
+            f"{where}: from_email {value!r} is not an email address ({exc})"
+        ) from None
 
 
 def _build(cls, values, env, source, section, extra=None):

@@ -55,3 +55,7 @@ class SendError(NewsletterError):
     """A send cannot start or cannot go on."""
 
     exit_code = ExitCode.INCOMPLETE
+
+
+class OutputError(NewsletterError):
+    """A file or folder a command writes cannot be created (e.g. a file is in the way)."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from newsletter.errors import NewsletterError
+from newsletter.files import create_private
 
 EVENTS_NAME = "events.sqlite3"
 SCHEMA_VERSION = 1
@@ -81,7 +82,7 @@ class EventStore:
         self.path = path
         self._lock = threading.RLock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(path)  # 0600 before SQLite opens it: -wal and -shm follow
             self._db = sqlite3.connect(
                 path, timeout=30, isolation_level=None, check_same_thread=False
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -39,6 +39,13 @@ class Issue:
     list: str | None
     body: str  # the Markdown body as written (may hold Jinja merge fields)
     body_line: int  # line of the file where the body starts
+    # line of each front matter key, so errors about a value can name it
+    key_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
+
+    def where(self, key: str) -> str:
+        """`file:line` of a front matter key (just the file when it is not there)."""
+        line = self.key_lines.get(key)
+        return f"{self.path}:{line}" if line else str(self.path)
 
     @cached_property
     def _parts(self) -> tuple[str, list[Story]]:
@@ -79,6 +86,10 @@ def load_issue(path: Path) -> Issue:
 
 
 def parse_issue(text: str, path: Path) -> Issue:
+    nul = text.find("\0")
+    if nul >= 0:  # it would reach the message as is; no mail client shows one on purpose
+        line = text.count("\n", 0, nul) + 1
+        raise IssueError("contains a NUL byte; remove it", where=f"{path}:{line}")
     lines = text.replace("\r\n", "\n").split("\n")
     if not lines or not _FENCE.match(lines[0]):
         raise IssueError(
@@ -89,37 +100,88 @@ def parse_issue(text: str, path: Path) -> Issue:
     except StopIteration:
         raise IssueError("front matter is not closed by a '---' line", where=f"{path}:1") from None
     meta = _front_matter(lines[1:end], path)
+    key_lines = _key_lines(lines[1:end])
     body_start = end + 1
 
-    title = _text_field(meta, "title", path, required=True)
+    def text(key: str, required: bool = False) -> str | None:
+        where = f"{path}:{key_lines[key]}" if key in key_lines else str(path)
+        return _text_field(meta, key, where, required)
+
+    title = text("title", required=True)
     date = meta.get("date")
+    date_where = f"{path}:{key_lines['date']}" if "date" in key_lines else str(path)
     if isinstance(date, dt.datetime):
         date = date.date()
     elif isinstance(date, str):
         try:
             date = dt.date.fromisoformat(date)
-        except ValueError:
-            raise IssueError(f"date: expected YYYY-MM-DD, got {date!r}", where=str(path)) from None
+        except ValueError as exc:
+            if _DATE_SHAPE.fullmatch(date.strip()):
+                raise _not_a_date(date, exc, date_where) from None
+            raise IssueError(f"date: expected YYYY-MM-DD, got {date!r}", where=date_where) from None
     elif date is not None and not isinstance(date, dt.date):
-        raise IssueError(f"date: expected YYYY-MM-DD, got {date!r}", where=str(path))
+        raise IssueError(f"date: expected YYYY-MM-DD, got {date!r}", where=date_where)
     return Issue(
         path=path,
         slug=slugify(path.stem),
         title=title,
-        subject=_text_field(meta, "subject", path) or title,
-        preheader=_text_field(meta, "preheader", path),
+        subject=text("subject") or title,
+        preheader=text("preheader"),
         date=date,
-        template=_text_field(meta, "template", path),
-        list=_text_field(meta, "list", path),
+        template=text("template"),
+        list=text("list"),
         body="\n".join(lines[body_start:]),
         body_line=body_start + 1,
+        key_lines=key_lines,
     )
+
+
+_KEY = re.compile(r"^([A-Za-z_][\w-]*)[ \t]*:")
+_DATE_SHAPE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}")
+
+
+def _key_lines(lines: list[str]) -> dict[str, int]:
+    """File line of each top-level front matter key (lines[0] is the file's line 2)."""
+    found: dict[str, int] = {}
+    for n, text in enumerate(lines):
+        key = _KEY.match(text)
+        if key:
+            found.setdefault(key.group(1), n + 2)
+    return found
+
+
+def _not_a_date(value: str, exc: ValueError, where: str, key: str = "date") -> IssueError:
+    return IssueError(f"{key}: {value!r} is not a date ({exc}); use YYYY-MM-DD", where=where)
+
+
+class _Loader(yaml.SafeLoader):
+    """safe_load, except that an impossible date (2024-02-30) names its line and key."""
+
+    def construct_yaml_timestamp(self, node):
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise _BadDate(node, exc) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
+class _BadDate(Exception):
+    def __init__(self, node: yaml.Node, exc: ValueError) -> None:
+        super().__init__(str(exc))
+        self.node, self.exc = node, exc
 
 
 def _front_matter(lines: list[str], path: Path) -> dict:
     source = "\n".join(lines)
     try:
-        meta = yaml.safe_load(source) if source.strip() else {}
+        meta = yaml.load(source, Loader=_Loader) if source.strip() else {}
+    except _BadDate as bad:
+        index = bad.node.start_mark.line
+        key = _KEY.match(lines[index]) if index < len(lines) else None
+        where = f"{path}:{index + 2}"
+        raise _not_a_date(bad.node.value, bad.exc, where, key.group(1) if key else "date") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 2 if mark else 1  # +1 for 1-based, +1 for the opening '---'
@@ -139,14 +201,16 @@ def _front_matter(lines: list[str], path: Path) -> dict:
     return meta
 
 
-def _text_field(meta: dict, key: str, path: Path, required: bool = False) -> str | None:
+def _text_field(meta: dict, key: str, where: str, required: bool = False) -> str | None:
     value = meta.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            raise IssueError(f"front matter needs a non-empty {key!r}", where=str(path))
+            raise IssueError(f"front matter needs a non-empty {key!r}", where=where)
         return None
+    if type(value) is dt.date:  # `title: 2024-03-01` is text that YAML read as a date
+        return value.isoformat()
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise IssueError(f"{key}: expected text, got {type(value).__name__}", where=str(path))
+        raise IssueError(f"{key}: expected text, got {type(value).__name__}", where=where)
     return str(value).strip()
 
 

@@ -20,6 +20,7 @@ from typing import NamedTuple
 from filelock import FileLock, Timeout
 
 from newsletter.errors import SendError
+from newsletter.files import create_private
 
 LEDGER_NAME = "ledger.sqlite3"
 SCHEMA_VERSION = 1
@@ -103,7 +104,7 @@ class Ledger:
         where = str(path) if path else None
         try:
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                create_private(path)  # 0600 before SQLite opens it: -wal and -shm follow
             self._db = sqlite3.connect(
                 str(path) if path else ":memory:",
                 isolation_level=None,

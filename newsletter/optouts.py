@@ -29,6 +29,7 @@ from pathlib import Path
 from newsletter import subscribers as subs
 from newsletter.config import Config
 from newsletter.errors import NewsletterError, SubscriberError
+from newsletter.files import make_folder
 from newsletter.tokens import address_id
 
 JOURNAL_NAME = "optouts.sqlite3"
@@ -98,7 +99,7 @@ class Journal:
         self.path = state_dir / JOURNAL_NAME
         self._lock = threading.RLock()
         try:
-            state_dir.mkdir(parents=True, exist_ok=True)
+            make_folder(state_dir, private=True)
             # It holds address keys: readable by the owner only (SQLite's -wal and -shm
             # files take the database file's mode).
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))

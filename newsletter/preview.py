@@ -8,7 +8,8 @@ from pathlib import Path
 
 from newsletter.checks import SAMPLE_RECIPIENT, CheckedIssue, check_issue
 from newsletter.config import Config
-from newsletter.errors import SubscriberError
+from newsletter.errors import OutputError, SubscriberError
+from newsletter.files import make_folder, show
 from newsletter.message import Campaign
 from newsletter.render import Renderer
 from newsletter.tokens import load_secret
@@ -59,12 +60,14 @@ def preview(
     email = recipient["email"]
     eml = campaign.message(email, email.lower(), recipient, name).as_bytes()
 
-    folder = config.build_dir / checked.issue.slug
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(config.build_dir / checked.issue.slug)
     paths = folder / "email.html", folder / "email.txt", folder / "email.eml"
     contents = (checked.sample.html.encode(), checked.sample.text.encode(), eml)
     for path, data in zip(paths, contents, strict=True):
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OutputError(f"cannot write: {exc.strerror or exc}", where=show(path)) from None
     return PreviewResult(checked, folder, *paths)

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
 from newsletter import markdown
@@ -187,7 +189,7 @@ class Rendered:
                     index: value if isinstance(value, Markup) else str(value)
                     for index, value in zip(self.used_fields, values, strict=True)
                 }
-            except jinja2.UndefinedError:
+            except (jinja2.UndefinedError, SecurityError):
                 pass  # evaluate one by one below, to name the field that failed
         out = {}
         for index, merge in self.used_fields.items():
@@ -201,6 +203,8 @@ class Rendered:
                     'give it a default, e.g. | default("")',
                     where=merge.where,
                 ) from None
+            except SecurityError as exc:
+                raise unsafe(exc, merge.where) from None
             out[index] = value
         return out
 
@@ -274,9 +278,11 @@ class Renderer:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.registry = MergeRegistry(env=jinja2.Environment())
+        # Issue files and workspace templates are input, not code: nothing in them may reach
+        # Python internals (`cycler.__init__.__globals__`, `''.__class__.__mro__`, ...).
+        self.registry = MergeRegistry(env=ImmutableSandboxedEnvironment())
         folders = [config.templates_dir, BUILTIN_TEMPLATES]
-        self.env = jinja2.Environment(
+        self.env = ImmutableSandboxedEnvironment(
             loader=_ProtectingLoader(folders, self.registry),
             undefined=jinja2.StrictUndefined,
             autoescape=_autoescape,
@@ -292,13 +298,15 @@ class Renderer:
     def render(self, issue: Issue) -> Rendered:
         config = self.config
         name = issue.template or config.template
+        # who asked for the template: the issue's front matter or newsletter.toml
+        asked = _short(issue.where("template") if issue.template else str(config.path or ""))
         context = base_context(config, issue)
         context["issue"] = self._issue_context(issue, context)
-        mjml_source = self._render_template(f"{name}.mjml.j2", context, name)
+        mjml_source = self._render_template(f"{name}.mjml.j2", context, name, asked)
         text_name = f"{name}.txt.j2"
         if text_name not in self.env.loader.list_templates():
             text_name = "default.txt.j2"
-        text = self._render_template(text_name, context, name, env=self.text_env)
+        text = self._render_template(text_name, context, name, asked, env=self.text_env)
         html = compile_mjml(mjml_source, where=f"template {name}.mjml.j2")
         return Rendered(
             issue=issue,
@@ -312,7 +320,7 @@ class Renderer:
             env=self.env,
         )
 
-    def _render_template(self, template_name, context, name, env=None):
+    def _render_template(self, template_name, context, name, asked=None, env=None):
         env = env or self.env
         try:
             template = env.get_template(template_name)
@@ -321,7 +329,8 @@ class Renderer:
             if exc.name == template_name:
                 raise TemplateError(
                     f"template {name!r} not found: no {template_name} in "
-                    f"{_short(str(self.config.templates_dir))}/ or the built-in templates"
+                    f"{_short(str(self.config.templates_dir))}/ or the built-in templates",
+                    where=asked or None,
                 ) from None
             raise TemplateError(
                 f"included template {exc.name!r} not found", where=template_name
@@ -333,6 +342,8 @@ class Renderer:
             raise TemplateError(
                 f"undefined variable: {exc.message}", where=_template_line(exc)
             ) from None
+        except SecurityError as exc:
+            raise unsafe(exc, _template_line(exc)) from None
 
     def _string(self, source: str, context: dict, where: str, first_line: int = 1) -> str:
         """Render a piece of the issue file (body, subject) as a Jinja template."""
@@ -360,6 +371,8 @@ class Renderer:
             raise TemplateError(
                 f"undefined variable: {exc.message}", where=_template_line(exc, where)
             ) from None
+        except SecurityError as exc:
+            raise unsafe(exc, _template_line(exc, where)) from None
 
     def _issue_context(self, issue: Issue, context: dict) -> dict:
         path = _short(str(issue.path))
@@ -370,13 +383,18 @@ class Renderer:
         }
         body = self._string(issue.body, meta_context, path, issue.body_line)
         intro, stories = split_stories(body.split("\n"), first_line=issue.body_line)
-        meta = lambda text: self._string(text, context, path) if text else text  # noqa: E731
+
+        def meta(key: str) -> str | None:
+            text = getattr(issue, key)
+            line = issue.key_lines.get(key, issue.key_lines.get("title", 1))  # subject: title
+            return self._string(text, context, path, line) if text else text
+
         intro_html, intro_text = markdown.convert(intro) if intro else ("", "")
         converted = [markdown.convert(s.body) for s in stories]
         return {
             "title": issue.title,
-            "subject": " ".join(meta(issue.subject).split()),
-            "preheader": meta(issue.preheader),
+            "subject": " ".join(meta("subject").split()),
+            "preheader": meta("preheader"),
             "date": issue.date,
             "date_display": f"{issue.date:%B} {issue.date.day}, {issue.date.year}"
             if issue.date
@@ -432,6 +450,11 @@ def base_context(config: Config, issue: Issue) -> dict[str, Any]:
         },
         "view_url": f"{base}/issues/{issue.slug}.html" if base else None,
     }
+
+
+def unsafe(exc: SecurityError, where: str) -> TemplateError:
+    """The sandbox refused an attribute or call: one line naming where it was asked for."""
+    return TemplateError(f"not allowed in templates: {exc.message}", where=where)
 
 
 def _template_line(exc: BaseException, fallback: str = "template") -> str:

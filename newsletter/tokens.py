@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.errors import ConfigError
+from newsletter.files import make_folder
 
 SECRET_ENV = "NEWSLETTER_SECRET"
 SECRET_FILE = "secret"
@@ -67,7 +68,7 @@ def load_secret(state_dir: Path, env: Mapping[str, str] | None = None) -> bytes:
 
 def _create_secret(state_dir: Path, path: Path) -> bytes:
     """Write a fresh secret so that `path` never exists empty or half-written, even after a crash."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(state_dir, private=True)
     fresh = secrets.token_urlsafe(32).encode()
     # A name of its own: racing processes never write into each other's temporary file.
     fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".secret-", suffix=".tmp")

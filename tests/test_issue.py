@@ -39,8 +39,8 @@ def test_stories_carry_headline_link_image_and_body():
         ("---\ntitle: T\n", "x.md:1: front matter is not closed by a '---' line"),
         ("---\nsubject: S\n---\n", "x.md: front matter needs a non-empty 'title'"),
         ("---\n- a\n- b\n---\n", "x.md:2: front matter must be a mapping of keys to values"),
-        ("---\ntitle: T\ndate: someday\n---\n", "x.md: date: expected YYYY-MM-DD, got 'someday'"),
-        ("---\ntitle: [1, 2]\n---\n", "x.md: title: expected text, got list"),
+        ("---\ntitle: T\ndate: someday\n---\n", "x.md:3: date: expected YYYY-MM-DD, got 'someday'"),
+        ("---\ntitle: [1, 2]\n---\n", "x.md:2: title: expected text, got list"),
         ("---\ntitle: T\n  bad: indent\n---\n", "x.md:3: invalid front matter: mapping values are not allowed here"),
     ],
 )  # fmt: skip
@@ -55,3 +55,25 @@ def test_slugs_are_safe_folder_names(title):
     slug = slugify(title)
     assert slug and "/" not in slug and ".." not in slug
     assert all(c.isascii() and (c.isalnum() or c == "-") for c in slug)
+
+
+@given(
+    year=st.integers(0, 9999),
+    month=st.integers(0, 99),
+    day=st.integers(0, 99),
+    quoted=st.booleans(),
+    key=st.sampled_from(["date", "title", "subject"]),
+)
+def test_any_date_shaped_value_parses_or_names_its_file_and_line(year, month, day, quoted, key):
+    value = f"{year:04d}-{month:02d}-{day:02d}"
+    value = f'"{value}"' if quoted else value
+    lines = {"date": "title: T\n", "title": "", "subject": "title: T\n"}[key]
+    text = f"---\n{lines}{key}: {value}\n---\n\nBody.\n"
+    line = text.split("\n").index(f"{key}: {value}") + 1
+    try:
+        issue = parse_issue(text, Path("x.md"))
+    except IssueError as exc:
+        assert str(exc).startswith(f"x.md:{line}: {key}: ")
+        assert "\n" not in str(exc)
+    else:
+        assert key != "date" or issue.date == dt.date(year, month, day)

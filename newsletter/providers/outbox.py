@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 
+from newsletter.files import make_folder
 from newsletter.message import OutgoingMessage
 from newsletter.providers.base import Provider, Result, Status
 
@@ -35,7 +36,7 @@ class OutboxProvider(Provider):
         results = []
         for message in messages:
             folder = self.config.outbox_dir / message.campaign.issue_slug
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder, private=True)  # messages hold addresses: 0700, files 0600
             path = folder / eml_name(message)
             # A unique temporary name: two workers writing to the same recipient never collide.
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")

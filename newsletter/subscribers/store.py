@@ -8,13 +8,13 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import cache
 from pathlib import Path
 from typing import TextIO
 
 from filelock import FileLock, Timeout
 
 from newsletter.errors import SubscriberError
+from newsletter.files import PRIVATE_FILE, make_folder
 from newsletter.subscribers.csvfile import _check, _Columns, _Csv, _open_list
 from newsletter.subscribers.model import _HEADER_UNSAFE, _SURROGATE, COLUMNS, Subscriber, display
 
@@ -88,17 +88,11 @@ def _atomic_write(path: Path, *, bom: bool = False) -> Iterator[_Output]:
 
 
 def _mode(path: Path) -> int:
+    """An existing file keeps its mode; a new one holds addresses, so only its owner reads it."""
     try:
         return stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
-        return 0o666 & ~_umask()
-
-
-@cache
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+        return PRIVATE_FILE
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -140,7 +134,7 @@ def _rewrite_locked(
     path: Path, needed: Sequence[str], edit: _Edit, *, known: Sequence[str], create: bool
 ) -> bool:
     if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent, private=True)
     with _locked(path):
         if path.is_file():
             source = _open_list(path, known)
@@ -221,7 +215,7 @@ def write_subscribers(path: Path, subscribers: Iterable[Subscriber]) -> int:
         except SubscriberError as exc:
             raise SubscriberError(f"{sub.email!r}: {exc}") from None
     custom = list(dict.fromkeys(name for sub in subs for name in sub.fields))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent, private=True)
     with _locked(path), _empty(path, COLUMNS, custom) as src, _atomic_write(path) as out:
         writer = _Writer(out.file, "\n")
         writer.writerow(src.columns.names)

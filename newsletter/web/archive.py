@@ -13,12 +13,13 @@ from collections import OrderedDict
 from pathlib import Path
 
 import jinja2
+from jinja2.exceptions import SecurityError
 from markupsafe import Markup
 
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
 from newsletter.issue import load_issue, slugify
-from newsletter.render import Rendered, Renderer
+from newsletter.render import Rendered, Renderer, unsafe
 
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 ARCHIVE_MODES = ("sent", "all", "off")
@@ -35,6 +36,8 @@ def anonymous_html(rendered: Rendered, unsubscribe_url: str) -> str:
             values[index] = value if isinstance(value, Markup) else str(value)
         except jinja2.UndefinedError:
             values[index] = ""  # a field without a default, e.g. {{ subscriber.email }}
+        except SecurityError as exc:
+            raise unsafe(exc, merge.where) from None
     return rendered.fill_values(values).html
 
 
@@ -87,9 +90,9 @@ class Archive:
                 self._renderer = Renderer(self.config)
             try:
                 rendered = self._renderer.render(load_issue(path))
+                html = anonymous_html(rendered, subscribe_url)
             except NewsletterError:
                 return None
-            html = anonymous_html(rendered, subscribe_url)
             self._cache[(path, stamp)] = html
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)

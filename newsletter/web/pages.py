@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from newsletter.config import Config
 
@@ -20,7 +21,8 @@ class Pages:
     def __init__(self, config: Config) -> None:
         self.config = config
         folders = [config.templates_dir / "web", BUILTIN]
-        self.env = jinja2.Environment(
+        # Workspace templates are input, not code (see render.Renderer).
+        self.env = ImmutableSandboxedEnvironment(
             loader=jinja2.FileSystemLoader([str(f) for f in folders]),
             autoescape=jinja2.select_autoescape(("html", "html.j2"), default_for_string=True),
             undefined=jinja2.StrictUndefined,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.errors import NewsletterError
+from newsletter.files import make_folder
 
 REQUESTS_NAME = "optin.sqlite3"
 
@@ -56,7 +57,7 @@ class RequestStore:
         self.path = path
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(path.parent, private=True)
             if not path.exists():
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(
