@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import email
+import email.header
 import email.policy
 import email.utils
 import functools
@@ -55,6 +56,20 @@ def sample(config):
 
 def parse(data: bytes):
     return email.message_from_bytes(data, policy=email.policy.default)
+
+
+def display_name(data: bytes) -> str:
+    """The To header's display name as RFC 2047 reads it.
+
+    RFC 2047 (6.2) says the space between two encoded-words is not part of the text, but
+    Python's address parser keeps it: a name folded into several encoded-words is read
+    with email.header, which follows the RFC.
+    """
+    raw = email.message_from_bytes(data, policy=email.policy.compat32)["To"]
+    phrase = re.sub(r"\r\n([ \t])", r"\1", raw).rpartition(" <")[0]
+    if phrase.startswith("=?"):
+        return str(email.header.make_header(email.header.decode_header(phrase)))
+    return parse(data)["To"].addresses[0].display_name
 
 
 def lines_of(text: str) -> str:
@@ -203,7 +218,7 @@ def test_any_name_or_subject_round_trips_without_adding_headers(name, first_name
     assert list(parsed.keys()) == EXPECTED_HEADERS
     to = parsed["To"].addresses
     assert len(to) == 1 and to[0].addr_spec == "reader@example.org"
-    assert to[0].display_name == header_safe(name)
+    assert display_name(data) == header_safe(name)
     assert parsed["Subject"] == header_safe(f"News for {first_name}")
     expected = message.personalized()
     assert content(parsed, "plain") == lines_of(expected.text)
@@ -247,5 +262,5 @@ def test_long_names_and_subjects_fold_under_78_columns_and_read_back(name, first
     assert list(parsed.keys()) == EXPECTED_HEADERS
     to = parsed["To"].addresses
     assert len(to) == 1 and to[0].addr_spec == "reader@example.org"
-    assert to[0].display_name == header_safe(name)[:200].strip()
+    assert display_name(data) == header_safe(name)[:200].strip()
     assert parsed["Subject"] == header_safe(f"News for {first_name}")

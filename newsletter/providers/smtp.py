@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 from newsletter.config import Config
 from newsletter.errors import ConfigError, ProviderError, SubscriberError
-from newsletter.message import OutgoingMessage
+from newsletter.message import NEEDS_SMTPUTF8, OutgoingMessage, wire_address
 from newsletter.providers.base import Provider, Result, SendOptions, Status
 
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
@@ -103,17 +103,28 @@ class SmtpProvider(Provider):
 
     def _send(self, message: OutgoingMessage) -> Result:
         key = message.key
+        utf8 = message.needs_smtputf8
         try:
-            payload = message.as_bytes()
-        except UnicodeEncodeError:
-            return Result(key, Status.REJECTED, "non-ASCII address: SMTPUTF8 is not supported")
-        except SubscriberError as exc:  # an address that cannot be written in a header
+            payload = message.as_bytes(utf8=utf8)
+            sender = wire_address(self.config.from_email, utf8)
+            recipient = wire_address(message.to_email, utf8)
+        except (SubscriberError, UnicodeError) as exc:  # what this one message cannot carry
             return Result(key, Status.REJECTED, str(exc))
         for attempt in (1, 2):
             conn = self._connection()
+            options = []
+            if utf8:
+                if not conn.has_extn("smtputf8"):
+                    reason = (
+                        f"{NEEDS_SMTPUTF8} and SMTP server {self._where} does not offer SMTPUTF8"
+                    )
+                    return Result(key, Status.REJECTED, reason)
+                options = (
+                    ["SMTPUTF8", "BODY=8BITMIME"] if conn.has_extn("8bitmime") else ["SMTPUTF8"]
+                )
             conn.data_started = False
             try:
-                conn.sendmail(self.config.from_email, [message.to_email], payload)
+                conn.sendmail(sender, [recipient], payload, options)
                 return Result(key, Status.ACCEPTED, provider_id=message.message_id)
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = next(iter(exc.recipients.values()))
