@@ -29,7 +29,14 @@ from newsletter.message import (
     header_safe,
     wire_address,
 )
-from newsletter.providers.base import Provider, Result, SendOptions, Status
+from newsletter.providers.base import (
+    UNREPORTED,
+    Handover,
+    Provider,
+    Result,
+    SendOptions,
+    Status,
+)
 from newsletter.tokens import address_id
 
 API_KEY_ENV = "SENDGRID_API_KEY"
@@ -108,6 +115,7 @@ class SendgridProvider(Provider):
     default_workers = 2
     supports_send_at = True
     supports_sandbox = True
+    reports_handovers = True
     max_request_bytes = 30_000_000  # SendGrid's 30 MB, counted in the JSON actually sent
 
     def __init__(
@@ -290,11 +298,19 @@ class SendgridProvider(Provider):
 
     # --- transport -----------------------------------------------------------------------
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
+    def send_batch(
+        self, messages: Sequence[OutgoingMessage], handover: Handover = UNREPORTED
+    ) -> list[Result]:
+        """One request at a time, each reported to `handover` before and after it goes."""
         requests, results = self._plan(messages)
+        if results:  # refused while packing: final answers that never needed a request
+            handover.before([messages[index] for index in results])
+            handover.after(list(results.values()))
         try:
             for request in requests:
+                handover.before([item.message for item in request.items])
                 self._deliver(request.shared, request.items, results)
+                handover.after([results[item.index] for item in request.items])
         except ProviderError as exc:
             if not any(r.status in _HANDED_OVER for r in results.values()):
                 raise

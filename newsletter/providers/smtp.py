@@ -10,7 +10,14 @@ from collections.abc import Mapping, Sequence
 from newsletter.config import Config
 from newsletter.errors import ConfigError, ProviderError, SubscriberError
 from newsletter.message import NEEDS_SMTPUTF8, OutgoingMessage, wire_address
-from newsletter.providers.base import Provider, Result, SendOptions, Status
+from newsletter.providers.base import (
+    UNREPORTED,
+    Handover,
+    Provider,
+    Result,
+    SendOptions,
+    Status,
+)
 
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
 SECURITY = ("starttls", "ssl", "none")
@@ -52,6 +59,7 @@ class SmtpProvider(Provider):
     name = "smtp"
     max_batch = 50
     default_workers = 4
+    reports_handovers = True
 
     def __init__(
         self, config: Config, env: Mapping[str, str], options: SendOptions | None = None
@@ -85,20 +93,29 @@ class SmtpProvider(Provider):
                 'use security = "starttls" or "ssl"'
             )
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
+    def send_batch(
+        self, messages: Sequence[OutgoingMessage], handover: Handover = UNREPORTED
+    ) -> list[Result]:
+        """One message at a time, each reported to `handover` before and after it goes."""
         results: list[Result] = []
         for n, message in enumerate(messages):
+            handover.before([message])
             try:
-                results.append(self._send(message))
+                result = self._send(message)
             except _Unavailable as exc:
                 # Nothing more can go out now; trying again per message would only wait longer.
-                return results + [Result(m.key, Status.TEMPORARY, str(exc)) for m in messages[n:]]
+                rest = [Result(m.key, Status.TEMPORARY, str(exc)) for m in messages[n:]]
+                handover.after(rest[:1])
+                return results + rest
             except ProviderError as exc:
                 if not any(r.status in (Status.ACCEPTED, Status.UNKNOWN) for r in results):
                     raise
                 # Keep what was handed over; the next batch raises the same error on connect.
                 rest = [Result(m.key, Status.TEMPORARY, str(exc)) for m in messages[n:]]
+                handover.after(rest[:1])
                 return results + rest
+            handover.after([result])
+            results.append(result)
         return results
 
     def _send(self, message: OutgoingMessage) -> Result:
