@@ -8,7 +8,6 @@ under way, not the whole batch.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
 from newsletter import ledger as states
@@ -30,12 +29,10 @@ def outcome_of(result: Result) -> tuple[str, str, str | None, str | None]:
 
 
 class StepWriter:
-    """Writes the steps of every worker of one send, several workers' at once.
+    """Writes the steps of one send's batches to the ledger, one statement each.
 
-    A step must be in the ledger before its message goes, so each worker waits for its
-    write. Workers that arrive while a write is under way are written together by the
-    next one (group commit): a statement for several workers instead of one each, which
-    is what lets recording every message keep up with the connections.
+    (Letting workers share a statement, group commit, or writing from a thread of its
+    own while the SMTP envelope goes out, measured no faster: see README, Benchmarks.)
     """
 
     def __init__(self, ledger: Ledger, prepared, run_id: int) -> None:
@@ -43,42 +40,10 @@ class StepWriter:
         self.slug = prepared.slug
         self.list_name = prepared.list_name
         self.run_id = run_id
-        self._cond = threading.Condition()
-        self._rows: list[tuple] = []  # waiting for the next write
-        self._next = 0  # the write that takes the waiting rows
-        self._done = 0  # writes finished
-        self._busy = False
-        self._errors: dict[int, BaseException] = {}
 
     def write(self, rows: list[tuple]) -> None:
         """Store (key, email, state, provider_id, error, batch) rows; return once they are."""
-        with self._cond:
-            self._rows += rows
-            ticket = self._next
-            while self._done <= ticket:
-                if self._busy:
-                    self._cond.wait()
-                    continue
-                self._lead()
-            error = self._errors.get(ticket)
-        if error is not None:
-            raise error
-
-    def _lead(self) -> None:
-        """Write everything waiting (called holding the condition; lets go while writing)."""
-        self._busy = True
-        rows, self._rows = self._rows, []
-        number, self._next = self._next, self._next + 1
-        self._cond.release()
-        try:
-            self.ledger.write_steps(self.slug, self.list_name, self.run_id, rows)
-        except BaseException as exc:  # noqa: BLE001 - every worker of this write raises it
-            self._errors[number] = exc
-        finally:
-            self._cond.acquire()
-            self._busy = False
-            self._done = number + 1
-            self._cond.notify_all()
+        self.ledger.write_steps(self.slug, self.list_name, self.run_id, rows)
 
 
 class LedgerHandover:

@@ -1,6 +1,6 @@
 """SQLite record of who got which issue: the state of every recipient of every send.
 
-A recipient is written `in_flight` before its batch goes to the provider and `sent` only
+A recipient is written `in_flight` before its message goes to the provider and `sent` only
 once the provider accepted it, so a crash leaves `in_flight` rows behind; the next send
 of the issue turns them into `unknown` (they may or may not have been delivered) and
 never sends to them again unless asked to.

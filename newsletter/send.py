@@ -1,7 +1,8 @@
 """The send loop: plan -> filter by ledger -> batches -> workers -> results -> ledger.
 
-Exactly once: a batch is written `in_flight` before the provider sees it and each recipient
-becomes `sent` only on the provider's acceptance. Temporary failures are retried (tenacity,
+Exactly once: a recipient is written `in_flight` before the provider sees their message and
+becomes `sent` only on the provider's acceptance. A batch is marked in flight as a whole,
+or, for providers that report their steps (SMTP, SendGrid), step by step (handover.py). Temporary failures are retried (tenacity,
 exponential backoff with jitter, Retry-After honoured); throttling alone never fails a send.
 """
 
