@@ -10,7 +10,11 @@ process it forks to read the list (newsletter/readahead.py) together, as PSS sam
 100 ms, and the peak RSS of each.
 
 Run: python benchmarks/bench_send.py [--recipients 100000] [--dry-run-recipients 1000000]
-     [--providers sendgrid,smtp] [--rounds 1] [--workers N]
+     [--providers sendgrid,smtp] [--rounds 1] [--workers N] [--smtp-server HOST:PORT]
+
+--smtp-server sends to a server already running instead of aiosmtpd, e.g. Postfix's
+smtp-sink (`apt-get install postfix`, then `/usr/sbin/smtp-sink -u nobody 127.0.0.1:2525
+256`): it answers far faster than aiosmtpd, so the client's own cost shows.
 """
 
 from __future__ import annotations
@@ -245,15 +249,20 @@ def memory(figures: dict) -> str:
 
 
 def compare(
-    kind: str, folder: Path, count: int, workers: int | None = None, rounds: int = 1
+    kind: str,
+    folder: Path,
+    count: int,
+    workers: int | None = None,
+    rounds: int = 1,
+    smtp_server: str | None = None,
 ) -> None:
     """Raw loop then engine, `rounds` times in turn: the machine's load drifts, so each
     engine run is set against the raw run just before it, and the median ratio reported."""
     root = write_workspace(folder, count)
-    server = Server(kind)
+    server = Server(kind) if not (kind == "smtp" and smtp_server) else None
     pairs = []
     try:
-        env = environment(kind, server.address)
+        env = environment(kind, server.address if server else smtp_server)
         if workers:
             env["NEWSLETTER_SEND_WORKERS"] = str(workers)
         for _ in range(rounds):
@@ -263,8 +272,9 @@ def compare(
             shutil.rmtree(root / ".newsletter", ignore_errors=True)
             pairs.append((raw["sent"] / raw["seconds"], sent["sent"] / sent["seconds"], sent))
     finally:
-        server.close()
-    print(f"{kind}: {count:,} recipients")
+        if server:
+            server.close()
+    print(f"{kind}: {count:,} recipients" + (f" (server {smtp_server})" if server is None else ""))
     for raw_rate, rate, sent in pairs:
         print(f"  raw client loop, pre-built messages: {raw_rate:9,.0f} /s")
         print(
@@ -294,6 +304,7 @@ def main() -> None:
     parser.add_argument("--providers", default="sendgrid,smtp")
     parser.add_argument("--workers", type=int, help="default: each provider's own")
     parser.add_argument("--rounds", type=int, default=1, help="raw/engine pairs per provider")
+    parser.add_argument("--smtp-server", metavar="HOST:PORT", help="default: aiosmtpd")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "WORKSPACE"))
     args = parser.parse_args()
     if args.child:
@@ -302,7 +313,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for kind in filter(None, args.providers.split(",")):
-            compare(kind, folder, args.recipients, args.workers, args.rounds)
+            compare(kind, folder, args.recipients, args.workers, args.rounds, args.smtp_server)
         for count in sorted({args.recipients, args.dry_run_recipients}):
             dry_run(folder, count)
 

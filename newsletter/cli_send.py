@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -130,7 +131,8 @@ def send(
                 on_progress=reporter,
                 total=plan.to_send,
             )
-    _show_summary(summary, time.monotonic() - started, issue)
+    test_command = _test_command(issue, prepared, as_email) if prepared.is_test else None
+    _show_summary(summary, time.monotonic() - started, issue, test_command)
     raise typer.Exit(int(summary.exit_code))
 
 
@@ -266,7 +268,22 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def _show_summary(summary: engine.Summary, elapsed: float, issue: Path) -> None:
+def _test_command(issue: Path, prepared, as_email: str | None) -> str:
+    """The command that sends a test send's copies again, for advice after it failed."""
+    args = ["newsletter", "send", str(issue)]
+    for recipient in prepared.test_recipients:
+        args += ["--test-to", recipient.email]
+    if as_email:
+        args += ["--as", as_email]
+    return shlex.join(args)
+
+
+def _show_summary(
+    summary: engine.Summary, elapsed: float, issue: Path, test_command: str | None = None
+) -> None:
+    """What the send did and what to do next; `test_command` is set for a test send."""
+    if test_command is not None:
+        return _show_test_summary(summary, elapsed, test_command)
     plan = summary.plan
     verb = "Would send" if summary.dry_run else "Sent"
     typer.echo(f"{verb} {summary.sent:,} in {_duration(elapsed)}.")
@@ -319,6 +336,28 @@ def _show_skipped(count: int, skipped: list[tuple[str, str]]) -> None:
         typer.echo(f"  {where}: {reason}")
     if count > len(skipped):
         typer.echo("  … (`newsletter status ISSUE` lists them all)")
+
+
+def _show_test_summary(summary: engine.Summary, elapsed: float, command: str) -> None:
+    """A test send has no ledger: nothing resumes, and running it again sends every copy."""
+    typer.echo(f"Sent {summary.sent:,} in {_duration(elapsed)}.")
+    if summary.failed:
+        typer.echo(f"Failed permanently: {summary.failed:,}:")
+        for email, reason in summary.failures:
+            typer.echo(f"  {email}: {reason}")
+    if summary.unknown:
+        typer.echo(f"Unknown: {summary.unknown:,} (the provider may have them):")
+        for email in summary.unknowns:
+            typer.echo(f"  {email}")
+    if summary.stopped:
+        typer.echo(f"Stopped: {summary.stopped}", err=True)
+    not_sent = summary.retry + summary.remaining
+    if not_sent:
+        typer.echo(
+            f"Not sent yet: {not_sent:,}. A test send is not recorded, so it does not resume: "
+            f"run `{command}` again to send every test copy again.",
+            err=True,
+        )
 
 
 @handle_errors

@@ -357,17 +357,20 @@ def validate(
     """
     cfg = load(config)
     folder = cfg.subscribers_dir
-    problems = subs.validate(folder, name, check_deliverability=check_deliverability)
-    for problem in problems:
+    found = subs.validate(folder, name, check_deliverability=check_deliverability)
+    for problem in found:
         typer.echo(str(problem))
+    problems = [p for p in found if not p.warning]
     if problems:
         typer.echo(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} found.", err=True)
         raise typer.Exit(int(ExitCode.CHECKS_FAILED))
+    warned = len(found)
+    also = f" ({warned} warning{'s' if warned > 1 else ''})" if warned else ""
     if name is not None:
-        typer.echo(f"No problems in {name}.")
+        typer.echo(f"No problems in {name}{also}.")
     else:
         checked = len(subs.list_names(folder))
         if not checked:
             typer.echo(f"No lists in {subs.display(folder)}/ to check.")
         else:
-            typer.echo(f"No problems in {checked} list{'s' if checked != 1 else ''}.")
+            typer.echo(f"No problems in {checked} list{'s' if checked != 1 else ''}{also}.")

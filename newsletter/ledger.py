@@ -1,6 +1,6 @@
 """SQLite record of who got which issue: the state of every recipient of every send.
 
-A recipient is written `in_flight` before its batch goes to the provider and `sent` only
+A recipient is written `in_flight` before its message goes to the provider and `sent` only
 once the provider accepted it, so a crash leaves `in_flight` rows behind; the next send
 of the issue turns them into `unknown` (they may or may not have been delivered) and
 never sends to them again unless asked to.
@@ -302,6 +302,37 @@ class Ledger:
                 yield sql, (*flat, issue, list_name, IN_FLIGHT, run, batch, stamp, stamp)
 
         self._write_chunks(statements())
+
+    def write_steps(
+        self,
+        issue: str,
+        list_name: str,
+        run: int,
+        rows: Sequence[tuple[str, str, str, str | None, str | None, int]],
+    ) -> None:
+        """Store (key, email, state, provider_id, error, batch) rows in one statement: answers
+        from the provider, and recipients about to be handed over (state IN_FLIGHT)."""
+        stamp = now()
+        step = max(1, self._pairs_per_statement * 2 // 7)  # 7 variables a row
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            values = ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            sql = (
+                f"WITH step (key, email, state, provider_id, error, batch, sent_at) "
+                f"AS (VALUES {values}) "
+                "INSERT INTO recipients (issue, key, list, email, state, attempts, provider_id, "
+                "run, batch, first_at, updated_at, sent_at, error) "
+                "SELECT ?, key, ?, email, state, state = ?, provider_id, ?, batch, ?, ?, "
+                "sent_at, error FROM step WHERE 1 "
+                "ON CONFLICT (issue, key) DO UPDATE SET state = excluded.state, "
+                "attempts = attempts + excluded.attempts, list = excluded.list, "
+                "email = excluded.email, run = excluded.run, batch = excluded.batch, "
+                "provider_id = coalesce(excluded.provider_id, provider_id), "
+                "error = excluded.error, updated_at = excluded.updated_at, "
+                "sent_at = coalesce(excluded.sent_at, sent_at)"
+            )
+            flat = [v for r in chunk for v in (*r, stamp if r[2] == SENT else None)]
+            self._write_chunks([(sql, (*flat, issue, list_name, IN_FLIGHT, run, stamp, stamp))])
 
     def record(self, issue: str, outcomes: Iterable[Outcome]) -> None:
         """Store what the provider said about recipients that were marked in flight."""

@@ -11,20 +11,28 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from email.charset import Charset
 from email.header import Header
 from email.utils import format_datetime, formataddr, localtime
 from functools import cached_property, lru_cache
 from urllib.parse import quote
 
+import email_validator
+
 from newsletter.config import Config
 from newsletter.errors import ConfigError, SubscriberError
 from newsletter.render import Personalized, Rendered
+from newsletter.subscribers.model import NAME_MAX
 from newsletter.tokens import make_token
 
 CRLF = "\r\n"
+WIDTH = 78  # RFC 5322's recommended line length: headers are folded to it where they can be
+NEEDS_SMTPUTF8 = "the address has non-ASCII characters before the @"
 _URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
+
+
+class AddressError(SubscriberError):
+    """An address a message cannot carry as it is: that one recipient fails, nobody else."""
 
 
 def header_safe(value: str) -> str:
@@ -32,25 +40,92 @@ def header_safe(value: str) -> str:
     return " ".join(_CONTROL.sub(" ", value).split())
 
 
+def _fold(tokens: list[str]) -> str:
+    """Tokens joined by spaces, a line break before a token that would pass WIDTH columns.
+
+    Unfolding (removing each CRLF) gives the tokens joined by single spaces again.
+    """
+    lines, line = [], tokens[0]
+    for token in tokens[1:]:
+        if len(line) + 1 + len(token) > WIDTH:
+            lines.append(line)
+            line = " " + token
+        else:
+            line += " " + token
+    lines.append(line)
+    return CRLF.join(lines)
+
+
+def _foldable(prefix: str, words: list[str]) -> bool:
+    """Whether every word fits on a line of its own (the first after `prefix`)."""
+    return len(prefix) + 1 + len(words[0]) <= WIDTH and max(map(len, words)) < WIDTH
+
+
+def _encoded_words(name: str, value: str) -> list[str]:
+    """RFC 2047 encoded-words for `value`, each short enough for a line of its own."""
+    return Header(value, "utf-8", header_name=name).encode(linesep=CRLF).split()
+
+
 @lru_cache(maxsize=4096)
 def encode_header(name: str, value: str) -> str:
-    """`Name: value`, RFC 2047-encoded when not ASCII and folded below 78 columns."""
+    """`Name: value`, folded to 78 columns: at spaces when it is plain ASCII with words that
+    fit, else as RFC 2047 encoded-words (which split anywhere, so any value fits)."""
     value = header_safe(value)
     plain = value.isascii() and "=?" not in value  # readers would decode "=?...?=" themselves
-    if plain and len(name) + len(value) + 2 <= 78:
+    if plain and len(name) + len(value) + 2 <= WIDTH:
         return f"{name}: {value}"
-    encoded = Header(value, "us-ascii" if plain else "utf-8", header_name=name)
-    return f"{name}: {encoded.encode(linesep=CRLF)}"
+    words = value.split(" ")
+    if not (plain and _foldable(f"{name}:", words)):
+        words = _encoded_words(name, value)
+    return _fold([f"{name}:", *words])
 
 
-def address_header(name: str, display: str | None, address: str) -> str:
+@lru_cache(maxsize=1024)
+def _ascii_domain(domain: str) -> str:
+    """An internationalised domain in IDNA form (xn--…), as email-validator writes it."""
+    try:
+        result = email_validator.validate_email(f"x@{domain}", check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise AddressError(f"the domain {domain!r} has no IDNA form: {exc}") from None
+    return result.ascii_domain
+
+
+def wire_address(address: str, utf8: bool = False) -> str:
+    """The address as headers and the SMTP envelope carry it.
+
+    An internationalised domain is IDNA-encoded. A non-ASCII local part has no ASCII form:
+    only an SMTPUTF8 message (`utf8`, RFC 6531/6532) can carry it, as it is written.
+    """
+    if address.isascii():
+        return address
+    local, _, domain = address.rpartition("@")
+    if local.isascii():
+        return f"{local}@{_ascii_domain(domain)}"
+    if not utf8:
+        raise AddressError(f"{NEEDS_SMTPUTF8}: only an SMTPUTF8 message can carry {address!r}")
+    return address
+
+
+def address_header(name: str, display: str | None, address: str, utf8: bool = False) -> str:
+    """`Name: display <address>`, folded to 78 columns, the display name cut to NAME_MAX."""
     address = header_safe(address)
-    if _CONTROL.search(address) or any(c in address for c in '<>,;"()'):
-        raise SubscriberError(f"invalid address for {name}: {address!r}")
-    display = header_safe(display or "")
-    if "=?" in display:  # readers would decode it as an encoded-word: encode it ourselves
-        return f"{name}: {Charset('utf-8').header_encode(display)} <{address}>"
-    return f"{name}: {formataddr((display, address), charset='utf-8')}"
+    if not address or any(c in address for c in '<>,;"()'):
+        raise AddressError(f"invalid address for {name}: {address!r}")
+    address = wire_address(address, utf8)
+    display = header_safe(display or "")[:NAME_MAX].rstrip()
+    if not display:
+        return f"{name}: {address}"
+    tail = f"<{address}>"
+    if "=?" not in display:  # else readers would decode it as an encoded-word
+        # formataddr quotes or encodes the name as needed; it wants an ASCII address.
+        phrase = formataddr((display, "@"), charset="utf-8")[: -len(" <@>")]
+        line = f"{name}: {phrase} {tail}"
+        if len(line) <= WIDTH:
+            return line
+        words = phrase.split(" ")  # atoms, or a quoted string: both may fold at a space
+        if display.isascii() and _foldable(f"{name}:", words):
+            return _fold([f"{name}:", *words, tail])
+    return _fold([f"{name}:", *_encoded_words(name, display), tail])
 
 
 def _qp(text: str) -> str:
@@ -210,15 +285,24 @@ class OutgoingMessage:
     def subject(self) -> str:
         return self.campaign.subject_prefix + self.personalized().subject
 
-    def as_bytes(self) -> bytes:
-        """The complete RFC 5322 message, CRLF line ends, no line over 998 octets."""
+    @property
+    def needs_smtputf8(self) -> bool:
+        """Whether the address has a non-ASCII local part: only SMTPUTF8 can deliver it."""
+        return not self.to_email.rpartition("@")[0].isascii()
+
+    def as_bytes(self, utf8: bool = False) -> bytes:
+        """The complete RFC 5322 message, CRLF line ends, no line over 998 octets.
+
+        With `utf8`, an address with a non-ASCII local part is written as it is (an SMTPUTF8
+        message, RFC 6532); without, such an address raises AddressError.
+        """
         camp = self.campaign
         html_values, text_values, subject = camp.rendered.part_values(self.values)
         boundary = camp.boundary
         links = [f"<{self.unsubscribe_url}>"] if self.unsubscribe_url else []
         head = [
             camp.static_headers,
-            address_header("To", self.to_name, self.to_email),
+            address_header("To", self.to_name, self.to_email, utf8),
             encode_header("Subject", camp.subject_prefix + subject),
             f"Date: {_now_header()}",
             f"Message-ID: {self.message_id}",
@@ -243,4 +327,4 @@ class OutgoingMessage:
             f"--{boundary}--",
             "",
         ]
-        return CRLF.join(parts).encode("ascii")
+        return CRLF.join(parts).encode("utf-8" if utf8 else "ascii")

@@ -1,7 +1,8 @@
 """The send loop: plan -> filter by ledger -> batches -> workers -> results -> ledger.
 
-Exactly once: a batch is written `in_flight` before the provider sees it and each recipient
-becomes `sent` only on the provider's acceptance. Temporary failures are retried (tenacity,
+Exactly once: a recipient is written `in_flight` before the provider sees their message and
+becomes `sent` only on the provider's acceptance. A batch is marked in flight as a whole,
+or, for providers that report their steps (SMTP, SendGrid), step by step (handover.py). Temporary failures are retried (tenacity,
 exponential backoff with jitter, Retry-After honoured); throttling alone never fails a send.
 """
 
@@ -25,6 +26,7 @@ from newsletter import readahead
 from newsletter.checks import CheckedIssue, check_issue
 from newsletter.config import Config
 from newsletter.errors import ExitCode, ProviderError, SendError
+from newsletter.handover import LedgerHandover, StepWriter, outcome_of
 from newsletter.ledger import LEDGER_NAME, Ledger, Outcome
 from newsletter.message import Campaign, OutgoingMessage
 from newsletter.providers import Provider, Result, Status, get_provider_class
@@ -452,6 +454,7 @@ class _Run:
         self.fatal: BaseException | None = None
         self.started = time.monotonic()
         self.run_id = 0
+        self.steps: StepWriter | None = None  # set once the run is in the ledger
 
     # The producer: the calling thread -----------------------------------------------
 
@@ -470,6 +473,7 @@ class _Run:
             self.run_id = ledger.start_run(prepared.slug, prepared.list_name, prepared.provider)
             if not prepared.is_test:
                 ledger.clear_invalid(prepared.slug, prepared.list_name)
+            self.steps = StepWriter(ledger, prepared, self.run_id)
             work: queue.Queue = queue.Queue(maxsize=self.settings.workers)
             threads = [
                 threading.Thread(target=self._worker, args=(work,), daemon=True, name=f"send-{i}")
@@ -627,15 +631,20 @@ class _Run:
             nonlocal failures, delivered
             if self.stop.is_set() or not self.rate.acquire(len(pending), self.stop):
                 raise _Stopped
-            self.ledger.mark_in_flight(
-                slug,
-                list_name,
-                self.run_id,
-                number,
-                [(m.key, m.to_email) for m in pending.values()],
-            )
+            messages = list(pending.values())
+            journal = LedgerHandover(self.steps, number) if provider.reports_handovers else None
             try:
-                results = provider.send_batch(list(pending.values()))
+                if journal is None:
+                    self.ledger.mark_in_flight(
+                        slug,
+                        list_name,
+                        self.run_id,
+                        number,
+                        [(m.key, m.to_email) for m in messages],
+                    )
+                    results = provider.send_batch(messages)
+                else:
+                    results = provider.send_batch(messages, journal)
             except ProviderError as exc:
                 # The provider refused the request as a whole: nothing in it was sent.
                 self.ledger.record(
@@ -646,9 +655,14 @@ class _Run:
                 pending.clear()
                 raise
             except BaseException as exc:
-                self._record(pending, [Result(k, Status.UNKNOWN, repr(exc)) for k in pending], True)
+                if journal is None:
+                    unanswered = [Result(k, Status.UNKNOWN, repr(exc)) for k in pending]
+                    self._record(pending, unanswered, True)
+                else:
+                    self._record_broken(pending, journal, exc)
                 raise
-            temporary, accepted = self._record(pending, results, systemic=not delivered)
+            written = journal.recorded(pending, results) if journal is not None else {}
+            temporary, accepted = self._record(pending, results, not delivered, written)
             delivered = delivered or accepted
             last.update((r.key, r) for r in temporary)
             throttled = [r.retry_after for r in temporary if r.retry_after is not None]
@@ -666,7 +680,7 @@ class _Run:
 
         def set_aside(retry_state) -> None:
             # Not sent, and safe to send again: out of flight while we wait.
-            self.ledger.record(slug, [_outcome(last[k]) for k in pending])
+            self.ledger.record(slug, [outcome_of(last[k]) for k in pending])
 
         retrying = Retrying(
             retry=retry_if_result(lambda _: bool(pending) and not self.stop.is_set()),
@@ -680,19 +694,35 @@ class _Run:
         with contextlib.suppress(_Stopped):
             retrying(attempt)
         if pending:
-            self.ledger.record(slug, [_outcome(last[k]) for k in pending if k in last])
+            self.ledger.record(slug, [outcome_of(last[k]) for k in pending if k in last])
             with self.lock:
                 self.summary.retry += sum(1 for k in pending if k in last)
             self._progress()
 
+    def _record_broken(
+        self, pending: dict[str, OutgoingMessage], journal: LedgerHandover, exc: BaseException
+    ) -> None:
+        """A provider that reported its steps failed: only the step under way is unknown."""
+        journal.flush()
+        for key in list(pending):
+            if key not in journal.open and key not in journal.answers:
+                del pending[key]  # never started: not in the ledger, the next run sends it
+        unknown = [Result(key, Status.UNKNOWN, repr(exc)) for key in journal.open]
+        self._record(pending, [*journal.answers.values(), *unknown], True, journal.answers)
+
     def _record(
-        self, pending: dict[str, OutgoingMessage], results: list[Result], systemic: bool
+        self,
+        pending: dict[str, OutgoingMessage],
+        results: list[Result],
+        systemic: bool,
+        written: dict[str, Result] | None = None,
     ) -> tuple[list[Result], bool]:
         """Store final outcomes and take them out of `pending`; (the temporary ones, any accepted).
 
         An attempt where nothing was accepted counts towards max_consecutive_failures when it
         is `systemic`: nothing of its batch got through before either. Retrying the few
         recipients a server keeps deferring (greylisting) must not stop the whole send.
+        Outcomes of the keys in `written` are in the ledger already (see LedgerHandover).
         """
         by_key = {r.key: r for r in results}
         final, temporary, bounced = [], [], []
@@ -712,7 +742,9 @@ class _Run:
                 failed, reason = True, reason or result.reason
             if result.hard_bounce:
                 bounced.append((message.to_email, f"hard bounce: {result.reason}"))
-        self.ledger.record(self.prepared.slug, [_outcome(r) for _, r in final])
+        outcomes = [outcome_of(r) for _, r in final if not written or r.key not in written]
+        if outcomes:
+            self.ledger.record(self.prepared.slug, outcomes)
         if bounced:
             from newsletter.subscribers import add_suppressions
 
@@ -755,19 +787,6 @@ class _Run:
             total = max(s.expected or 0, s.plan.to_send, done)
             snapshot = Progress(total, done, s.sent, s.failed, time.monotonic() - self.started)
             self.on_progress(snapshot)
-
-
-_STATE_OF = {
-    Status.ACCEPTED: states.SENT,
-    Status.REJECTED: states.FAILED,
-    Status.TEMPORARY: states.RETRY,
-    Status.UNKNOWN: states.UNKNOWN,
-}
-
-
-def _outcome(result: Result) -> tuple[str, str, str | None, str | None]:
-    """The ledger's Outcome, as the plain tuple it is (quicker to make by the thousand)."""
-    return result.key, _STATE_OF[result.status], result.provider_id, result.reason or None
 
 
 # Status ---------------------------------------------------------------------------------

@@ -129,6 +129,7 @@ class Received:
     peer: tuple  # the client's (host, port): one value per connection
     tls: bool
     login: str | None
+    mail_options: list[str] = field(default_factory=list)  # e.g. SMTPUTF8, BODY=8BITMIME
 
     @property
     def message(self) -> EmailMessage:
@@ -191,6 +192,7 @@ class _Handler:
             peer=session.peer,
             tls=session.ssl is not None,
             login=login,
+            mail_options=list(envelope.mail_options),
         )
         with self.server.lock:
             self.server.messages.append(received)
@@ -212,13 +214,17 @@ class _Controller(Controller):
 
 
 class SmtpServer:
-    """aiosmtpd on 127.0.0.1: security "none", "starttls" (required) or "ssl"; optional AUTH."""
+    """aiosmtpd on 127.0.0.1: security "none", "starttls" (required) or "ssl"; optional AUTH.
+
+    It offers SMTPUTF8 (addresses with non-ASCII local parts) unless `smtputf8` is False.
+    """
 
     def __init__(
         self,
         security: str = "none",
         tls: tuple[Path, Path] | None = None,
         credentials: tuple[str, str] | None = None,
+        smtputf8: bool = True,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = free_port()
@@ -228,7 +234,7 @@ class SmtpServer:
         self.logins: list[tuple[str, bool]] = []  # (login, success)
         self.lock = threading.Lock()
         self.credentials = credentials
-        kwargs: dict = {"hostname": self.host, "port": self.port}
+        kwargs: dict = {"hostname": self.host, "port": self.port, "enable_SMTPUTF8": smtputf8}
         if credentials:
             kwargs.update(authenticator=self._authenticate, auth_required=True)
         if security == "starttls":

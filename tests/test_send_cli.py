@@ -7,6 +7,7 @@ import email.policy
 import re
 from pathlib import Path
 
+from loopback import SendgridServer
 from typer.testing import CliRunner
 
 from newsletter.cli import app
@@ -100,6 +101,28 @@ def test_test_send_without_as_uses_defaults(workspace):
     assert result.exit_code == 0, result.output
     (message,) = outbox(workspace)
     assert message["Subject"] == "[TEST] News for you"
+
+
+def test_failed_test_send_says_to_rerun_the_test_send_not_the_real_one(workspace):
+    key = "SG.loopback-test-key.cli"
+    with SendgridServer(api_key=key) as server:
+        env = {
+            "NEWSLETTER_SEND_PROVIDER": "sendgrid",
+            "NEWSLETTER_SENDGRID_HOST": server.url,
+            "SENDGRID_API_KEY": "SG.revoked-key",
+        }
+        args = ["--test-to", "me@example.org", "--test-to", "you@example.org"]
+        result = runner.invoke(app, ["send", "issues/merge.md", *args], env=env)
+        assert server.requests == []
+    assert result.exit_code == 5, result.output
+    assert result.stderr.splitlines()[-2:] == [
+        "Stopped: SendGrid refused the API key (401): check SENDGRID_API_KEY",
+        "Not sent yet: 2. A test send is not recorded, so it does not resume: run "
+        "`newsletter send issues/merge.md --test-to me@example.org --test-to you@example.org` "
+        "again to send every test copy again.",
+    ]
+    assert "again to resume" not in result.output
+    assert "newsletter status" not in result.output
 
 
 def test_as_needs_test_to(workspace):

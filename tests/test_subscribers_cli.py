@@ -189,6 +189,19 @@ def test_validate_prints_every_problem_and_exits_1(workspace):
     assert result.stderr == "1 problem found.\n"
 
 
+def test_validate_warns_about_a_name_too_long_for_the_to_header_and_passes(workspace):
+    path = workspace / "subscribers" / "main.csv"
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(f"long@example.org,{'N' * 250},subscribed,,,import,\n")
+    result = run("validate")
+    assert result.exit_code == 0
+    assert result.stdout == (
+        "subscribers/main.csv:5: warning: the name is 250 characters long; "
+        "messages show only its first 200 in the To header\n"
+        "No problems in 1 list (1 warning).\n"
+    )
+
+
 def test_every_subscribers_command_has_an_example_in_its_help(workspace):
     for command in ("list", "count", "add", "remove", "forget", "import", "export", "validate"):
         result = run(command, "--help")

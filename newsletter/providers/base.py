@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from newsletter.config import Config
 from newsletter.errors import ConfigError
@@ -35,6 +35,20 @@ class SendOptions:
     send_at: int | None = None  # unix time to deliver at (Provider.supports_send_at)
 
 
+class Handover(Protocol):
+    """What a provider that hands a batch over in steps tells the send engine as it goes.
+
+    The engine records each step in the ledger, so a crash leaves in flight only the step
+    that was under way: one message per SMTP connection, one request per SendGrid worker.
+    """
+
+    def before(self, messages: Sequence[OutgoingMessage]) -> None:
+        """These messages are about to be handed over (nothing of them has gone out yet)."""
+
+    def after(self, results: Sequence[Result]) -> None:
+        """The answers for messages of the last `before`, as soon as they are known."""
+
+
 class UnsupportedFeature(ConfigError):
     """A SendOptions feature the provider lacks: refused, never silently dropped."""
 
@@ -44,6 +58,19 @@ _FEATURES = {
     "send_at": ("cannot schedule (--at)", "run `newsletter send` from cron at that time"),
     "sandbox": ("has no sandbox mode (--sandbox)", "drop --sandbox"),
 }
+
+
+class _Unreported:
+    """The Handover of a send_batch call that nobody follows."""
+
+    def before(self, messages: Sequence[OutgoingMessage]) -> None:
+        pass
+
+    def after(self, results: Sequence[Result]) -> None:
+        pass
+
+
+UNREPORTED = _Unreported()
 
 
 class Provider:
@@ -58,6 +85,9 @@ class Provider:
     default_rate: ClassVar[float | None] = None  # messages per second, None = unlimited
     supports_send_at: ClassVar[bool] = False  # can deliver at SendOptions.send_at
     supports_sandbox: ClassVar[bool] = False  # can validate, not deliver (SendOptions.sandbox)
+    # send_batch takes a Handover and reports each step of the batch to it; otherwise the
+    # whole batch is in flight until send_batch returns.
+    reports_handovers: ClassVar[bool] = False
 
     def __init__(
         self, config: Config, env: Mapping[str, str], options: SendOptions = SendOptions()
@@ -87,7 +117,11 @@ class Provider:
         return UnsupportedFeature(f"the {self.name} provider {lacks}; {instead}")
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
-        """Hand over up to max_batch messages; one Result per message, in order."""
+        """Hand over up to max_batch messages; one Result per message, in order.
+
+        With reports_handovers it is send_batch(messages, handover=UNREPORTED), and every
+        message whose Result is final has been through handover.before and handover.after.
+        """
         raise NotImplementedError
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 
+from newsletter.errors import SubscriberError
 from newsletter.files import make_folder
 from newsletter.message import OutgoingMessage
 from newsletter.providers.base import Provider, Result, Status
@@ -35,13 +36,18 @@ class OutboxProvider(Provider):
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
         results = []
         for message in messages:
+            try:
+                data = message.as_bytes(utf8=True)  # an SMTPUTF8 message where it needs one
+            except (SubscriberError, UnicodeError) as exc:  # what this one message cannot carry
+                results.append(Result(message.key, Status.REJECTED, str(exc)))
+                continue
             folder = self.config.outbox_dir / message.campaign.issue_slug
             make_folder(folder, private=True)  # messages hold addresses: 0700, files 0600
             path = folder / eml_name(message)
             # A unique temporary name: two workers writing to the same recipient never collide.
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
             with os.fdopen(fd, "wb") as handle:
-                handle.write(message.as_bytes())
+                handle.write(data)
             os.replace(tmp, path)  # a reader never sees half a message
             results.append(Result(message.key, Status.ACCEPTED, provider_id=str(path)))
         return results

@@ -20,9 +20,23 @@ import python_http_client.exceptions as http_errors
 import sendgrid
 
 from newsletter.config import Config
-from newsletter.errors import ConfigError, ProviderError
-from newsletter.message import Campaign, OutgoingMessage, header_safe
-from newsletter.providers.base import Provider, Result, SendOptions, Status
+from newsletter.errors import ConfigError, ProviderError, SubscriberError
+from newsletter.message import (
+    NAME_MAX,
+    NEEDS_SMTPUTF8,
+    Campaign,
+    OutgoingMessage,
+    header_safe,
+    wire_address,
+)
+from newsletter.providers.base import (
+    UNREPORTED,
+    Handover,
+    Provider,
+    Result,
+    SendOptions,
+    Status,
+)
 from newsletter.tokens import address_id
 
 API_KEY_ENV = "SENDGRID_API_KEY"
@@ -101,6 +115,7 @@ class SendgridProvider(Provider):
     default_workers = 2
     supports_send_at = True
     supports_sandbox = True
+    reports_handovers = True
     max_request_bytes = 30_000_000  # SendGrid's 30 MB, counted in the JSON actually sent
 
     def __init__(
@@ -162,8 +177,9 @@ class SendgridProvider(Provider):
         if cfg.send.feedback_id:
             headers["Feedback-ID"] = header_safe(cfg.send.feedback_id)
         _headers(headers)
+        sender = wire_address(cfg.from_email)
         base: dict = {
-            "from": {"email": cfg.from_email, "name": header_safe(cfg.from_name or cfg.name)},
+            "from": {"email": sender, "name": header_safe(cfg.from_name or cfg.name)},
             "content": [
                 {"type": "text/plain", "value": text},
                 {"type": "text/html", "value": html},
@@ -172,7 +188,7 @@ class SendgridProvider(Provider):
             "tracking_settings": TRACKING_OFF,
         }
         if cfg.reply_to:
-            base["reply_to"] = {"email": cfg.reply_to}
+            base["reply_to"] = {"email": wire_address(cfg.reply_to)}
         if cfg.sendgrid.categories:
             base["categories"] = list(cfg.sendgrid.categories)
         if cfg.sendgrid.asm_group_id is not None:
@@ -194,7 +210,14 @@ class SendgridProvider(Provider):
         campaign = shared.campaign
         rendered = campaign.rendered
         html_values, text_values, subject = rendered.part_values(message.values)
-        to = {"email": message.to_email}
+        if message.needs_smtputf8:
+            # SendGrid documents no SMTPUTF8 support: refuse it here rather than have it
+            # dropped, or mangled, after SendGrid accepted it.
+            raise SubscriberError(
+                f"{NEEDS_SMTPUTF8}: the {self.name} provider does not send to such addresses "
+                "(SMTPUTF8)"
+            )
+        to = {"email": wire_address(message.to_email)}
         name = _display_name(message.to_name)
         if name:
             to["name"] = name
@@ -225,7 +248,7 @@ class SendgridProvider(Provider):
             message=message,
             personalization=personalization,
             size=_size(personalization) + 2,  # and the ", " that separates it
-            address=message.to_email.lower(),
+            address=to["email"].lower(),
             content=content,
         )
 
@@ -238,7 +261,11 @@ class SendgridProvider(Provider):
         open_requests: dict[int, list[_Request]] = {}
         for index, message in enumerate(messages):
             shared = self._shared_for(message.campaign)
-            item = self._item(shared, index, message)
+            try:
+                item = self._item(shared, index, message)
+            except (SubscriberError, UnicodeError) as exc:  # this recipient's alone
+                refused[index] = Result(message.key, Status.REJECTED, str(exc))
+                continue
             if item.content is not None:
                 request = _Request(shared, [item])
                 body_size = _size(request.body())
@@ -271,11 +298,19 @@ class SendgridProvider(Provider):
 
     # --- transport -----------------------------------------------------------------------
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
+    def send_batch(
+        self, messages: Sequence[OutgoingMessage], handover: Handover = UNREPORTED
+    ) -> list[Result]:
+        """One request at a time, each reported to `handover` before and after it goes."""
         requests, results = self._plan(messages)
+        if results:  # refused while packing: final answers that never needed a request
+            handover.before([messages[index] for index in results])
+            handover.after(list(results.values()))
         try:
             for request in requests:
+                handover.before([item.message for item in request.items])
                 self._deliver(request.shared, request.items, results)
+                handover.after([results[item.index] for item in request.items])
         except ProviderError as exc:
             if not any(r.status in _HANDED_OVER for r in results.values()):
                 raise
@@ -368,7 +403,7 @@ def _size(value) -> int:
 
 
 def _display_name(name: str) -> str:
-    name = header_safe(name or "")
+    name = header_safe(name or "")[:NAME_MAX].rstrip()
     if any(c in name for c in ",;"):
         # SendGrid does not quote personalization names with commas or semicolons itself.
         return f'"{email.utils.quote(name)}"'

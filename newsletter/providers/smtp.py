@@ -9,8 +9,15 @@ from collections.abc import Mapping, Sequence
 
 from newsletter.config import Config
 from newsletter.errors import ConfigError, ProviderError, SubscriberError
-from newsletter.message import OutgoingMessage
-from newsletter.providers.base import Provider, Result, SendOptions, Status
+from newsletter.message import NEEDS_SMTPUTF8, OutgoingMessage, wire_address
+from newsletter.providers.base import (
+    UNREPORTED,
+    Handover,
+    Provider,
+    Result,
+    SendOptions,
+    Status,
+)
 
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
 SECURITY = ("starttls", "ssl", "none")
@@ -52,6 +59,7 @@ class SmtpProvider(Provider):
     name = "smtp"
     max_batch = 50
     default_workers = 4
+    reports_handovers = True
 
     def __init__(
         self, config: Config, env: Mapping[str, str], options: SendOptions | None = None
@@ -85,35 +93,55 @@ class SmtpProvider(Provider):
                 'use security = "starttls" or "ssl"'
             )
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
+    def send_batch(
+        self, messages: Sequence[OutgoingMessage], handover: Handover = UNREPORTED
+    ) -> list[Result]:
+        """One message at a time, each reported to `handover` before and after it goes."""
         results: list[Result] = []
         for n, message in enumerate(messages):
+            handover.before([message])
             try:
-                results.append(self._send(message))
+                result = self._send(message)
             except _Unavailable as exc:
                 # Nothing more can go out now; trying again per message would only wait longer.
-                return results + [Result(m.key, Status.TEMPORARY, str(exc)) for m in messages[n:]]
+                rest = [Result(m.key, Status.TEMPORARY, str(exc)) for m in messages[n:]]
+                handover.after(rest[:1])
+                return results + rest
             except ProviderError as exc:
                 if not any(r.status in (Status.ACCEPTED, Status.UNKNOWN) for r in results):
                     raise
                 # Keep what was handed over; the next batch raises the same error on connect.
                 rest = [Result(m.key, Status.TEMPORARY, str(exc)) for m in messages[n:]]
+                handover.after(rest[:1])
                 return results + rest
+            handover.after([result])
+            results.append(result)
         return results
 
     def _send(self, message: OutgoingMessage) -> Result:
         key = message.key
+        utf8 = message.needs_smtputf8
         try:
-            payload = message.as_bytes()
-        except UnicodeEncodeError:
-            return Result(key, Status.REJECTED, "non-ASCII address: SMTPUTF8 is not supported")
-        except SubscriberError as exc:  # an address that cannot be written in a header
+            payload = message.as_bytes(utf8=utf8)
+            sender = wire_address(self.config.from_email, utf8)
+            recipient = wire_address(message.to_email, utf8)
+        except (SubscriberError, UnicodeError) as exc:  # what this one message cannot carry
             return Result(key, Status.REJECTED, str(exc))
         for attempt in (1, 2):
             conn = self._connection()
+            options = []
+            if utf8:
+                if not conn.has_extn("smtputf8"):
+                    reason = (
+                        f"{NEEDS_SMTPUTF8} and SMTP server {self._where} does not offer SMTPUTF8"
+                    )
+                    return Result(key, Status.REJECTED, reason)
+                options = (
+                    ["SMTPUTF8", "BODY=8BITMIME"] if conn.has_extn("8bitmime") else ["SMTPUTF8"]
+                )
             conn.data_started = False
             try:
-                conn.sendmail(self.config.from_email, [message.to_email], payload)
+                conn.sendmail(sender, [recipient], payload, options)
                 return Result(key, Status.ACCEPTED, provider_id=message.message_id)
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = next(iter(exc.recipients.values()))

@@ -16,6 +16,7 @@ from newsletter.subscribers.model import (
     _RANK,
     COLUMNS,
     HASH_PREFIX,
+    NAME_MAX,
     STATUSES,
     SUPPRESSION_COLUMNS,
     InvalidEmail,
@@ -109,6 +110,9 @@ def validate_file(path: Path, check_deliverability: bool = False) -> list[Proble
     where = display(path)
     try:
         for cols, line, values, key, _ in _checked(path, problems, check_deliverability):
+            name = values[cols.standard[1]]
+            if len(name) > NAME_MAX and len(" ".join(name.split())) > NAME_MAX:
+                problems.append(_long_name(where, line, name))
             if key:
                 first = seen.setdefault(key, line)
                 if first != line:
@@ -117,6 +121,15 @@ def validate_file(path: Path, check_deliverability: bool = False) -> list[Proble
     except SubscriberError as exc:
         problems.append(_problem(exc))
     return sorted(problems, key=lambda p: p.line)
+
+
+def _long_name(where: str, line: int, name: str) -> Problem:
+    length = len(" ".join(name.split()))
+    message = (
+        f"warning: the name is {length:,} characters long; "
+        f"messages show only its first {NAME_MAX} in the To header"
+    )
+    return Problem(where, line, message, warning=True)
 
 
 def _validate_suppressions(path: Path) -> list[Problem]:

@@ -19,6 +19,7 @@ COLUMNS = ("email", "name", "status", "subscribed_at", "updated_at", "source")
 SUPPRESSION_COLUMNS = ("email", "reason", "at")
 SUPPRESSIONS = "suppressions"
 HASH_PREFIX = "sha256:"
+NAME_MAX = 200  # characters of a name a message's To header shows; the rest is cut off
 
 # How far a status is from "may be mailed": imports and merges only ever move rows upwards.
 _RANK = {"subscribed": 0, "pending": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
@@ -69,6 +70,7 @@ class Problem:
     where: str
     line: int
     message: str
+    warning: bool = False  # worth knowing, but the row is usable as it is
 
     def __str__(self) -> str:
         return (
