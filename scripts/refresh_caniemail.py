@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from newsletter.compat import DATA, DETECTED  # noqa: E402
+from newsletter.checks.compat import DATA, DETECTED  # noqa: E402
 
 URL = "https://www.caniemail.com/api/data.json"
 
@@ -49,7 +49,7 @@ def refreshed(raw: dict, url: str, keep_all: bool) -> dict:
     about = {
         "curated_subset": False,
         "note": "caniemail.com's data as fetched"
-        + ("" if keep_all else ", only the features newsletter/compat.py looks for"),
+        + ("" if keep_all else ", only the features newsletter/checks/compat.py looks for"),
         "source": url,
         "project": "https://github.com/hteumeuleu/caniemail",
         "licence": "MIT",

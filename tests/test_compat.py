@@ -10,7 +10,7 @@ import pytest
 from conftest import FIXTURES, REPO
 from typer.testing import CliRunner
 
-from newsletter import compat
+from newsletter.checks import compat
 from newsletter.cli import app
 from newsletter.config import load_config
 from newsletter.issue import load_issue

@@ -10,7 +10,7 @@ import pytest
 from conftest import free_port
 from typer.testing import CliRunner
 
-from newsletter import linkcheck
+from newsletter.checks import linkcheck
 from newsletter.cli import app
 
 

@@ -255,7 +255,7 @@ def test_readme_section_documents_every_send_option():
 
 
 def test_progress_without_a_terminal_is_a_plain_line_every_few_seconds(capsys):
-    from newsletter.cli_send import _Reporter
+    from newsletter.cli.send import _Reporter
     from newsletter.send import Progress
 
     with _Reporter(100, tty=False) as report:
@@ -271,7 +271,7 @@ def test_progress_without_a_terminal_is_a_plain_line_every_few_seconds(capsys):
 def test_progress_on_a_terminal_is_a_bar_with_count_rate_and_eta():
     import threading
 
-    from newsletter.cli_send import _Reporter
+    from newsletter.cli.send import _Reporter
     from newsletter.send import Progress
 
     alone = threading.active_count()

@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 from newsletter import subscribers as subs
 from newsletter.cli import app as cli_app
 from newsletter.config import Config, load_config
-from newsletter.events import EventStore
-from newsletter.serve import create_app, uvicorn_config
 from newsletter.tokens import load_secret, make_expiring_token, make_token
+from newsletter.web.app import create_app, uvicorn_config
+from newsletter.web.events import EventStore
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 

@@ -27,9 +27,9 @@ from test_webhook import events_body, key_pair, signed, suppressions
 from typer.testing import CliRunner
 
 from newsletter.cli import app as cli_app
-from newsletter.events import EventStore
 from newsletter.optouts import Journal
 from newsletter.tokens import load_secret, make_token
+from newsletter.web.events import EventStore
 
 HEADER = "email,name,status,subscribed_at,updated_at,source,company\n"
 ADA = "ada@example.org,Ada Lovelace,subscribed,,,import,Engines\n"

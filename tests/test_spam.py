@@ -9,7 +9,7 @@ import pytest
 from conftest import FIXTURES
 from typer.testing import CliRunner
 
-from newsletter import spam
+from newsletter.checks import spam
 from newsletter.cli import app
 from newsletter.config import load_config
 from newsletter.preview import preview

@@ -210,8 +210,8 @@ def test_every_subscribers_command_has_an_example_in_its_help(workspace):
 
 
 def test_forget_also_erases_the_address_from_the_ledger_and_the_event_store(workspace):
-    from newsletter.events import EventStore, web_event
     from newsletter.ledger import Ledger
+    from newsletter.web.events import EventStore, web_event
 
     state = workspace / ".newsletter"
     with Ledger.for_workspace(state) as ledger:

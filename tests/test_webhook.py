@@ -15,8 +15,8 @@ from test_serve import LiveServer, configure, statuses
 
 from newsletter import subscribers as subs
 from newsletter.errors import ConfigError
-from newsletter.events import EventStore
-from newsletter.webhooks import (
+from newsletter.web.events import EventStore
+from newsletter.web.webhooks import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     action_for,

@@ -19,13 +19,13 @@ from newsletter import optouts
 from newsletter import subscribers as subs
 from newsletter.config import Config
 from newsletter.errors import NewsletterError, SubscriberError
-from newsletter.events import EventStore, web_event
 from newsletter.issue import Issue
 from newsletter.message import Campaign, OutgoingMessage
 from newsletter.providers import Status, make_provider
 from newsletter.render import Rendered
 from newsletter.tokens import Claims, address_id, make_request_token
 from newsletter.web.directory import Directory
+from newsletter.web.events import EventStore, web_event
 from newsletter.web.guards import RateLimiter
 from newsletter.web.pages import Pages
 from newsletter.web.requests import Request, RequestStore

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli_common import ConfigOption, handle_errors, load
+from newsletter.cli.common import ConfigOption, handle_errors, load
 from newsletter.errors import ExitCode
 
 app = typer.Typer(
@@ -115,7 +115,7 @@ def preview(
     Example: newsletter preview issues/2022-01-21-nato-weekly-roundup-week-of-january-21st.md
     Example: newsletter preview issues/2022-01-21-nato-weekly-roundup-week-of-january-21st.md --serve
     """
-    from newsletter import compat, spam
+    from newsletter.checks import compat, spam
     from newsletter.errors import ConfigError, NewsletterError
     from newsletter.preview import preview as run_preview
 
@@ -138,7 +138,7 @@ def preview(
         typer.echo(f"Spam:      {spam_check.line}")
         problems += spam_check.problems
         if check_links:
-            from newsletter.linkcheck import check_html
+            from newsletter.checks.linkcheck import check_html
 
             skip = {checked.unsubscribe_url, checked.rendered.context.get("view_url") or ""}
             count, broken = check_html(checked.sample.html, skip, checked.issue.path)
@@ -199,7 +199,9 @@ if __name__ == "__main__":  # pragma: no cover
 
 def _attach_commands() -> None:
     """Commands that live in their own modules."""
-    from newsletter import cli_send, cli_serve, cli_subscribers
+    from newsletter.cli import send as cli_send
+    from newsletter.cli import serve as cli_serve
+    from newsletter.cli import subscribers as cli_subscribers
 
     for module, names in ((cli_send, ("send", "status")), (cli_serve, ("serve",))):
         for name in names:

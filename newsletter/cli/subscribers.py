@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli_common import ConfigOption, handle_errors, load
+from newsletter.cli.common import ConfigOption, handle_errors, load
 from newsletter.errors import ExitCode, SubscriberError
 
 

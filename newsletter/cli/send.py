@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from newsletter import ledger as states
-from newsletter.cli_common import ConfigOption, fail, handle_errors, load
+from newsletter.cli.common import ConfigOption, fail, handle_errors, load
 from newsletter.errors import ExitCode
 
 if TYPE_CHECKING:  # the engine is imported where it runs: `newsletter --help` stays quick

@@ -28,8 +28,8 @@ from newsletter import optouts
 from newsletter import subscribers as subs
 from newsletter.config import Config
 from newsletter.errors import ConfigError
-from newsletter.events import Event, EventStore
 from newsletter.optouts import Journal
+from newsletter.web.events import Event, EventStore
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"

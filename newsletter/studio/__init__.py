@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from newsletter import compat, spam
-from newsletter.checks import SAMPLE_RECIPIENT, CheckedIssue, Problem, check_issue
+from newsletter.checks import SAMPLE_RECIPIENT, CheckedIssue, Problem, check_issue, compat, spam
 from newsletter.config import Config, load_config
 from newsletter.errors import ConfigError, ExitCode, NewsletterError
 from newsletter.message import Campaign
@@ -33,7 +32,7 @@ from newsletter.tokens import load_secret
 
 DEFAULT_PORT = 8001
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-PAGE = Path(__file__).parent / "templates" / "studio"
+PAGE = Path(__file__).parent.parent / "templates" / "studio"
 STATIC = {"studio.css": "text/css", "studio.js": "text/javascript"}
 TOKEN_HEADER = "x-studio-token"
 KEEPALIVE = 15.0  # seconds between SSE comments, so proxies and browsers keep the stream

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli_common import ConfigOption, handle_errors, load
+from newsletter.cli.common import ConfigOption, handle_errors, load
 
 
 @handle_errors
@@ -23,7 +23,7 @@ def serve(
 
     Example: newsletter serve --port 8000
     """
-    from newsletter.serve import run
+    from newsletter.web.app import run
 
     cfg = load(config)
     run(cfg, host=host or cfg.serve.host, port=port or cfg.serve.port)

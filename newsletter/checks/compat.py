@@ -20,7 +20,7 @@ from pathlib import Path
 
 from newsletter.checks import WARNING, Problem
 
-DATA = Path(__file__).parent / "data" / "caniemail.json"
+DATA = Path(__file__).parent.parent / "data" / "caniemail.json"
 # The clients most lists are read in; caniemail has more (orange, gmx, protonmail, …).
 CLIENTS = ("apple-mail", "gmail", "outlook", "yahoo", "samsung-email", "thunderbird")
 OUTLOOK_WINDOWS = ("outlook", "windows")

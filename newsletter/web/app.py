@@ -25,15 +25,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from newsletter import optouts, webhooks
+from newsletter import optouts
 from newsletter import subscribers as subs
 from newsletter.config import Config, is_loopback
 from newsletter.errors import ConfigError, NewsletterError, SubscriberError
-from newsletter.events import EventStore, web_event
 from newsletter.tokens import Claims, load_secret, verify_request_token, verify_token
-from newsletter.web import guards
+from newsletter.web import guards, webhooks
 from newsletter.web.archive import ARCHIVE_MODES, Archive
 from newsletter.web.directory import Directory
+from newsletter.web.events import EventStore, web_event
 from newsletter.web.optin import CONFIRM_PURPOSE, OptIn
 from newsletter.web.pages import Pages
 from newsletter.web.requests import RequestStore
