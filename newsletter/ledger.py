@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 from filelock import FileLock, Timeout
 
+from newsletter.db import open_db
 from newsletter.errors import SendError
-from newsletter.files import create_private
 
 LEDGER_NAME = "ledger.sqlite3"
 SCHEMA_VERSION = 1
@@ -101,24 +101,8 @@ class Ledger:
         """Open (creating it if needed) the ledger at path; None keeps it in memory only."""
         self.path = path
         self._lock = threading.Lock()
-        where = str(path) if path else None
-        try:
-            if path is not None:
-                create_private(path)  # 0600 before SQLite opens it: -wal and -shm follow
-            self._db = sqlite3.connect(
-                str(path) if path else ":memory:",
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=30,
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a commit survives the process being killed (the OS has
-            # it); only a power cut can lose the last commits.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._fit_statements()
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise SendError(f"cannot open the send ledger: {exc}", where=where) from None
+        self._db = open_db(path, _SCHEMA, SCHEMA_VERSION, SendError, name="the send ledger")
+        self._fit_statements()
 
     def _fit_statements(self) -> None:
         """Rows per statement within this SQLite's variable limit: 999 before 3.32, then 32,766."""
@@ -129,22 +113,6 @@ class Ledger:
     @classmethod
     def for_workspace(cls, state_dir: Path) -> Ledger:
         return cls(state_dir / LEDGER_NAME)
-
-    def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise SendError(
-                f"the send ledger has schema version {version}, newer than this program's "
-                f"{SCHEMA_VERSION}: upgrade newsletter",
-                where=str(self.path),
-            )
-        if version == 0:
-            with self._transaction() as db:
-                db.executescript(
-                    "BEGIN IMMEDIATE;"
-                    + _SCHEMA
-                    + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                )
 
     @contextmanager
     def _transaction(self):

@@ -1,1 +1,1 @@
-"""The pieces of `newsletter serve`: request guards, pages, address lookup, double opt-in, archive."""
+"""`newsletter serve`: the ASGI app (app), its handlers by concern, guards, pages, stores."""

@@ -11,16 +11,27 @@ import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 from jinja2.exceptions import SecurityError
 from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
 
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
 from newsletter.issue import load_issue, slugify
 from newsletter.render import Rendered, Renderer, unsafe
 
+if TYPE_CHECKING:
+    from newsletter.web.service import Service
+
+ARCHIVE_CSP = (
+    "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
+    "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+)
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 ARCHIVE_MODES = ("sent", "all", "off")
 _CACHE_SIZE = 8
@@ -42,6 +53,8 @@ def anonymous_html(rendered: Rendered, unsubscribe_url: str) -> str:
 
 
 class Archive:
+    """Issues as web pages for anyone: found by slug, rendered once per change, a few kept."""
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.mode = config.serve.archive
@@ -97,3 +110,20 @@ class Archive:
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
             return html
+
+
+async def issue_page(service: Service, request: Request) -> Response:
+    """GET /issues/<slug>.html; anything else under /issues/ is not found."""
+    name = request.path_params["name"]
+    html = None
+    if name.endswith(".html"):
+        subscribe_url = f"{service.base_url(request)}/subscribe"
+        html = await run_in_threadpool(
+            service.archive.page, name.removesuffix(".html"), subscribe_url
+        )
+    if html is None:
+        return service.message(request, 404, "Not found", "There is no such issue.")
+    return HTMLResponse(
+        html,
+        headers={"Cache-Control": "public, max-age=300", "Content-Security-Policy": ARCHIVE_CSP},
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from newsletter import subscribers as subs
 from newsletter.errors import SubscriberError
-from newsletter.tokens import address_id
+from newsletter.optouts import address_ids
 
 
 @dataclass
@@ -37,6 +37,8 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 
 
 class Directory:
+    """Address id -> row key for each list of the workspace, rebuilt when a list changes."""
+
     def __init__(self, subscribers_dir: Path, secret: bytes) -> None:
         self.folder = subscribers_dir
         self.secret = secret
@@ -66,21 +68,20 @@ class Directory:
             key = index.ids.get(ident)
             if key is None and _stamp(path) != index.stamp:
                 index.stamp = _stamp(path)
-                index.ids, index.complete = self._build(list_name, path)
+                index.ids, index.complete = address_ids(path, self.secret, list_name)
                 key = index.ids.get(ident)
             return key, index.complete
 
-    def _build(self, list_name: str, path: Path) -> tuple[dict[str, str], bool]:
-        ids: dict[str, str] = {}
-        problems: list[subs.Problem] = []
-        try:
-            for row in subs.iter_rows(path, problems):
-                key = row.key
-                if key:
-                    ids.setdefault(address_id(self.secret, list_name, key), key)
-        except SubscriberError:
-            return ids, False
-        return ids, not problems
+    def resolve(self, list_name: str, ids: set[str]) -> tuple[dict[str, str], bool]:
+        """({address id: key} of those ids found, whether the whole list was read): the
+        journal's resolver (optouts.Resolver), from the index."""
+        found, complete = {}, True
+        for ident in ids:
+            key, whole = self.lookup(list_name, ident)
+            complete = complete and whole
+            if key:
+                found[ident] = key
+        return found, complete
 
     def row(self, list_name: str, key: str) -> subs.Subscriber | None:
         """The first row of the list with this key (streamed), or None (also when the list
@@ -95,7 +96,3 @@ class Directory:
         except SubscriberError:
             pass
         return None
-
-    def forget_cache(self) -> None:
-        with self._lock:
-            self._indexes.clear()

@@ -10,15 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-import sqlite3
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from newsletter.db import Database
 from newsletter.errors import NewsletterError
-from newsletter.files import create_private
 
 EVENTS_NAME = "events.sqlite3"
 SCHEMA_VERSION = 1
@@ -75,49 +73,15 @@ def web_event(kind: str, email: str, list_name: str, **payload: str) -> Event:
     )
 
 
-class EventStore:
+class EventStore(Database):
     """One SQLite file in the workspace's state folder, one connection shared by threads."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.RLock()
-        try:
-            create_private(path)  # 0600 before SQLite opens it: -wal and -shm follow
-            self._db = sqlite3.connect(
-                path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        except (OSError, sqlite3.Error) as exc:
-            raise EventStoreError(f"cannot open: {exc}", where=str(path)) from None
-        with self._connect() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise EventStoreError(
-                    f"schema version {version} is newer than this program's: upgrade newsletter",
-                    where=str(path),
-                )
-            if version == 0:
-                db.executescript(
-                    f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                )
+        super().__init__(path, _SCHEMA, SCHEMA_VERSION, EventStoreError, name="the event store")
 
     @classmethod
     def for_workspace(cls, state_dir: Path) -> EventStore:
         return cls(state_dir / EVENTS_NAME)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """The connection, for one thread at a time (other processes wait on SQLite's lock)."""
-        with self._lock:
-            try:
-                yield self._db
-            except sqlite3.Error as exc:
-                raise EventStoreError(f"cannot write: {exc}", where=str(self.path)) from None
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     @contextmanager
     def recording(self, events: Iterable[Event]) -> Iterator[list[Event]]:
@@ -126,34 +90,28 @@ class EventStore:
         A failure while acting on the new events rolls them back, so the provider's retry of
         the same delivery acts on them again instead of finding them already recorded.
         """
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                new = []
-                stamp = _now()
-                for event in events:
-                    cursor = db.execute(
-                        "INSERT OR IGNORE INTO events (source, event_id, event, email, list, "
-                        "issue, occurred_at, received_at, payload) VALUES (?,?,?,?,?,?,?,?,?)",
-                        (
-                            event.source,
-                            event.event_id,
-                            event.event,
-                            event.email,
-                            event.list_name,
-                            event.issue,
-                            event.occurred_at,
-                            stamp,
-                            json.dumps(event.payload, ensure_ascii=False, sort_keys=True),
-                        ),
-                    )
-                    if cursor.rowcount:
-                        new.append(event)
-                yield new
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self.transaction() as db:
+            new = []
+            stamp = _now()
+            for event in events:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO events (source, event_id, event, email, list, "
+                    "issue, occurred_at, received_at, payload) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        event.source,
+                        event.event_id,
+                        event.event,
+                        event.email,
+                        event.list_name,
+                        event.issue,
+                        event.occurred_at,
+                        stamp,
+                        json.dumps(event.payload, ensure_ascii=False, sort_keys=True),
+                    ),
+                )
+                if cursor.rowcount:
+                    new.append(event)
+            yield new
 
     def add(self, events: Iterable[Event]) -> list[Event]:
         """Record events; returns those that were new."""
@@ -167,12 +125,12 @@ class EventStore:
         if source:
             query += " WHERE source = ?"
             params = (source,)
-        with self._connect() as db:
+        with self.connect() as db:
             return dict(db.execute(query + " GROUP BY event ORDER BY event", params).fetchall())
 
     def for_email(self, email: str) -> list[Event]:
         """Every event recorded for an address (as received), oldest first."""
-        with self._connect() as db:
+        with self.connect() as db:
             rows = db.execute(
                 "SELECT source, event_id, event, email, list, issue, occurred_at, payload "
                 "FROM events WHERE email = ? ORDER BY id",
@@ -184,6 +142,6 @@ class EventStore:
         """Erase the events of these addresses (for `subscribers forget`); how many went."""
         if not emails:
             return 0
-        with self._connect() as db:
+        with self.connect() as db:
             marks = ",".join("?" * len(emails))
             return db.execute(f"DELETE FROM events WHERE email IN ({marks})", emails).rowcount

@@ -9,16 +9,14 @@ Rows are named by the keyed address id that tokens carry, never by the address.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from newsletter.db import Database
 from newsletter.errors import NewsletterError
-from newsletter.files import make_folder
 
 REQUESTS_NAME = "optin.sqlite3"
+SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -50,33 +48,22 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
-class RequestStore:
+class RequestStore(Database):
     """`.newsletter/optin.sqlite3`; one connection shared by the service's threads."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        try:
-            make_folder(path.parent, private=True)
-            if not path.exists():
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-            self._db = sqlite3.connect(
-                path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise RequestStoreError(f"cannot open: {exc}", where=str(path)) from None
+        # IF NOT EXISTS: files from before the schema version was kept have the table already.
+        super().__init__(
+            path, _SCHEMA, SCHEMA_VERSION, RequestStoreError, name="the opt-in requests"
+        )
 
     @classmethod
     def for_workspace(cls, state_dir: Path) -> RequestStore:
         return cls(state_dir / REQUESTS_NAME)
 
     def _run(self, sql: str, params: tuple) -> list[tuple]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise RequestStoreError(f"cannot write: {exc}", where=str(self.path)) from None
+        with self.connect() as db:
+            return db.execute(sql, params).fetchall()
 
     def open(
         self, list_name: str, address_id: str, request_id: str, row_status: str, row_updated: str
@@ -106,7 +93,3 @@ class RequestStore:
             "WHERE list = ? AND address_id = ? AND request_id = ?",
             (_now(), list_name, address_id, request_id),
         )
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()

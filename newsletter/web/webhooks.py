@@ -18,18 +18,25 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from newsletter import optouts
 from newsletter import subscribers as subs
 from newsletter.config import Config
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, NewsletterError
 from newsletter.optouts import Journal
 from newsletter.web.events import Event, EventStore
+
+if TYPE_CHECKING:
+    from newsletter.web.service import Service
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -210,3 +217,40 @@ def process(
             len(actions),
         )
     return Outcome(len(events), len(new), changed, suppressed)
+
+
+async def receive(service: Service, request: Request) -> Response:
+    """POST /webhooks/sendgrid: 403 unless signed and fresh; 500 makes SendGrid retry."""
+    if service.webhook_key is None:
+        log.warning("sendgrid webhook refused: [serve] webhook_public_key is not set")
+        return PlainTextResponse("webhook not configured\n", status_code=503)
+    body = await request.body()
+    try:
+        verify(
+            service.webhook_key,
+            body,
+            request.headers,
+            tolerance=service.config.serve.webhook_max_age_seconds,
+        )
+        events = parse_events(body)
+    except WebhookRefused as exc:
+        log.warning("sendgrid webhook refused: %s", exc)
+        return PlainTextResponse("forbidden\n", status_code=403)
+    try:
+        outcome = await run_in_threadpool(_process_in_turn, service, events)
+    except NewsletterError as exc:
+        log.error("sendgrid webhook not processed (SendGrid will retry): %s", exc)
+        return PlainTextResponse("not processed\n", status_code=500)
+    return JSONResponse({"received": outcome.received, "new": outcome.new})
+
+
+def _process_in_turn(service: Service, events: list[dict]) -> Outcome:
+    with service.writes:
+        return process(
+            service.config,
+            service.events,
+            events,
+            service.journal,
+            service.secret,
+            service.directory.resolve,
+        )

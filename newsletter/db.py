@@ -1,0 +1,117 @@
+"""The workspace's SQLite files: created private, WAL, a checked schema version, one error class.
+
+The send ledger, the event store, the opt-out journal and the opt-in requests each keep one file
+in the state folder. `open_db` opens one the same way for all of them; `Database` adds the one
+connection that a store shares between its threads, with errors raised as the store's own class.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from newsletter.errors import NewsletterError
+from newsletter.files import create_private
+
+
+def open_db(
+    path: Path | None,
+    schema: str,
+    version: int,
+    error: type[NewsletterError],
+    *,
+    name: str,
+    synchronous: str = "NORMAL",
+) -> sqlite3.Connection:
+    """A connection to path (None: in memory), its schema created or checked; `error` if not.
+
+    `name` says what the file is in messages ("the send ledger"). NORMAL in WAL mode: a
+    commit survives the process being killed (the OS has it); only a power cut can lose the
+    last commits. FULL where an answer already given depends on the commit.
+    """
+    where = str(path) if path else None
+    if path is not None:
+        create_private(path)  # 0600 before SQLite opens it: -wal and -shm follow
+    db = None
+    try:
+        db = sqlite3.connect(
+            str(path) if path else ":memory:",
+            timeout=30,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        found = db.execute("PRAGMA user_version").fetchone()[0]
+        if found == 0:
+            db.executescript(f"BEGIN IMMEDIATE; {schema}; PRAGMA user_version = {version}; COMMIT;")
+    except sqlite3.Error as exc:
+        if db is not None:
+            db.close()
+        raise error(f"cannot open {name}: {exc}", where=where) from None
+    if found > version:
+        db.close()
+        raise error(
+            f"{name} has schema version {found}, newer than this program's {version}: "
+            "upgrade newsletter",
+            where=where,
+        )
+    return db
+
+
+class Database:
+    """One SQLite file and one connection, shared by threads one at a time (other processes
+    wait on SQLite's lock)."""
+
+    def __init__(
+        self,
+        path: Path,
+        schema: str,
+        version: int,
+        error: type[NewsletterError],
+        *,
+        name: str,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        self.path = path
+        self.error = error
+        self.name = name
+        self._lock = threading.RLock()
+        self._db = open_db(path, schema, version, error, name=name, synchronous=synchronous)
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for this thread alone; an SQLite error rolls back and is re-raised
+        as the store's error."""
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise self.error(f"cannot write {self.name}: {exc}", where=str(self.path)) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """connect() inside BEGIN IMMEDIATE ... COMMIT; any exception rolls it back."""
+        with self.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
