@@ -14,6 +14,7 @@ from filelock import FileLock
 
 from newsletter import subscribers as subs
 from newsletter.errors import SubscriberError
+from newsletter.subscribers.store import Writer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,6 +37,7 @@ STALLING_WRITER = """
 import os, sys, time
 from pathlib import Path
 from newsletter import subscribers as subs
+from newsletter.subscribers.store import Writer
 
 folder, marker, point = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 
@@ -46,12 +48,12 @@ def stall(*args):
 if point == "fsync":  # every row is in the temporary file, not yet flushed or renamed
     os.fsync = stall
 else:  # half of the rows are written
-    write = subs._Writer.writerow
+    write = Writer.writerow
     def writerow(self, row):
         if row[0] == "grace@example.net":
             stall()
         write(self, row)
-    subs._Writer.writerow = writerow
+    Writer.writerow = writerow
 subs.set_status(folder, "main", "ada@example.org", "unsubscribed")
 """
 
@@ -112,14 +114,14 @@ def test_a_writer_killed_mid_write_leaves_the_old_file_and_frees_the_lock(
 def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(folder, monkeypatch):
     path = folder / "main.csv"
     before = path.read_bytes()
-    write = subs._Writer.writerow
+    write = Writer.writerow
 
     def full_disk(self, row):
         if row[0] == "grace@example.net":
             raise OSError(28, "No space left on device")
         write(self, row)
 
-    monkeypatch.setattr(subs._Writer, "writerow", full_disk)
+    monkeypatch.setattr(Writer, "writerow", full_disk)
     with pytest.raises(SubscriberError) as caught:
         subs.add_subscriber(folder, "main", "new@example.org")
     assert str(caught.value) == "subscribers/main.csv: cannot update: No space left on device"
@@ -134,7 +136,7 @@ def test_an_interrupted_edit_leaves_the_old_file(folder, monkeypatch):
     def interrupted(self, row):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(subs._Writer, "writerow", interrupted)
+    monkeypatch.setattr(Writer, "writerow", interrupted)
     with pytest.raises(KeyboardInterrupt):
         subs.forget(folder, "ada@example.org")
     assert path.read_bytes() == before

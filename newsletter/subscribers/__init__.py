@@ -67,8 +67,6 @@ from newsletter.subscribers.store import (
     LOCK_TIMEOUT,
     write_subscribers,
 )
-from newsletter.subscribers.store import _rewrite as _rewrite  # private, kept reachable
-from newsletter.subscribers.store import _Writer as _Writer  # tests patch _Writer.writerow
 from newsletter.subscribers.suppressions import (
     add_suppression,
     add_suppressions,

@@ -15,16 +15,16 @@ from typing import TextIO
 
 from newsletter.errors import SubscriberError
 from newsletter.subscribers.model import (
-    _HEADER_UNSAFE,
-    _RANK,
-    _SURROGATE,
     COLUMNS,
+    HEADER_UNSAFE,
+    STATUS_RANK,
     STATUSES,
+    SURROGATE,
     InvalidEmail,
     Problem,
     Subscriber,
-    _fast_normalize,
     display,
+    fast_normalize,
     normalize_email,
 )
 
@@ -32,7 +32,7 @@ MAX_LINE = 1 << 20  # characters; csv's own field limit (128 KiB) bounds quoted 
 
 
 @dataclass(frozen=True)
-class _Columns:
+class Columns:
     """A header: the names as written, where each known column is, and the custom ones."""
 
     names: tuple[str, ...]
@@ -45,7 +45,7 @@ class _Columns:
         return tuple(self.pos.get(name, len(self.names)) for name in COLUMNS)
 
     @classmethod
-    def parse(cls, header: Sequence[str], known: Sequence[str], where: str) -> _Columns:
+    def parse(cls, header: Sequence[str], known: Sequence[str], where: str) -> Columns:
         names = tuple(name.strip() for name in header)
         pos: dict[str, int] = {}
         custom: list[tuple[str, int]] = []
@@ -78,14 +78,14 @@ class _Columns:
                 return i
         return len(self.names)
 
-    def extended(self, needed: Iterable[str], known: Sequence[str]) -> _Columns:
+    def extended(self, needed: Iterable[str], known: Sequence[str]) -> Columns:
         names = list(self.names)
         for name in needed:
             if self.index(name) == len(self.names) and name not in names:
                 names.append(name)
         if len(names) == len(self.names):
             return self
-        return _Columns.parse(names, known, "")
+        return Columns.parse(names, known, "")
 
 
 def _no_email_message(names: Sequence[str]) -> str:
@@ -100,20 +100,20 @@ def _no_email_message(names: Sequence[str]) -> str:
 
 
 @dataclass
-class _Csv:
+class CsvSource:
     where: str
     header: list[str]
     header_line: int
     bom: bool
     newline: str
     rows: Iterator[tuple[int, list[str]]]  # (first line of the row, values padded + sentinel)
-    columns: _Columns | None = None  # set for list and suppression files
+    columns: Columns | None = None  # set for list and suppression files
 
 
 @contextmanager
-def _read_csv(
+def read_csv(
     path: Path, *, sniff: bool = False, problems: list[Problem] | None = None
-) -> Iterator[_Csv]:
+) -> Iterator[CsvSource]:
     """Open a CSV file for streaming; structural problems raise (or, given `problems`, are kept)."""
     where = display(path)
     try:
@@ -148,7 +148,7 @@ def _read_csv(
         newline = "\r\n" if first.endswith("\r\n") else "\n"
         header_line = skipped + reader.line_num
         rows = _rows(reader, len(header), where, skipped, problems)
-        yield _Csv(where, header, header_line, bom, newline, rows)
+        yield CsvSource(where, header, header_line, bom, newline, rows)
 
 
 def _lines(f: TextIO, path: Path, where: str) -> Iterator[str]:
@@ -183,7 +183,7 @@ def _utf8_error(path: Path, where: str) -> SubscriberError:
         for number, line in enumerate(iter(partial(f.readline, MAX_LINE), ""), 1):
             if number == 1 and line[:2] in ("\udcff\udcfe", "\udcfe\udcff"):
                 return SubscriberError("the file is UTF-16; save it as CSV UTF-8", where=where)
-            bad = _SURROGATE.search(line)
+            bad = SURROGATE.search(line)
             if bad:
                 byte = ord(bad.group()) - 0xDC00
                 return SubscriberError(
@@ -252,17 +252,17 @@ def _rows(
             previous = reader.line_num
 
 
-def _status(value: str) -> str:
+def status_of(value: str) -> str:
     return value.strip().lower() or "subscribed"
 
 
-def _subscriber(cols: _Columns, line: int, values: list[str], key: str = "") -> Subscriber:
+def to_subscriber(cols: Columns, line: int, values: list[str], key: str = "") -> Subscriber:
     """A row as a Subscriber, without checking it (key: its key, when already known)."""
     e, n, s, sa, ua, src = cols.standard
     return Subscriber(
         values[e].strip(),
         values[n].strip(),
-        _status(values[s]),
+        status_of(values[s]),
         values[sa].strip(),
         values[ua].strip(),
         values[src],
@@ -272,13 +272,13 @@ def _subscriber(cols: _Columns, line: int, values: list[str], key: str = "") -> 
     )
 
 
-def _check(
+def check_row(
     email: str, name: str, status: str, dates: tuple[str, str], deliverability: bool = False
 ) -> tuple[str, list[str] | None]:
     """The key of a row's (stripped) values and what is wrong with them (None, usually)."""
     # This runs for every row of every list read: the common case takes the fewest steps.
     problems = None
-    normalized = None if deliverability else _fast_normalize(email)
+    normalized = None if deliverability else fast_normalize(email)
     if normalized is not None:
         key = normalized.casefold()
     elif not email:
@@ -288,10 +288,10 @@ def _check(
             key = normalize_email(email, check_deliverability=deliverability).casefold()
         except InvalidEmail as exc:
             key, problems = "", [f"invalid email address {email!r}: {exc}"]
-    if status not in _RANK:
+    if status not in STATUS_RANK:
         problems = problems or []
         problems.append(f"unknown status {status!r} (expected one of: {', '.join(STATUSES)})")
-    if not name.isprintable() and _HEADER_UNSAFE.search(name):
+    if not name.isprintable() and HEADER_UNSAFE.search(name):
         problems = problems or []
         problems.append(
             "name contains a line break or control character (names go into mail headers)"
@@ -315,24 +315,24 @@ def _is_iso(value: str) -> bool:
 
 
 @contextmanager
-def _open_list(path: Path, known: Sequence[str] = COLUMNS, problems=None) -> Iterator[_Csv]:
-    with _read_csv(path, problems=problems) as src:
-        src.columns = _Columns.parse(src.header, known, f"{src.where}:{src.header_line}")
+def open_list(path: Path, known: Sequence[str] = COLUMNS, problems=None) -> Iterator[CsvSource]:
+    with read_csv(path, problems=problems) as src:
+        src.columns = Columns.parse(src.header, known, f"{src.where}:{src.header_line}")
         yield src
 
 
-def _checked(
+def checked_rows(
     path: Path, problems: list[Problem] | None = None, deliverability: bool = False
-) -> Iterator[tuple[_Columns, int, list[str], str, str]]:
+) -> Iterator[tuple[Columns, int, list[str], str, str]]:
     """(columns, line, values, key, status) of each row; the first bad row raises unless
     `problems` collects them (then the row's key is "" when its address is unusable)."""
-    with _open_list(path, problems=problems) as src:
+    with open_list(path, problems=problems) as src:
         cols = src.columns
         e, n, s, sa, ua, _ = cols.standard
         for line, values in src.rows:
-            email, status = values[e].strip(), _status(values[s])
+            email, status = values[e].strip(), status_of(values[s])
             dates = (values[sa].strip(), values[ua].strip())
-            key, found = _check(email, values[n].strip(), status, dates, deliverability)
+            key, found = check_row(email, values[n].strip(), status, dates, deliverability)
             if found:
                 if problems is None:
                     raise SubscriberError(found[0], where=f"{src.where}:{line}")
@@ -342,8 +342,8 @@ def _checked(
 
 def iter_subscribers(path: Path) -> Iterator[Subscriber]:
     """Every row of a list file, streamed; the first malformed row raises naming file and line."""
-    for cols, line, values, key, _ in _checked(path):
-        yield _subscriber(cols, line, values, key)
+    for cols, line, values, key, _ in checked_rows(path):
+        yield to_subscriber(cols, line, values, key)
 
 
 def iter_rows(path: Path, problems: list[Problem] | None = None) -> Iterator[Subscriber]:
@@ -353,6 +353,6 @@ def iter_rows(path: Path, problems: list[Problem] | None = None) -> Iterator[Sub
     Given `problems`, rows that cannot be read (too many values) are kept there and skipped;
     what cannot be read past (a quote never closed) still raises, after the rows before it.
     """
-    with _open_list(path, problems=problems) as src:
+    with open_list(path, problems=problems) as src:
         for line, values in src.rows:
-            yield _subscriber(src.columns, line, values)
+            yield to_subscriber(src.columns, line, values)

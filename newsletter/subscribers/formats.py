@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from newsletter.errors import SubscriberError
-from newsletter.subscribers.model import _FIELD_NAME
+from newsletter.subscribers.model import FIELD_NAME
 
 FORMATS = ("auto", "mailchimp", "substack", "buttondown", "listmonk", "csv")
 
@@ -51,7 +51,7 @@ _COMMON = {
     "rejected_line": "",
     "rejected_reason": "",
 }
-_STANDARD_TARGETS = ("email", "name", "status", "subscribed_at", "source")
+STANDARD_TARGETS = ("email", "name", "status", "subscribed_at", "source")
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ _BUTTONDOWN_SUBSCRIBED = (
 _BUTTONDOWN_IGNORED = (
     *("id", "secondary_id", "referrer_url", "source", "utm_source", "utm_medium", "utm_campaign"),
 )
-_FORMATS = {
+FORMAT_RULES = {
     "csv": _Format("csv"),
     "mailchimp": _Format(
         "mailchimp",
@@ -146,7 +146,7 @@ _FORMATS = {
 
 def detect_format(header: Sequence[str]) -> str:
     """Which service exported a CSV file, recognised by its header."""
-    slugs = {_slug(name) for name in header}
+    slugs = {column_slug(name) for name in header}
     if "subscriber_type" in slugs or {"creation_date", "email"} <= slugs:
         return "buttondown"
     mailchimp = {"member_rating", "optin_time", "confirm_time", "leid", "euid", "last_changed"}
@@ -159,12 +159,12 @@ def detect_format(header: Sequence[str]) -> str:
     return "csv"
 
 
-def _slug(name: str) -> str:
+def column_slug(name: str) -> str:
     return re.sub(r"\W+", "_", name.strip().casefold()).strip("_")
 
 
 @dataclass(frozen=True)
-class _Plan:
+class ImportPlan:
     format: str
     targets: Mapping[str, tuple[int, ...]]  # field -> columns, best first
     status: tuple[int, Mapping[str, tuple[str, str]]] | None  # column and its value map
@@ -173,11 +173,11 @@ class _Plan:
     ignored: tuple[str, ...]
 
 
-def _plan(
+def plan_columns(
     fmt: _Format, header: Sequence[str], mapping: Mapping[str, str], existing: Mapping[str, str]
-) -> _Plan:
+) -> ImportPlan:
     """Decide which column feeds which field; `existing` maps slugs to the list's custom columns."""
-    slugs = [_slug(name) for name in header]
+    slugs = [column_slug(name) for name in header]
     chosen: dict[int, str] = {}
     for column, target in mapping.items():
         chosen[_find_column(header, slugs, column, target)] = _map_target(column, target.strip())
@@ -204,7 +204,7 @@ def _plan(
         status = (i, fmt.statuses if native else _GENERIC_STATUSES)
     ignored = tuple(header[i].strip() or f"(column {i + 1})" for i, t in chosen.items() if not t)
     default = fmt.header_status(set(slugs)) if fmt.header_status else ("subscribed", "")
-    return _Plan(
+    return ImportPlan(
         format=fmt.name,
         targets={t: tuple(ix) for t, ix in targets.items() if t not in ("status", _JSON)},
         status=status,
@@ -220,7 +220,7 @@ def _find_column(header: Sequence[str], slugs: list[str], column: str, target: s
     for candidates, wanted in (
         (names, column.strip()),
         ([name.casefold() for name in names], column.strip().casefold()),
-        (slugs, _slug(column)),
+        (slugs, column_slug(column)),
     ):
         if wanted in candidates:
             return candidates.index(wanted)
@@ -232,7 +232,7 @@ def _find_column(header: Sequence[str], slugs: list[str], column: str, target: s
 def _map_target(column: str, target: str) -> str:
     if target == "updated_at":
         raise SubscriberError(f"--map {column}={target}: updated_at is set when a row changes")
-    if target and target not in _STANDARD_TARGETS and not _FIELD_NAME.fullmatch(target):
+    if target and target not in STANDARD_TARGETS and not FIELD_NAME.fullmatch(target):
         raise SubscriberError(
             f"--map {column}={target}: a field name is letters, digits, '_' and '-' "
             "(or leave it empty to skip the column)"

@@ -10,32 +10,32 @@ from datetime import datetime
 from pathlib import Path
 
 from newsletter.errors import SubscriberError
-from newsletter.subscribers.csvfile import _Columns, _open_list, _read_csv, _status
+from newsletter.subscribers.csvfile import Columns, open_list, read_csv, status_of
 from newsletter.subscribers.formats import (
-    _FORMATS,
-    _STANDARD_TARGETS,
+    FORMAT_RULES,
     FORMATS,
-    _Plan,
-    _plan,
-    _slug,
+    STANDARD_TARGETS,
+    ImportPlan,
+    column_slug,
     detect_format,
+    plan_columns,
 )
 from newsletter.subscribers.model import (
-    _HEADER_UNSAFE,
-    _RANK,
-    _SURROGATE,
     COLUMNS,
+    HEADER_UNSAFE,
+    STATUS_RANK,
     SUPPRESSIONS,
+    SURROGATE,
     InvalidEmail,
     Problem,
     Subscriber,
-    _now,
     display,
     email_key,
     list_path,
     normalize_email,
+    utc_now,
 )
-from newsletter.subscribers.store import _atomic_write, _rewrite, _row, _Writer
+from newsletter.subscribers.store import Writer, atomic_write, rewrite, row_values
 from newsletter.subscribers.suppressions import (
     add_suppressions,
     suppression_reason,
@@ -75,7 +75,11 @@ class _Rejected(Exception):
 
 
 def _incoming(
-    plan: _Plan, line: int, values: list[str], deliverability: bool, existing: Mapping[str, str]
+    plan: ImportPlan,
+    line: int,
+    values: list[str],
+    deliverability: bool,
+    existing: Mapping[str, str],
 ) -> _Incoming:
     def first(target: str, strip: bool = True) -> str:
         for i in plan.targets.get(target, ()):
@@ -94,14 +98,14 @@ def _incoming(
     for i in plan.json:
         fields.update(_json_fields(values[i], existing))
     for target in plan.targets:
-        if target not in _STANDARD_TARGETS and (value := first(target, strip=False)):
+        if target not in STANDARD_TARGETS and (value := first(target, strip=False)):
             fields[target] = value
     name = first("name") or " ".join(
         part
         for part in (fields.get("first_name", "").strip(), fields.get("last_name", "").strip())
         if part
     )
-    if _HEADER_UNSAFE.search(name):
+    if HEADER_UNSAFE.search(name):
         raise _Rejected("name contains a line break or control character")
     status, suppress = plan.default
     if plan.status is not None:
@@ -141,14 +145,14 @@ def _json_fields(text: str, existing: Mapping[str, str]) -> dict[str, str]:
         raise _Rejected("attributes are not a JSON object")
     fields = {}
     for key, value in data.items():
-        slug = _slug(key)
+        slug = column_slug(key)
         if not slug:
             continue
         name = existing.get(slug) or (f"attr_{slug}" if slug in COLUMNS else slug)
         if value is None or value == "":
             continue
         text_value = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        if "\0" in text_value or _SURROGATE.search(text_value):
+        if "\0" in text_value or SURROGATE.search(text_value):
             raise _Rejected(f"attribute {key!r} contains a NUL or an unpaired surrogate")
         fields[name] = text_value
     return fields
@@ -191,9 +195,9 @@ def import_file(
     existing = _custom_columns(path)
     rejects: dict[int, str] = {}
     incoming: dict[str, _Incoming] = {}
-    with _read_csv(file, sniff=True) as src:
-        fmt = _FORMATS[detect_format(src.header) if format == "auto" else format]
-        plan = _plan(fmt, src.header, mapping or {}, existing)
+    with read_csv(file, sniff=True) as src:
+        fmt = FORMAT_RULES[detect_format(src.header) if format == "auto" else format]
+        plan = plan_columns(fmt, src.header, mapping or {}, existing)
         if "email" not in plan.targets:
             raise SubscriberError(
                 f"no email column (columns: {', '.join(src.header)}); "
@@ -211,7 +215,7 @@ def import_file(
             first = incoming.setdefault(new.key, new)
             if first is not new:
                 rejects[line] = f"duplicate of line {first.line}"
-                if _RANK[new.status] > _RANK[first.status]:
+                if STATUS_RANK[new.status] > STATUS_RANK[first.status]:
                     # The same address twice: the less mailable status wins.
                     incoming[new.key] = replace(first, status=new.status, suppress=new.suppress)
         if not rows:
@@ -241,8 +245,8 @@ def _custom_columns(path: Path) -> dict[str, str]:
     """Slug -> name of the list's custom columns, so imported fields land in them."""
     if not path.is_file():
         return {}
-    with _open_list(path) as src:
-        return {_slug(name): name for name, _ in src.columns.custom}
+    with open_list(path) as src:
+        return {column_slug(name): name for name, _ in src.columns.custom}
 
 
 def _merge_into(
@@ -252,7 +256,7 @@ def _merge_into(
     rejects: dict[int, str],
     update: bool,
 ) -> tuple[int, int, int]:
-    stamp = _now()
+    stamp = utc_now()
     added = 0
     results: dict[str, bool] = {}  # key -> whether any row with it changed
 
@@ -279,7 +283,7 @@ def _merge_into(
                 )
                 continue
             added += 1
-            yield _row(
+            yield row_values(
                 cols,
                 Subscriber(
                     email=new.email,
@@ -294,19 +298,19 @@ def _merge_into(
         return added > 0 or any(results.values())
 
     custom = dict.fromkeys(name for new in incoming.values() for name in new.fields)
-    _rewrite(path, (*COLUMNS, *custom), edit)
+    rewrite(path, (*COLUMNS, *custom), edit)
     updated = sum(results.values())
     return added, updated, len(results) - updated
 
 
-def _merge_row(cols: _Columns, values: list[str], new: _Incoming, update: bool, stamp: str) -> bool:
+def _merge_row(cols: Columns, values: list[str], new: _Incoming, update: bool, stamp: str) -> bool:
     """Apply an imported row to an existing one; statuses only move away from 'subscribed'."""
     s, sa = cols.index("status"), cols.index("subscribed_at")
-    current = _status(values[s])
+    current = status_of(values[s])
     changed = False
-    if current in _RANK:
+    if current in STATUS_RANK:
         target = current
-        if _RANK[new.status] > _RANK[current]:
+        if STATUS_RANK[new.status] > STATUS_RANK[current]:
             target = new.status
         elif update and current == "pending" and new.status == "subscribed":
             target = "subscribed"
@@ -337,8 +341,8 @@ def rejects_path_for(file: Path) -> Path:
 
 def _write_rejects(file: Path, rejects: Mapping[int, str]) -> Path:
     target = rejects_path_for(file)
-    with _read_csv(file, sniff=True) as src, _atomic_write(target, bom=src.bom) as out:
-        writer = _Writer(out.file, src.newline)
+    with read_csv(file, sniff=True) as src, atomic_write(target, bom=src.bom) as out:
+        writer = Writer(out.file, src.newline)
         writer.writerow(["rejected_line", "rejected_reason", *src.header])
         for line, values in src.rows:
             if line in rejects:

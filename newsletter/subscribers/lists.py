@@ -10,38 +10,44 @@ from pathlib import Path
 from typing import TextIO
 
 from newsletter.errors import SubscriberError
-from newsletter.subscribers.csvfile import _checked, _Columns, _open_list, _status, _subscriber
+from newsletter.subscribers.csvfile import (
+    Columns,
+    checked_rows,
+    open_list,
+    status_of,
+    to_subscriber,
+)
 from newsletter.subscribers.model import (
-    _FIELD_NAME,
-    _RANK,
     COLUMNS,
+    FIELD_NAME,
     HASH_PREFIX,
     NAME_MAX,
+    STATUS_RANK,
     STATUSES,
     SUPPRESSION_COLUMNS,
     InvalidEmail,
     Problem,
     Subscriber,
-    _key_of,
-    _matcher,
-    _now,
+    address_matcher,
     display,
     existing_list,
+    key_of,
     list_names,
     list_path,
     normalize_email,
     suppression_hash,
     suppressions_path,
+    utc_now,
 )
 from newsletter.subscribers.store import (
-    _atomic_write,
-    _check_value,
-    _checked_new,
-    _rewrite,
-    _row,
-    _Writer,
+    Writer,
+    atomic_write,
+    check_value,
+    checked_new,
+    rewrite,
+    row_values,
 )
-from newsletter.subscribers.suppressions import _refuse_suppressed, _suppression_key
+from newsletter.subscribers.suppressions import refuse_suppressed, suppression_key
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,10 @@ class Page:
 def count(subscribers_dir: Path, list_name: str) -> dict[str, int]:
     """Rows by status, without checking them ('invalid' counts unknown statuses)."""
     counts = dict.fromkeys(STATUSES, 0)
-    with _open_list(existing_list(subscribers_dir, list_name)) as src:
+    with open_list(existing_list(subscribers_dir, list_name)) as src:
         index = src.columns.index("status")
         for _, values in src.rows:
-            status = _status(values[index])
+            status = status_of(values[index])
             if status in counts:
                 counts[status] += 1
             else:
@@ -78,13 +84,13 @@ def page(
     first = (max(number, 1) - 1) * per_page
     found: list[Subscriber] = []
     total = 0
-    with _open_list(existing_list(subscribers_dir, list_name)) as src:
+    with open_list(existing_list(subscribers_dir, list_name)) as src:
         index = src.columns.index("status")
         for line, values in src.rows:
-            if status and _status(values[index]) != status:
+            if status and status_of(values[index]) != status:
                 continue
             if first <= total < first + per_page:
-                found.append(_subscriber(src.columns, line, values))
+                found.append(to_subscriber(src.columns, line, values))
             total += 1
     return Page(found, total, max(number, 1), per_page)
 
@@ -109,7 +115,7 @@ def validate_file(path: Path, check_deliverability: bool = False) -> list[Proble
     seen: dict[str, int] = {}
     where = display(path)
     try:
-        for cols, line, values, key, _ in _checked(path, problems, check_deliverability):
+        for cols, line, values, key, _ in checked_rows(path, problems, check_deliverability):
             name = values[cols.standard[1]]
             if len(name) > NAME_MAX and len(" ".join(name.split())) > NAME_MAX:
                 problems.append(_long_name(where, line, name))
@@ -135,7 +141,7 @@ def _long_name(where: str, line: int, name: str) -> Problem:
 def _validate_suppressions(path: Path) -> list[Problem]:
     problems: list[Problem] = []
     try:
-        with _open_list(path, SUPPRESSION_COLUMNS, problems=problems) as src:
+        with open_list(path, SUPPRESSION_COLUMNS, problems=problems) as src:
             index = src.columns.index("email")
             for line, values in src.rows:
                 email = values[index].strip()
@@ -203,24 +209,24 @@ def _update_status(
     only: Sequence[str] | None = None,
 ) -> tuple[int, int, str]:
     _known_status(status)
-    _check_value("source", source)
+    check_value("source", source)
     path = existing_list(subscribers_dir, list_name)
-    key = _key_of(email)
-    same = _matcher(key)
-    stamp = _now()
+    key = key_of(email)
+    same = address_matcher(key)
+    stamp = utc_now()
     found = changed = 0
     previous = ""
 
     def edit(cols, rows):
         nonlocal found, changed, previous
         if status in ("subscribed", "pending"):
-            _refuse_suppressed(subscribers_dir, key, email.strip())
+            refuse_suppressed(subscribers_dir, key, email.strip())
         e, s, u = cols.index("email"), cols.index("status"), cols.index("updated_at")
         sa, src = cols.index("subscribed_at"), cols.index("source")
         for _, values in rows:
             if same(values[e]):
                 found += 1
-                current = _status(values[s])
+                current = status_of(values[s])
                 previous = previous or current
                 if current != status and (only is None or current in only):
                     values[s], values[u] = status, stamp
@@ -234,7 +240,7 @@ def _update_status(
 
     needed = ["status", "updated_at"] + (["source"] if source else [])
     needed += ["subscribed_at"] if status == "subscribed" else []
-    _rewrite(path, needed, edit, create=False)
+    rewrite(path, needed, edit, create=False)
     return found, changed, previous
 
 
@@ -257,13 +263,13 @@ def add_subscriber(
     """
     _known_status(status)
     for key in fields or {}:
-        if not _FIELD_NAME.fullmatch(key) or key.lower() in COLUMNS:
+        if not FIELD_NAME.fullmatch(key) or key.lower() in COLUMNS:
             raise SubscriberError(
                 f"invalid field name {key!r}: use letters, digits, '_' and '-', "
                 f"and none of {', '.join(COLUMNS)}"
             )
     path = list_path(subscribers_dir, list_name)
-    stamp = _now()
+    stamp = utc_now()
     new = Subscriber(
         email=email.strip(),
         name=name.strip(),
@@ -273,18 +279,18 @@ def add_subscriber(
         source=source,
         fields=dict(fields or {}),
     )
-    key = _checked_new(new, deliverability=check_deliverability)
-    same = _matcher(key)
+    key = checked_new(new, deliverability=check_deliverability)
+    same = address_matcher(key)
     result = "added"
 
     def edit(cols, rows):
         nonlocal result
         if status in ("subscribed", "pending"):
-            _refuse_suppressed(subscribers_dir, key, new.email)
+            refuse_suppressed(subscribers_dir, key, new.email)
         e, s = cols.index("email"), cols.index("status")
         for line, values in rows:
             if same(values[e]):
-                current = _status(values[s])
+                current = status_of(values[s])
                 if result == "added":
                     result = "unchanged"
                     if status == "subscribed" and not resubscribe:
@@ -293,10 +299,10 @@ def add_subscriber(
                     result = "updated"
             yield values
         if result == "added":
-            yield _row(cols, new)
+            yield row_values(cols, new)
         return result != "unchanged"
 
-    _rewrite(path, (*COLUMNS, *new.fields), edit)
+    rewrite(path, (*COLUMNS, *new.fields), edit)
     return result
 
 
@@ -307,7 +313,7 @@ def _refuse_unconfirmed(email: str, current: str, list_name: str, line: int) -> 
             f"{email} is pending in list {list_name!r} (line {line}): they have not confirmed; "
             "add --resubscribe if they asked you to subscribe them"
         )
-    if _RANK.get(current, 0) > 0:
+    if STATUS_RANK.get(current, 0) > 0:
         raise SubscriberError(
             f"{email} is {current} in list {list_name!r} (line {line}); "
             "add --resubscribe if they asked to be subscribed again"
@@ -315,7 +321,7 @@ def _refuse_unconfirmed(email: str, current: str, list_name: str, line: int) -> 
 
 
 def _update_row(
-    cols: _Columns, values: list[str], new: Subscriber, current: str, resubscribe: bool
+    cols: Columns, values: list[str], new: Subscriber, current: str, resubscribe: bool
 ) -> bool:
     changed = False
     target = current
@@ -341,15 +347,15 @@ def _update_row(
 
 def forget(subscribers_dir: Path, email: str) -> dict[str, int]:
     """GDPR erasure: drop the address from every list, keep only its hash; rows removed per list."""
-    key = _key_of(email)
-    same = _matcher(key)
+    key = key_of(email)
+    same = address_matcher(key)
     digest = suppression_hash(key)
 
     def edit_suppressions(cols, rows):
         e, r, at = (cols.index(c) for c in SUPPRESSION_COLUMNS)
         changed, hashed = False, False
         for _, values in rows:
-            found = _suppression_key(values[e])
+            found = suppression_key(values[e])
             if found == key:
                 changed = True  # the plain address goes; the hash below replaces it
                 continue
@@ -357,13 +363,13 @@ def forget(subscribers_dir: Path, email: str) -> dict[str, int]:
             yield values
         if not hashed:
             row = [""] * (len(cols.names) + 1)
-            row[e], row[r], row[at] = digest, "erased", _now()
+            row[e], row[r], row[at] = digest, "erased", utc_now()
             changed = True
             yield row
         return changed
 
     # The hash goes in first, so an erasure interrupted half-way still blocks a re-import.
-    _rewrite(
+    rewrite(
         suppressions_path(subscribers_dir),
         SUPPRESSION_COLUMNS,
         edit_suppressions,
@@ -383,7 +389,7 @@ def forget(subscribers_dir: Path, email: str) -> dict[str, int]:
                     yield values
             return dropped > 0
 
-        _rewrite(list_path(subscribers_dir, list_name), ("email",), edit, create=False)
+        rewrite(list_path(subscribers_dir, list_name), ("email",), edit, create=False)
         if dropped:
             removed[list_name] = dropped
     return removed
@@ -409,14 +415,14 @@ def export(
             f"refusing to write {display(to)}: it would replace a list or the suppression file; "
             f"export to a file outside {display(subscribers_dir)}/"
         )
-    with _open_list(path) as src:
-        target = _atomic_write(to, bom=src.bom) if to is not None else None
+    with open_list(path) as src:
+        target = atomic_write(to, bom=src.bom) if to is not None else None
         with target or _Stream(stream) as out:
-            writer = _Writer(out.file, src.newline)
+            writer = Writer(out.file, src.newline)
             writer.writerow(src.columns.names)
             width, index, written = len(src.columns.names), src.columns.index("status"), 0
             for _, values in src.rows:
-                if not statuses or _status(values[index]) in statuses:
+                if not statuses or status_of(values[index]) in statuses:
                     writer.writerow(values[:width])
                     written += 1
     return written
@@ -445,7 +451,7 @@ def downgrade_status(
     Whether a row changed.
     """
     _known_status(status)
-    only = tuple(s for s in STATUSES if _RANK[s] < _RANK[status])
+    only = tuple(s for s in STATUSES if STATUS_RANK[s] < STATUS_RANK[status])
     _, changed, _ = _update_status(
         subscribers_dir, list_name, email, status, source=source, only=only
     )

@@ -22,14 +22,14 @@ HASH_PREFIX = "sha256:"
 NAME_MAX = 200  # characters of a name a message's To header shows; the rest is cut off
 
 # How far a status is from "may be mailed": imports and merges only ever move rows upwards.
-_RANK = {"subscribed": 0, "pending": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
+STATUS_RANK = {"subscribed": 0, "pending": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
 _LIST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 # Names end up in From/To headers: no line breaks or other control characters.
-_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _ASCII_LOCAL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
-_SURROGATE = re.compile(r"[\udc80-\udcff]")
+SURROGATE = re.compile(r"[\udc80-\udcff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +94,7 @@ _CASE_INSENSITIVE = frozenset(email_validator.rfc_constants.CASE_INSENSITIVE_MAI
 def normalize_email(email: str, *, check_deliverability: bool = False) -> str:
     """email-validator's normalised form (IDNA domain, NFC); raises InvalidEmail."""
     if not check_deliverability:
-        fast = _fast_normalize(email)
+        fast = fast_normalize(email)
         if fast is not None:
             return fast
     try:
@@ -108,7 +108,7 @@ def normalize_email(email: str, *, check_deliverability: bool = False) -> str:
     return result.normalized
 
 
-def _fast_normalize(email: str) -> str | None:
+def fast_normalize(email: str) -> str | None:
     """Same answer as email-validator for plain ASCII local parts, with the domain check cached.
 
     A full validation costs ~50 µs; a million-row list needs ~1 µs. None means "ask the library".
@@ -160,7 +160,7 @@ def email_key(email: str) -> str:
         return email.strip().casefold()
 
 
-def _key_of(email: str) -> str:
+def key_of(email: str) -> str:
     """The key of an address given to change or erase rows; an invalid one would match nothing."""
     try:
         return normalize_email(email.strip()).casefold()
@@ -168,7 +168,7 @@ def _key_of(email: str) -> str:
         raise SubscriberError(f"invalid email address {email.strip()!r}: {exc}") from None
 
 
-def _matcher(key: str) -> Callable[[str], bool]:
+def address_matcher(key: str) -> Callable[[str], bool]:
     """Whether a cell holds the address with this key; most rows are told apart cheaply."""
     local = key.rpartition("@")[0]
 
@@ -247,5 +247,5 @@ def display(path: Path) -> str:
         return str(path)
 
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")

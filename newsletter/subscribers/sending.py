@@ -9,21 +9,21 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from newsletter.subscribers.csvfile import _checked, _status, _subscriber
+from newsletter.subscribers.csvfile import checked_rows, status_of, to_subscriber
 from newsletter.subscribers.model import (
-    _RANK,
     HASH_PREFIX,
+    STATUS_RANK,
     STATUSES,
     Problem,
     Subscriber,
-    _now,
     display,
     email_key,
     existing_list,
     suppression_hash,
+    utc_now,
 )
 from newsletter.subscribers.seen import Seen
-from newsletter.subscribers.store import _rewrite
+from newsletter.subscribers.store import rewrite
 from newsletter.subscribers.suppressions import load_suppressed
 
 
@@ -80,7 +80,7 @@ def sendable(
     gone, ids, ident = withdrawn.statuses, withdrawn.ids, withdrawn.address_id
     problems: list[Problem] | None = [] if skip_bad_rows else None
     where = display(path)
-    for cols, line, values, key, status in _checked(path, problems):
+    for cols, line, values, key, status in checked_rows(path, problems):
         bad = None
         if problems:  # this row's problems, and rows before it that could not be read at all
             yield from _unreadable(problems, line, where)
@@ -107,7 +107,7 @@ def sendable(
         elif bad:
             yield Skipped(key, values[cols.pos["email"]].strip(), f"{where}:{line}", bad)
         else:
-            yield _subscriber(cols, line, values, key)
+            yield to_subscriber(cols, line, values, key)
     if problems:
         yield from _unreadable(problems, None, where)
 
@@ -129,7 +129,7 @@ def downgrade_many(
     is less mailable, in one locked, atomic write; `wanted` is asked with the lock held, so it
     sees what changed while waiting for it. How many rows changed."""
     path = existing_list(subscribers_dir, list_name)
-    stamp = _now()
+    stamp = utc_now()
     changed = 0
 
     def edit(cols, rows):
@@ -142,7 +142,7 @@ def downgrade_many(
             # Most rows are told apart by their local part without normalising the address.
             if targets and not (cell.isascii() and cell.rpartition("@")[0].lower() not in locals_):
                 target = targets.get(email_key(cell))
-                if target and _RANK.get(_status(values[s]), 0) < _RANK[target[0]]:
+                if target and STATUS_RANK.get(status_of(values[s]), 0) < STATUS_RANK[target[0]]:
                     values[s], values[u] = target[0], stamp
                     if target[1]:
                         values[src] = target[1]
@@ -150,5 +150,5 @@ def downgrade_many(
             yield values
         return changed > 0
 
-    _rewrite(path, ("status", "updated_at", "source"), edit, create=False)
+    rewrite(path, ("status", "updated_at", "source"), edit, create=False)
     return changed

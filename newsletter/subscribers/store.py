@@ -15,8 +15,8 @@ from filelock import FileLock, Timeout
 
 from newsletter.errors import SubscriberError
 from newsletter.files import PRIVATE_FILE, make_folder
-from newsletter.subscribers.csvfile import _check, _Columns, _Csv, _open_list
-from newsletter.subscribers.model import _HEADER_UNSAFE, _SURROGATE, COLUMNS, Subscriber, display
+from newsletter.subscribers.csvfile import Columns, CsvSource, check_row, open_list
+from newsletter.subscribers.model import COLUMNS, HEADER_UNSAFE, SURROGATE, Subscriber, display
 
 LOCK_TIMEOUT = 30.0
 
@@ -40,7 +40,7 @@ def _locked(path: Path) -> Iterator[None]:
         lock.release()
 
 
-class _Writer:
+class Writer:
     """csv.writer, plus quotes around a lone CR when lines end in LF.
 
     csv only quotes the characters of its own line terminator, so with "\n" a value holding
@@ -66,7 +66,7 @@ class _Output:
 
 
 @contextmanager
-def _atomic_write(path: Path, *, bom: bool = False) -> Iterator[_Output]:
+def atomic_write(path: Path, *, bom: bool = False) -> Iterator[_Output]:
     """Write a sibling temp file, fsync it and rename it over `path`; on any error, remove it."""
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -110,10 +110,10 @@ def _fsync_dir(folder: Path) -> None:
 
 # An edit receives the (extended) columns and the rows, yields the rows to write, and returns
 # whether it changed anything; when it did not, the original file is left untouched.
-_Edit = Callable[[_Columns, Iterator[tuple[int, list[str]]]], Iterator[list[str]]]
+_Edit = Callable[[Columns, Iterator[tuple[int, list[str]]]], Iterator[list[str]]]
 
 
-def _rewrite(
+def rewrite(
     path: Path,
     needed: Sequence[str],
     edit: _Edit,
@@ -137,19 +137,19 @@ def _rewrite_locked(
         make_folder(path.parent, private=True)
     with _locked(path):
         if path.is_file():
-            source = _open_list(path, known)
+            source = open_list(path, known)
         elif create:
             source = _empty(path, known, needed)
         else:
             raise SubscriberError("file not found", where=display(path))
-        with source as src, _atomic_write(path, bom=src.bom) as out:
+        with source as src, atomic_write(path, bom=src.bom) as out:
             cols = src.columns.extended(needed, known)
             width = len(cols.names)
             grow = [""] * (width - len(src.columns.names))
             rows = ((line, values[:-1] + grow + [""]) for line, values in src.rows)
             if not grow:
                 rows = src.rows
-            writer = _Writer(out.file, src.newline)
+            writer = Writer(out.file, src.newline)
             writer.writerow(cols.names)
             edits = edit(cols, rows)
             while True:
@@ -164,36 +164,36 @@ def _rewrite_locked(
 
 
 @contextmanager
-def _empty(path: Path, known: Sequence[str], needed: Sequence[str]) -> Iterator[_Csv]:
+def _empty(path: Path, known: Sequence[str], needed: Sequence[str]) -> Iterator[CsvSource]:
     names = [*known, *(n for n in needed if n not in known)]
-    src = _Csv(display(path), names, 1, False, "\n", iter(()))
-    src.columns = _Columns.parse(names, known, src.where)
+    src = CsvSource(display(path), names, 1, False, "\n", iter(()))
+    src.columns = Columns.parse(names, known, src.where)
     yield src
 
 
-def _check_value(column: str, value: str) -> None:
-    if "\0" in value or _SURROGATE.search(value):
+def check_value(column: str, value: str) -> None:
+    if "\0" in value or SURROGATE.search(value):
         raise SubscriberError(f"{column}: contains a NUL byte or bytes that are not UTF-8")
 
 
-def _checked_new(sub: Subscriber, *, deliverability: bool = False) -> str:
+def checked_new(sub: Subscriber, *, deliverability: bool = False) -> str:
     """Refuse a subscriber that could not be read back; return its key."""
     for column, value in (("email", sub.email), ("name", sub.name), ("source", sub.source)):
-        _check_value(column, value)
+        check_value(column, value)
     dates = (sub.subscribed_at, sub.updated_at)
-    key, problems = _check(sub.email, sub.name, sub.status, dates, deliverability)
+    key, problems = check_row(sub.email, sub.name, sub.status, dates, deliverability)
     if problems:
         raise SubscriberError(problems[0])
     for name, value in sub.fields.items():
         if not name or name.strip() != name or name.lower() in COLUMNS:
             raise SubscriberError(f"invalid custom field name {name!r}")
-        if _HEADER_UNSAFE.search(name):
+        if HEADER_UNSAFE.search(name):
             raise SubscriberError(f"custom field name {name!r} contains a control character")
-        _check_value(name, value)
+        check_value(name, value)
     return key
 
 
-def _row(cols: _Columns, sub: Subscriber) -> list[str]:
+def row_values(cols: Columns, sub: Subscriber) -> list[str]:
     row = [""] * (len(cols.names) + 1)
     row[cols.index("email")] = sub.email
     row[cols.index("name")] = sub.name
@@ -211,14 +211,14 @@ def write_subscribers(path: Path, subscribers: Iterable[Subscriber]) -> int:
     subs = list(subscribers)
     for sub in subs:
         try:
-            _checked_new(sub)
+            checked_new(sub)
         except SubscriberError as exc:
             raise SubscriberError(f"{sub.email!r}: {exc}") from None
     custom = list(dict.fromkeys(name for sub in subs for name in sub.fields))
     make_folder(path.parent, private=True)
-    with _locked(path), _empty(path, COLUMNS, custom) as src, _atomic_write(path) as out:
-        writer = _Writer(out.file, "\n")
+    with _locked(path), _empty(path, COLUMNS, custom) as src, atomic_write(path) as out:
+        writer = Writer(out.file, "\n")
         writer.writerow(src.columns.names)
         for sub in subs:
-            writer.writerow(_row(src.columns, sub)[:-1])
+            writer.writerow(row_values(src.columns, sub)[:-1])
     return len(subs)

@@ -6,22 +6,22 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from newsletter.errors import SubscriberError
-from newsletter.subscribers.csvfile import _open_list
+from newsletter.subscribers.csvfile import open_list
 from newsletter.subscribers.model import (
     HASH_PREFIX,
     SUPPRESSION_COLUMNS,
     SUPPRESSIONS,
-    _key_of,
-    _now,
     email_key,
     is_suppressed,
+    key_of,
     suppression_hash,
     suppressions_path,
+    utc_now,
 )
-from newsletter.subscribers.store import _check_value, _rewrite
+from newsletter.subscribers.store import check_value, rewrite
 
 
-def _suppression_key(value: str) -> str:
+def suppression_key(value: str) -> str:
     value = value.strip()
     return value.lower() if value.lower().startswith(HASH_PREFIX) else email_key(value)
 
@@ -32,11 +32,11 @@ def suppression_reasons(subscribers_dir: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     reasons: dict[str, str] = {}
-    with _open_list(path, SUPPRESSION_COLUMNS) as src:
+    with open_list(path, SUPPRESSION_COLUMNS) as src:
         e, r = src.columns.index("email"), src.columns.index("reason")
         for _, values in src.rows:
             if values[e].strip():
-                reasons.setdefault(_suppression_key(values[e]), values[r].strip() or "suppressed")
+                reasons.setdefault(suppression_key(values[e]), values[r].strip() or "suppressed")
     return reasons
 
 
@@ -60,9 +60,9 @@ def add_suppressions(subscribers_dir: Path, entries: Iterable[tuple[str, str]]) 
     wanted: dict[str, tuple[str, str]] = {}
     for email, reason in entries:
         email = email.strip()
-        _check_value("email", email)
-        _check_value("reason", reason)
-        wanted.setdefault(_key_of(email), (email, reason))
+        check_value("email", email)
+        check_value("reason", reason)
+        wanted.setdefault(key_of(email), (email, reason))
     added = 0
 
     def edit(cols, rows):
@@ -70,9 +70,9 @@ def add_suppressions(subscribers_dir: Path, entries: Iterable[tuple[str, str]]) 
         e, r, at = (cols.index(c) for c in SUPPRESSION_COLUMNS)
         present: set[str] = set()
         for _, values in rows:
-            present.add(_suppression_key(values[e]))
+            present.add(suppression_key(values[e]))
             yield values
-        stamp = _now()
+        stamp = utc_now()
         for key, (email, reason) in wanted.items():
             if not is_suppressed(key, present):
                 row = [""] * (len(cols.names) + 1)
@@ -82,13 +82,13 @@ def add_suppressions(subscribers_dir: Path, entries: Iterable[tuple[str, str]]) 
         return added > 0
 
     if wanted:
-        _rewrite(
+        rewrite(
             suppressions_path(subscribers_dir), SUPPRESSION_COLUMNS, edit, known=SUPPRESSION_COLUMNS
         )
     return added
 
 
-def _refuse_suppressed(subscribers_dir: Path, key: str, email: str) -> None:
+def refuse_suppressed(subscribers_dir: Path, key: str, email: str) -> None:
     # Called with the list's lock held: `forget` writes its hash before it takes list locks,
     # so an edit either sees the hash or runs before `forget` edits the list.
     reason = suppression_reason(key, suppression_reasons(subscribers_dir))
