@@ -151,21 +151,3 @@ def _apply_actions(folder: Path, journal: Journal) -> tuple[int, int]:
             done -= {a.id for a in actions if a.list_name in (None, list_name)}
     journal.mark_applied("actions", done)
     return changed, suppressed
-
-
-def clear(state_dir: Path, key: str, list_name: str | None = None) -> int:
-    """Take back the opt-outs of an address: on one list (they asked to be subscribed again),
-    or everywhere with its provider actions too (`forget`). How many entries went."""
-    from newsletter.tokens import load_secret
-
-    journal = Journal.existing(state_dir)
-    if journal is None:
-        return 0
-    secret = load_secret(state_dir)
-    with journal:
-        entries = [
-            (u.list_name, u.address_id)
-            for u in journal.unsubscribes(list_name)
-            if u.key == key or u.address_id == address_id(secret, u.list_name, key)
-        ]
-        return journal.forget(entries, key if list_name is None else None)

@@ -9,6 +9,13 @@ through a rewrite unchanged, so no edit ever drops a row it did not mean to.
 
 from __future__ import annotations
 
+from newsletter.subscribers.changes import (
+    add_subscriber,
+    downgrade_status,
+    forget,
+    remove_subscriber,
+    set_status,
+)
 from newsletter.subscribers.csvfile import (
     MAX_LINE,
     iter_rows,
@@ -25,14 +32,9 @@ from newsletter.subscribers.importing import (
 )
 from newsletter.subscribers.lists import (
     Page,
-    add_subscriber,
     count,
-    downgrade_status,
     export,
-    forget,
     page,
-    remove_subscriber,
-    set_status,
     validate,
     validate_file,
 )

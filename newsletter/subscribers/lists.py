@@ -1,53 +1,41 @@
-"""Operations on one list or all of them: read, count, page, validate, change, forget, export."""
+"""Reading lists: count, page, validate, export (changes are in subscribers.changes)."""
 
 from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from newsletter.errors import SubscriberError
 from newsletter.subscribers.csvfile import (
-    Columns,
     checked_rows,
     open_list,
     status_of,
     to_subscriber,
 )
 from newsletter.subscribers.model import (
-    COLUMNS,
-    FIELD_NAME,
     HASH_PREFIX,
     NAME_MAX,
-    STATUS_RANK,
     STATUSES,
     SUPPRESSION_COLUMNS,
     InvalidEmail,
     Problem,
     Subscriber,
-    address_matcher,
     display,
     existing_list,
-    key_of,
+    known_status,
     list_names,
     list_path,
     normalize_email,
-    suppression_hash,
     suppressions_path,
-    utc_now,
 )
 from newsletter.subscribers.store import (
     Writer,
     atomic_write,
-    check_value,
-    checked_new,
-    rewrite,
-    row_values,
 )
-from newsletter.subscribers.suppressions import refuse_suppressed, suppression_key
 
 
 @dataclass(frozen=True)
@@ -166,235 +154,6 @@ def _problem(exc: SubscriberError) -> Problem:
     return Problem(exc.where or "", 0, exc.message)
 
 
-def _known_status(status: str) -> None:
-    if status not in STATUSES:
-        raise SubscriberError(f"unknown status {status!r} (expected one of: {', '.join(STATUSES)})")
-
-
-# --- changing lists --------------------------------------------------------------------------
-
-
-def set_status(
-    subscribers_dir: Path, list_name: str, email: str, status: str, *, source: str = ""
-) -> bool:
-    """Set the status of every row with this address (locked, atomic); whether a row changed."""
-    _, changed, _ = _update_status(subscribers_dir, list_name, email, status, source=source)
-    return changed > 0
-
-
-def remove_subscriber(
-    subscribers_dir: Path, list_name: str, email: str, *, source: str = ""
-) -> tuple[bool, str]:
-    """Mark an address unsubscribed, keeping the row; (changed, status it had)."""
-    found, changed, previous = _update_status(
-        subscribers_dir,
-        list_name,
-        email,
-        "unsubscribed",
-        source=source,
-        only=("subscribed", "pending"),
-    )
-    if not found:
-        raise SubscriberError(f"{email.strip()} is not in list {list_name!r}")
-    return changed > 0, previous
-
-
-def _update_status(
-    subscribers_dir: Path,
-    list_name: str,
-    email: str,
-    status: str,
-    *,
-    source: str,
-    only: Sequence[str] | None = None,
-) -> tuple[int, int, str]:
-    _known_status(status)
-    check_value("source", source)
-    path = existing_list(subscribers_dir, list_name)
-    key = key_of(email)
-    same = address_matcher(key)
-    stamp = utc_now()
-    found = changed = 0
-    previous = ""
-
-    def edit(cols, rows):
-        nonlocal found, changed, previous
-        if status in ("subscribed", "pending"):
-            refuse_suppressed(subscribers_dir, key, email.strip())
-        e, s, u = cols.index("email"), cols.index("status"), cols.index("updated_at")
-        sa, src = cols.index("subscribed_at"), cols.index("source")
-        for _, values in rows:
-            if same(values[e]):
-                found += 1
-                current = status_of(values[s])
-                previous = previous or current
-                if current != status and (only is None or current in only):
-                    values[s], values[u] = status, stamp
-                    if source:
-                        values[src] = source
-                    if status == "subscribed" and not values[sa].strip():
-                        values[sa] = stamp
-                    changed += 1
-            yield values
-        return changed > 0
-
-    needed = ["status", "updated_at"] + (["source"] if source else [])
-    needed += ["subscribed_at"] if status == "subscribed" else []
-    rewrite(path, needed, edit, create=False)
-    return found, changed, previous
-
-
-def add_subscriber(
-    subscribers_dir: Path,
-    list_name: str,
-    email: str,
-    *,
-    name: str = "",
-    fields: Mapping[str, str] | None = None,
-    status: str = "subscribed",
-    source: str = "",
-    resubscribe: bool = False,
-    check_deliverability: bool = False,
-) -> str:
-    """Add an address (or update its name and fields); returns 'added', 'updated' or 'unchanged'.
-
-    An unsubscribed, bounced or complained row is only subscribed again with `resubscribe`,
-    and a suppressed address never is.
-    """
-    _known_status(status)
-    for key in fields or {}:
-        if not FIELD_NAME.fullmatch(key) or key.lower() in COLUMNS:
-            raise SubscriberError(
-                f"invalid field name {key!r}: use letters, digits, '_' and '-', "
-                f"and none of {', '.join(COLUMNS)}"
-            )
-    path = list_path(subscribers_dir, list_name)
-    stamp = utc_now()
-    new = Subscriber(
-        email=email.strip(),
-        name=name.strip(),
-        status=status,
-        subscribed_at=stamp if status == "subscribed" else "",
-        updated_at=stamp,
-        source=source,
-        fields=dict(fields or {}),
-    )
-    key = checked_new(new, deliverability=check_deliverability)
-    same = address_matcher(key)
-    result = "added"
-
-    def edit(cols, rows):
-        nonlocal result
-        if status in ("subscribed", "pending"):
-            refuse_suppressed(subscribers_dir, key, new.email)
-        e, s = cols.index("email"), cols.index("status")
-        for line, values in rows:
-            if same(values[e]):
-                current = status_of(values[s])
-                if result == "added":
-                    result = "unchanged"
-                    if status == "subscribed" and not resubscribe:
-                        _refuse_unconfirmed(new.email, current, list_name, line)
-                if _update_row(cols, values, new, current, resubscribe):
-                    result = "updated"
-            yield values
-        if result == "added":
-            yield row_values(cols, new)
-        return result != "unchanged"
-
-    rewrite(path, (*COLUMNS, *new.fields), edit)
-    return result
-
-
-def _refuse_unconfirmed(email: str, current: str, list_name: str, line: int) -> None:
-    """Only the person subscribes an address that left or never confirmed (or --resubscribe)."""
-    if current == "pending":
-        raise SubscriberError(
-            f"{email} is pending in list {list_name!r} (line {line}): they have not confirmed; "
-            "add --resubscribe if they asked you to subscribe them"
-        )
-    if STATUS_RANK.get(current, 0) > 0:
-        raise SubscriberError(
-            f"{email} is {current} in list {list_name!r} (line {line}); "
-            "add --resubscribe if they asked to be subscribed again"
-        )
-
-
-def _update_row(
-    cols: Columns, values: list[str], new: Subscriber, current: str, resubscribe: bool
-) -> bool:
-    changed = False
-    target = current
-    if new.status == "subscribed" and resubscribe:
-        target = "subscribed"
-    if target != current:
-        values[cols.index("status")] = target
-        if not values[cols.index("subscribed_at")].strip():
-            values[cols.index("subscribed_at")] = new.updated_at
-        if new.source:
-            values[cols.index("source")] = new.source
-        changed = True
-    updates = ({"name": new.name} if new.name else {}) | dict(new.fields)
-    for column, value in updates.items():
-        i = cols.index(column)
-        if values[i].strip() != value:
-            values[i] = value
-            changed = True
-    if changed:
-        values[cols.index("updated_at")] = new.updated_at
-    return changed
-
-
-def forget(subscribers_dir: Path, email: str) -> dict[str, int]:
-    """GDPR erasure: drop the address from every list, keep only its hash; rows removed per list."""
-    key = key_of(email)
-    same = address_matcher(key)
-    digest = suppression_hash(key)
-
-    def edit_suppressions(cols, rows):
-        e, r, at = (cols.index(c) for c in SUPPRESSION_COLUMNS)
-        changed, hashed = False, False
-        for _, values in rows:
-            found = suppression_key(values[e])
-            if found == key:
-                changed = True  # the plain address goes; the hash below replaces it
-                continue
-            hashed = hashed or found == digest
-            yield values
-        if not hashed:
-            row = [""] * (len(cols.names) + 1)
-            row[e], row[r], row[at] = digest, "erased", utc_now()
-            changed = True
-            yield row
-        return changed
-
-    # The hash goes in first, so an erasure interrupted half-way still blocks a re-import.
-    rewrite(
-        suppressions_path(subscribers_dir),
-        SUPPRESSION_COLUMNS,
-        edit_suppressions,
-        known=SUPPRESSION_COLUMNS,
-    )
-    removed: dict[str, int] = {}
-    for list_name in list_names(subscribers_dir):
-        dropped = 0
-
-        def edit(cols, rows):
-            nonlocal dropped
-            e = cols.index("email")
-            for _, values in rows:
-                if same(values[e]):
-                    dropped += 1
-                else:
-                    yield values
-            return dropped > 0
-
-        rewrite(list_path(subscribers_dir, list_name), ("email",), edit, create=False)
-        if dropped:
-            removed[list_name] = dropped
-    return removed
-
-
 # --- export ----------------------------------------------------------------------------------
 
 
@@ -408,7 +167,7 @@ def export(
 ) -> int:
     """Write a list (all rows, or those with the given statuses) as CSV; returns the row count."""
     for status in statuses:
-        _known_status(status)
+        known_status(status)
     path = existing_list(subscribers_dir, list_name)
     if to is not None and to.resolve().parent == subscribers_dir.resolve() and to.suffix == ".csv":
         raise SubscriberError(
@@ -437,22 +196,3 @@ class _Stream:
 
     def __exit__(self, *exc) -> None:
         self.file.flush()
-
-
-# --- for newsletter serve (web unsubscribe, webhooks) ----------------------------------------
-
-
-def downgrade_status(
-    subscribers_dir: Path, list_name: str, email: str, status: str, *, source: str = ""
-) -> bool:
-    """Move this address's rows to a less mailable status, never back up (locked, atomic).
-
-    A bounce after a complaint leaves `complained`; an unsubscribe leaves `bounced`.
-    Whether a row changed.
-    """
-    _known_status(status)
-    only = tuple(s for s in STATUSES if STATUS_RANK[s] < STATUS_RANK[status])
-    _, changed, _ = _update_status(
-        subscribers_dir, list_name, email, status, source=source, only=only
-    )
-    return changed > 0

@@ -249,3 +249,9 @@ def display(path: Path) -> str:
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def known_status(status: str) -> None:
+    """Refuse a status that is not one of STATUSES."""
+    if status not in STATUSES:
+        raise SubscriberError(f"unknown status {status!r} (expected one of: {', '.join(STATUSES)})")

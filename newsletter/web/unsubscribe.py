@@ -6,6 +6,7 @@ import logging
 
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,6 +15,8 @@ from newsletter.errors import NewsletterError, SubscriberError
 from newsletter.tokens import Claims
 from newsletter.web.events import web_event
 from newsletter.web.service import Service
+
+Owner = tuple[Claims, str | None]  # a token's claims and the key of its row, if found
 
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 
@@ -27,11 +30,16 @@ async def page(service: Service, request: Request) -> Response:
     return service.page(request, "unsubscribe", forms=(request.url.path,))
 
 
+async def posted(service: Service, request: Request) -> tuple[FormData, Owner | None]:
+    """The form posted to a token's address, and whose the token is."""
+    form = await service.form(request)
+    return form, await service.token_owner(request)
+
+
 async def unsubscribe(service: Service, request: Request) -> Response:
     """POST: RFC 8058 one-click (no CSRF token, as mailbox providers send it) or the page's form."""
     token = request.path_params["token"]
-    form = await service.form(request)
-    found = await service.token_owner(request)
+    form, found = await posted(service, request)
     if found is None:
         return service.invalid_link(request)
     one_click = form.get(ONE_CLICK[0]) == ONE_CLICK[1]
@@ -71,8 +79,7 @@ def record(service: Service, claims: Claims, key: str | None, via: str) -> bool:
 async def resubscribe(service: Service, request: Request) -> Response:
     """POST from the unsubscribed page: undo, for rows that are `unsubscribed` only."""
     token = request.path_params["token"]
-    form = await service.form(request)
-    found = await service.token_owner(request)
+    form, found = await posted(service, request)
     if found is None:
         return service.invalid_link(request)
     if not service.csrf_ok(request, form):

@@ -1,0 +1,91 @@
+"""The state folder's SQLite files, opened one way: private, WAL, a schema version, their own error."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+
+import pytest
+
+from newsletter.ledger import Ledger
+from newsletter.optouts import Journal, JournalError
+from newsletter.web.events import EventStore, EventStoreError
+from newsletter.web.requests import RequestStore, RequestStoreError
+
+
+@pytest.fixture(autouse=True)
+def normal_umask():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+STORES = {
+    "events": (lambda state: EventStore.for_workspace(state), "events.sqlite3", EventStoreError),
+    "journal": (lambda state: Journal(state), "optouts.sqlite3", JournalError),
+    "requests": (
+        lambda state: RequestStore.for_workspace(state),
+        "optin.sqlite3",
+        RequestStoreError,
+    ),
+}
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_each_store_is_a_private_wal_file_with_a_schema_version(tmp_path, store):
+    opener, name, _ = STORES[store]
+    state = tmp_path / ".newsletter"
+    with opener(state):
+        db = sqlite3.connect(state / name)
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        db.close()
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in state.glob(f"{name}*")} == {
+            name: 0o600,
+            f"{name}-wal": 0o600,
+            f"{name}-shm": 0o600,
+        }
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_each_store_refuses_a_schema_from_a_newer_version_with_its_own_error(tmp_path, store):
+    opener, name, error = STORES[store]
+    state = tmp_path / ".newsletter"
+    state.mkdir()
+    sqlite3.connect(state / name).execute("PRAGMA user_version = 2")
+    with pytest.raises(error, match="has schema version 2, newer than this program's 1: upgrade"):
+        opener(state)
+
+
+def test_opt_in_requests_from_before_the_schema_version_still_open(tmp_path):
+    state = tmp_path / ".newsletter"
+    state.mkdir()
+    old = sqlite3.connect(state / "optin.sqlite3")
+    old.execute(
+        "CREATE TABLE requests (list TEXT NOT NULL, address_id TEXT NOT NULL, "
+        "request_id TEXT NOT NULL, row_status TEXT NOT NULL, row_updated TEXT NOT NULL, "
+        "requested_at TEXT NOT NULL, confirmed_at TEXT, PRIMARY KEY (list, address_id))"
+    )
+    old.execute("INSERT INTO requests VALUES ('main', 'id1', 'r1', 'pending', 't', 't', NULL)")
+    old.commit()
+    old.close()
+    with RequestStore.for_workspace(state) as store:
+        found = store.get("main", "id1", "r1")
+    assert found is not None and found.row_status == "pending"
+
+
+def test_a_store_that_is_not_a_database_is_reported_by_name(tmp_path):
+    state = tmp_path / ".newsletter"
+    state.mkdir()
+    (state / "optouts.sqlite3").write_bytes(b"not a database" * 100)
+    with pytest.raises(JournalError, match="cannot open the opt-out journal"):
+        Journal(state)
+
+
+def test_the_in_memory_ledger_needs_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with Ledger(None) as ledger:
+        assert ledger.counts("issue") == {}
+    assert list(tmp_path.iterdir()) == []
