@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 from newsletter.errors import NewsletterError
 from newsletter.files import create_private
@@ -110,7 +111,7 @@ class Database:
         with self._lock:
             self._db.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,4 +1,4 @@
-"""GDPR erasure across the workspace: lists, the send ledger and the event store."""
+"""GDPR erasure across the workspace: lists, the opt-out journal, the send ledger, the events."""
 
 from __future__ import annotations
 
@@ -29,9 +29,6 @@ def forget_everywhere(config: Config, email: str) -> Erasure:
         with Ledger.for_workspace(config.state_dir) as ledger:
             ledger_rows = ledger.forget(key, subs.suppression_hash(key))
     if (config.state_dir / EVENTS_NAME).exists():
-        store = EventStore.for_workspace(config.state_dir)
-        try:
+        with EventStore.for_workspace(config.state_dir) as store:
             events = store.forget(sorted({email.strip(), key}))
-        finally:
-            store.close()
     return Erasure(removed, ledger_rows, events)
