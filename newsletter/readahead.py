@@ -103,7 +103,8 @@ class ReadAhead:
         while True:
             try:
                 kind, payload = self._reader.recv()
-            except EOFError:
+            # OSError: killed in the middle of writing a chunk ("got end of file during message").
+            except (EOFError, OSError):
                 self._child.join(5)
                 code = self._child.exitcode
                 how = f"killed by signal {-code}" if code and code < 0 else f"exit code {code}"
