@@ -76,8 +76,7 @@ def send(
     config = load(config_path)
     provider = provider or config.send.provider
     send_at = _schedule(at, provider, ask=not dry_run)
-    started = time.monotonic()
-    prepared, summary = run_engine(
+    prepared, summary, elapsed = run_engine(
         config,
         issue,
         functools.partial(_approve, send_at=send_at, yes=yes or dry_run),
@@ -94,12 +93,26 @@ def send(
 
     folder = files.show(outbox.folder_for(config, prepared.slug)) if provider == "outbox" else None
     test_command = _test_command(issue, prepared, as_email) if prepared.is_test else None
-    show.summary(summary, time.monotonic() - started, issue, folder, test_command)
+    show.summary(summary, elapsed, issue, folder, test_command)
     raise typer.Exit(int(summary.exit_code))
 
 
-def run_engine(config, issue: Path, approve, *, provider: str, settings: dict, **request):
-    """The one call into the send engine: prepare, check the provider, plan, approve, run.
+def run_engine(
+    config,
+    issue: Path,
+    approve,
+    *,
+    provider: str,
+    list_name: str | None,
+    test_to: list[str] | tuple[str, ...],
+    as_email: str | None,
+    settings: dict,
+    dry_run: bool,
+    sandbox: bool,
+    send_at: int | None,
+):
+    """The one call into the send engine: prepare, check the provider, plan, approve, run;
+    (prepared send, summary, seconds the run took).
 
     `approve(prepared, plan, settings, ledger)` shows the plan and returns the progress
     reporter, or stops the send by raising typer.Exit.
@@ -107,19 +120,21 @@ def run_engine(config, issue: Path, approve, *, provider: str, settings: dict, *
     from newsletter import send as engine
     from newsletter.providers import SendOptions, make_provider
 
-    dry_run, sandbox = request.pop("dry_run"), request.pop("sandbox")
     if sandbox and not engine.supports(provider, "sandbox"):
         able = engine.providers_supporting("sandbox")
         raise UsageError(
             f"--sandbox needs a provider with a sandbox mode ({able}); {provider} has none"
         )
-    options = SendOptions(sandbox=sandbox, send_at=request.pop("send_at"))
-    prepared = engine.prepare(config, issue, provider=provider, **request)
+    options = SendOptions(sandbox=sandbox, send_at=send_at)
+    prepared = engine.prepare(
+        config, issue, list_name=list_name, provider=provider, test_to=test_to, as_email=as_email
+    )
     tuned = engine.settings_for(config, provider, dry_run=dry_run, **settings)
     make_provider(provider, config, options=options).close()  # settings and secrets, before asking
     with engine.open_ledger(config, prepared, sandbox=sandbox, dry_run=dry_run) as ledger:
         plan = engine.plan(prepared, ledger, tuned)
         with approve(prepared, plan, tuned, ledger) as reporter:
+            started = time.monotonic()
             summary = engine.run(
                 prepared,
                 ledger,
@@ -128,7 +143,7 @@ def run_engine(config, issue: Path, approve, *, provider: str, settings: dict, *
                 on_progress=reporter,
                 total=plan.to_send,
             )
-    return prepared, summary
+    return prepared, summary, time.monotonic() - started
 
 
 def _approve(prepared, plan, settings, ledger, *, send_at: int | None, yes: bool):
