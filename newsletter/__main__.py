@@ -1,3 +1,5 @@
+"""`python -m newsletter`: the same command as `newsletter`."""
+
 from newsletter.cli import main
 
 main()

@@ -27,6 +27,12 @@ class NewsletterError(Exception):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+class UsageError(NewsletterError):
+    """Options that cannot work together, or a question that needs a terminal to be asked."""
+
+    exit_code = ExitCode.USAGE
+
+
 class ConfigError(NewsletterError):
     """newsletter.toml, an environment variable or a secret is missing or wrong."""
 

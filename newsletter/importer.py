@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -16,6 +17,36 @@ _BULLET = re.compile(r"^\s*[•·\-*–]\s+")
 _SPACES = re.compile(r"[ \t\u00a0\u2007\u202f]+")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>{}|])")
 _LINE_START = re.compile(r"^(#|>|\+|-|=|\d+[.)])")
+
+_MONTHS = {
+    name: number
+    for number, names in enumerate(
+        [("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"),
+         ("may",), ("june", "jun"), ("july", "jul"), ("august", "aug"),
+         ("september", "sept", "sep"), ("october", "oct"), ("november", "nov"),
+         ("december", "dec")],
+        1,
+    )
+    for name in names
+}  # fmt: skip
+_MONTH = r"(?P<month>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\b\.?"
+_DAY = r"(?P<day>\d{1,2})(?:st|nd|rd|th)?\b"
+_YEAR = r"(?:,?\s+(?P<year>\d{4})\b)?"
+_DATES = [
+    re.compile(r"\b(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})\b"),
+    re.compile(rf"\b{_MONTH}\s+{_DAY}{_YEAR}", re.I),  # January 21st, 2022
+    re.compile(rf"\b{_DAY}\s+(?:of\s+)?{_MONTH}{_YEAR}", re.I),  # 21 January 2022
+]
+
+
+@dataclass(frozen=True)
+class NewIssue:
+    """An issue file to write: its name, its text, and where its date came from."""
+
+    name: str
+    text: str
+    date: dt.date
+    date_from_title: bool
 
 
 def clean(text: str) -> str:
@@ -33,8 +64,49 @@ def escape_markdown(text: str) -> str:
     return _LINE_START.sub(r"\\\1", text)
 
 
-def text_to_issue(source: str, date: dt.date, where: str = "text") -> tuple[str, str]:
-    """Convert a plain-text roundup into (file name, issue file text)."""
+def date_in_title(title: str, today: dt.date | None = None) -> dt.date | None:
+    """The day a title names ("Week of January 21st"), or None.
+
+    Without a year it is the nearest such day to today, back or ahead: a roundup is
+    converted soon after its week, an issue is started a few days before it.
+    """
+    today = today or dt.date.today()
+    for pattern in _DATES:
+        for found in pattern.finditer(title):
+            month = found["month"]
+            month = int(month) if month.isdigit() else _MONTHS[month.lower().rstrip(".")]
+            day, year = int(found["day"]), found["year"]
+            years = [int(year)] if year else range(today.year - 4, today.year + 5)
+            days = []
+            for candidate in years:
+                try:
+                    days.append(dt.date(candidate, month, day))
+                except ValueError:  # February 30th, or a 29th outside a leap year
+                    continue
+            if days:
+                return min(days, key=lambda d: (abs(d - today), d > today))
+    return None
+
+
+def _dated(name_part: str, date: dt.date | None) -> tuple[dt.date, bool]:
+    """The given date, else the title's, else today; and whether it came from the title."""
+    if date is not None:
+        return date, False
+    named = date_in_title(name_part)
+    return (named, True) if named else (dt.date.today(), False)
+
+
+def file_to_issue(path: Path, date: dt.date | None = None) -> NewIssue:
+    """Read a plain-text roundup file and convert it (see text_to_issue)."""
+    try:
+        source = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IssueError(f"cannot read: {exc}", where=str(path)) from None
+    return text_to_issue(source, date, where=str(path))
+
+
+def text_to_issue(source: str, date: dt.date | None = None, where: str = "text") -> NewIssue:
+    """Convert a plain-text roundup into an issue file, dated `date` or by its title."""
     lines = [clean(line) for line in source.replace("\r\n", "\n").split("\n")]
     numbered = [(n, line) for n, line in enumerate(lines, 1) if line]
     if not numbered:
@@ -60,6 +132,7 @@ def text_to_issue(source: str, date: dt.date, where: str = "text") -> tuple[str,
         )
     first = stories[0]["headline"].strip(_QUOTES + "”’»")
     more = len(stories) - 1
+    date, from_title = _dated(title, date)
     meta = {
         "title": title,
         "date": date,
@@ -76,11 +149,12 @@ def text_to_issue(source: str, date: dt.date, where: str = "text") -> tuple[str,
         if story["summary"]:
             parts.append("\n\n".join(escape_markdown(p) for p in story["summary"]) + "\n")
     name = f"{date.isoformat()}-{slugify(title)}.md"
-    return name, "\n".join(parts)
+    return NewIssue(name, "\n".join(parts), date, from_title)
 
 
-def new_issue_text(title: str, date: dt.date) -> tuple[str, str]:
-    """A skeleton issue file to start writing in."""
+def new_issue_text(title: str, date: dt.date | None = None) -> NewIssue:
+    """A skeleton issue file to start writing in, dated `date` or by its title."""
+    date, from_title = _dated(title, date)
     front = yaml.safe_dump(
         {"title": title, "date": date, "preheader": "One line that shows after the subject"},
         allow_unicode=True,
@@ -94,13 +168,15 @@ def new_issue_text(title: str, date: dt.date) -> tuple[str, str]:
         "## Second headline\n\n"
         "Write the summary here. Every `## ` heading starts a new story.\n"
     )
-    return f"{date.isoformat()}-{slugify(title)}.md", f"---\n{front}---\n\n{body}"
+    name = f"{date.isoformat()}-{slugify(title)}.md"
+    return NewIssue(name, f"---\n{front}---\n\n{body}", date, from_title)
 
 
-def write_new(folder: Path, name: str, text: str, force: bool = False) -> Path:
-    path = folder / name
+def write_new(folder: Path, issue: NewIssue, force: bool = False) -> Path:
+    """Write a new issue file into `folder`; an existing file only with `force`."""
+    path = folder / issue.name
     if path.exists() and not force:
         raise IssueError("already exists; pick another title or pass --force", where=str(path))
     folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    path.write_text(issue.text, encoding="utf-8")
     return path

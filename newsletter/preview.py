@@ -22,6 +22,8 @@ class PreviewResult:
     html_path: Path
     text_path: Path
     eml_path: Path
+    list_name: str = ""
+    subscriber: tuple[str, str] | None = None  # (address, name) of the --as subscriber
 
     @property
     def html_bytes(self) -> int:
@@ -70,4 +72,5 @@ def preview(
             os.replace(tmp, path)
         except OSError as exc:
             raise OutputError(f"cannot write: {exc.strerror or exc}", where=show(path)) from None
-    return PreviewResult(checked, folder, *paths)
+    subscriber = (recipient["email"], name) if as_email else None
+    return PreviewResult(checked, folder, *paths, list_name=list_name, subscriber=subscriber)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 from newsletter.config import CONFIG_NAME
 from newsletter.errors import ConfigError
 from newsletter.importer import new_issue_text
-from newsletter.render import BUILTIN_TEMPLATES
 
 SKELETON = Path(__file__).parent / "skeleton"
 
 
 def init_workspace(directory: Path) -> list[Path]:
-    """Create newsletter.toml, templates/, issues/ with an example, subscribers/main.csv."""
+    """Create newsletter.toml, .gitignore, issues/ with an example, subscribers/main.csv.
+
+    No templates: a copy in templates/ overrides the built-in one for good and never gets
+    its fixes, so a publisher copies only the one they change (see the README).
+    """
     target = directory / CONFIG_NAME
     if target.exists():
         raise ConfigError(f"{target} already exists; not overwriting a workspace")
@@ -33,8 +35,6 @@ def init_workspace(directory: Path) -> list[Path]:
     put(
         directory / "subscribers" / "main.csv", (SKELETON / "subscribers" / "main.csv").read_bytes()
     )
-    for source in sorted(BUILTIN_TEMPLATES.rglob("*.j2")):
-        put(directory / "templates" / source.relative_to(BUILTIN_TEMPLATES), source.read_bytes())
-    name, text = new_issue_text("Welcome to the first issue", dt.date.today())
-    put(directory / "issues" / name, text.encode())
+    example = new_issue_text("Welcome to the first issue")
+    put(directory / "issues" / example.name, example.text.encode())
     return created

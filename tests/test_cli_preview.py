@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
 import shutil
@@ -100,7 +101,7 @@ def test_errors_fail_preview_and_warnings_only_with_strict(workspace):
     assert "error unresolved-merge-field" in errors.output
     warnings = run("preview", "issues/problems/links.md")
     assert warnings.exit_code == 0
-    assert "Checks:    0 error(s), 8 warning(s)" in warnings.output
+    assert "Checks:    0 errors, 8 warnings" in warnings.output
     strict = run("preview", "issues/problems/links.md", "--strict")
     assert strict.exit_code == 1
 
@@ -162,8 +163,7 @@ def test_init_creates_a_workspace_that_previews(tmp_path, monkeypatch):
     result = run("init", "letter")
     assert result.exit_code == 0, result.output
     root = tmp_path / "letter"
-    for part in ("newsletter.toml", "subscribers/main.csv", "templates/default.mjml.j2",
-                 "templates/partials/footer.mjml.j2", ".gitignore"):  # fmt: skip
+    for part in ("newsletter.toml", "subscribers/main.csv", ".gitignore"):
         assert (root / part).exists(), part
     issue = next((root / "issues").glob("*.md"))
     monkeypatch.chdir(root)
@@ -184,3 +184,62 @@ def test_repository_root_is_a_working_workspace(tmp_path, monkeypatch):
         "preview", "issues/2022-01-21-nato-weekly-roundup-week-of-january-21st.md", "--strict"
     )
     assert result.exit_code == 0, result.output
+
+
+def test_new_prints_the_path_it_created(workspace):
+    result = run("new", "Week of March 4th", "--date", "2026-03-04")
+    assert result.exit_code == 0, result.output
+    assert result.output == f"created {Path('issues/2026-03-04-week-of-march-4th.md')}\n"
+
+
+def test_new_from_text_dates_the_issue_from_the_year_in_its_title(workspace, tmp_path):
+    roundup = tmp_path / "roundup.txt"
+    sample = REPO / "tests/fixtures/samples/nato-weekly-roundup-week-of-january-21st.txt"
+    text = sample.read_text(encoding="utf-8-sig")
+    roundup.write_text(text.replace("January 21st", "January 21st, 2022", 1), encoding="utf-8")
+    result = run("new", "--from-text", str(roundup))
+    assert result.exit_code == 0, result.output
+    name = "2022-01-21-nato-weekly-roundup-week-of-january-21st-2022.md"
+    assert result.output == (
+        f"created {Path('issues') / name} (dated 2022-01-21 from the title; --date to change)\n"
+    )
+    assert "\ndate: 2022-01-21\n" in (workspace / "issues" / name).read_text(encoding="utf-8")
+
+
+def test_new_from_text_without_a_year_takes_the_nearest_such_day(workspace):
+    sample = REPO / "tests/fixtures/samples/nato-weekly-roundup-week-of-january-21st.txt"
+    today = dt.date.today()
+    nearest = min(
+        (dt.date(year, 1, 21) for year in (today.year - 1, today.year, today.year + 1)),
+        key=lambda day: abs(day - today),
+    )
+    result = run("new", "--from-text", str(sample))
+    assert result.exit_code == 0, result.output
+    assert (
+        workspace / "issues" / f"{nearest}-nato-weekly-roundup-week-of-january-21st.md"
+    ).exists()
+
+
+def test_new_date_option_wins_over_the_title(workspace):
+    result = run("new", "Week of March 4th, 2024", "--date", "2026-05-01")
+    assert result.exit_code == 0, result.output
+    assert (workspace / "issues" / "2026-05-01-week-of-march-4th-2024.md").exists()
+
+
+def test_init_copies_no_template_so_the_built_ins_keep_their_updates(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("init", "letter")
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "letter"
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    issue = next(f for f in files if f.startswith("issues"))
+    assert files == sorted([".gitignore", "newsletter.toml", "subscribers/main.csv", issue])
+    assert "Templates: the built-in ones" in result.output
+
+
+def test_preview_as_says_which_subscriber_it_rendered_as(workspace):
+    result = run("preview", "issues/merge.md", "--as", "ADA@example.org")
+    assert result.exit_code == 0, result.output
+    assert "As:        Ada Lovelace <ada@example.org> (list main)\n" in result.output
+    plain = run("preview", "issues/merge.md")
+    assert "As:" not in plain.output

@@ -118,7 +118,7 @@ def test_preview_prints_client_support_warnings_from_a_template(workspace, monke
     shutil.copy(COMPAT / "flex.md", workspace / "issues" / "flex.md")
     result = CliRunner().invoke(app, ["preview", "issues/flex.md", "--strict"])
     assert result.exit_code == 1, result.output
-    assert "Checks:    0 error(s), 1 warning(s)" in result.output
+    assert "Checks:    0 errors, 1 warning" in result.output
     line = next(x for x in result.output.splitlines() if "client-support" in x)
     assert line.startswith("  email.html:")
     assert "warning client-support: display:flex (`display: flex`) is not supported by " in line

@@ -36,3 +36,36 @@ def test_readme_gives_the_two_commands():
     assert "pip install -e '.[test]' && python -m pytest" in README
     ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert "python -m pip install -q -e '.[test]'" in ci and "python -m pytest" in ci
+
+
+def quick_tour() -> list[list[str]]:
+    """The commands of the README's Quick tour, split as a shell would."""
+    import re
+    import shlex
+
+    block = re.search(r"## Quick tour\n\n```sh\n(.*?)```", README, re.S)
+    return [shlex.split(line, comments=True) for line in block[1].splitlines() if line.strip()]
+
+
+def test_the_quick_tour_runs_as_written_on_any_day(tmp_path, monkeypatch):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    sample = Path(__file__).parent / "fixtures/samples/nato-weekly-roundup-week-of-january-21st.txt"
+    for args in quick_tour():
+        if args[0] == "cd":
+            monkeypatch.chdir(args[1])
+            continue
+        assert args[0] == "newsletter", args
+        if "--from-text" in args:  # the reader's own roundup; the sample stands in for it
+            shutil.copy(sample, args[args.index("--from-text") + 1])
+        if args[1] == "send" and "--test-to" not in args:
+            args.append("--yes")  # the tour answers the question at a terminal
+        result = runner.invoke(app, args[1:])
+        assert result.exit_code == 0, (args, result.output)
+        if args[1:3] == ["new", "Week of March 4th"]:
+            # the path `new` prints is the one the next commands use
+            assert result.output.split()[1] in " ".join(" ".join(a) for a in quick_tour())

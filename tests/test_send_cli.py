@@ -47,11 +47,12 @@ def test_send_yes_sends_shows_the_plan_and_a_summary(workspace):
         f"Issue:      {Path('issues/merge.md')}",
         "Subject:    News for {{ subscriber.first_name | default('you') }}",
         "List:       main",
-        "Provider:   outbox (1 worker(s), no rate cap)",
+        "Provider:   outbox (1 worker, no rate cap)",
         "Recipients: 2 (left out: 1 unsubscribed)",
     ]
     assert re.search(r"^Sent 2 in \d+ s\.$", result.output, re.M)
     assert "Left out: 1 unsubscribed." in result.output
+    assert f"Messages:   {Path('outbox/merge')}/ (one .eml file per recipient)" in result.output
     assert sorted(m["To"] for m in outbox(workspace)) == [
         "Ada Lovelace <ada@example.org>",
         "Grace Hopper <grace@example.net>",
@@ -255,10 +256,10 @@ def test_readme_section_documents_every_send_option():
 
 
 def test_progress_without_a_terminal_is_a_plain_line_every_few_seconds(capsys):
-    from newsletter.cli.send import _Reporter
+    from newsletter.cli.show import Reporter
     from newsletter.send import Progress
 
-    with _Reporter(100, tty=False) as report:
+    with Reporter(100, tty=False) as report:
         report(Progress(100, 50, 48, 2, 2.0))
         report(Progress(100, 60, 58, 2, 2.4))  # within a few seconds of the last line: quiet
         report(Progress(100, 100, 98, 2, 4.0))  # the last one always shows
@@ -271,14 +272,33 @@ def test_progress_without_a_terminal_is_a_plain_line_every_few_seconds(capsys):
 def test_progress_on_a_terminal_is_a_bar_with_count_rate_and_eta():
     import threading
 
-    from newsletter.cli.send import _Reporter
+    from newsletter.cli.show import Reporter
     from newsletter.send import Progress
 
     alone = threading.active_count()
-    with _Reporter(100, tty=True) as report:
+    with Reporter(100, tty=True) as report:
         # No refresh thread: the send forks its read-ahead process with the bar showing.
         assert threading.active_count() == alone
         report(Progress(100, 40, 40, 0, 2.0))
         task = report.bar.tasks[0]
         assert (task.completed, task.total) == (40, 100)
         assert task.fields == {"speed": "20/s", "eta": "3 s left"}
+
+
+def test_plan_names_workers_in_proper_plural(workspace):
+    result = run("send", "issues/merge.md", "--yes", "--workers", "2", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "Provider:   outbox (2 workers, no rate cap)" in result.output
+
+
+def test_a_dry_run_to_the_outbox_names_no_folder(workspace):
+    result = run("send", "issues/merge.md", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "Messages:" not in result.output
+    assert not (workspace / "outbox").exists()
+
+
+def test_a_test_send_to_the_outbox_says_where_the_files_went(workspace):
+    result = run("send", "issues/merge.md", "--test-to", "me@example.org")
+    assert result.exit_code == 0, result.output
+    assert f"Messages:   {Path('outbox/merge')}/ (one .eml file per recipient)" in result.output

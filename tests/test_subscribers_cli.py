@@ -225,7 +225,10 @@ def test_forget_also_erases_the_address_from_the_ledger_and_the_event_store(work
 
     result = CliRunner().invoke(app, ["subscribers", "forget", "ada@example.org", "--yes"])
     assert result.exit_code == 0, result.output
-    assert "Also erased from the send ledger (1 record(s)" in result.output
+    assert (
+        "Also erased from the send ledger (1 record, kept as the hash) and the event store (1 event)."
+        in result.output
+    )
     for path in (state / "ledger.sqlite3", state / "events.sqlite3"):
         import sqlite3
 

@@ -182,7 +182,7 @@ def test_cli_sync_since_a_date_reports_counts(workspace, sendgrid, monkeypatch):
     }
     lines = result.output.splitlines()
     assert lines[0].split() == ["bounces", "3", "found,", "3", "new"]
-    assert lines[-1] == "Added 4 suppression(s) to subscribers/suppressions.csv."
+    assert lines[-1] == "Added 4 suppressions to subscribers/suppressions.csv."
     assert "SG." not in result.output
 
 

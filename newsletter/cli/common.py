@@ -1,15 +1,12 @@
-"""What every command module shares: the --config option and the one place errors become exit codes."""
+"""What the command modules share: the --config option, loading it, dates and plurals."""
 
 from __future__ import annotations
 
-import functools
-import os
+import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from newsletter.errors import ExitCode, NewsletterError
 
 ConfigOption = Annotated[
     Path | None,
@@ -17,30 +14,23 @@ ConfigOption = Annotated[
 ]
 
 
-def fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def handle_errors(func):
-    """Turn a NewsletterError into one line on stderr and its exit code; tracebacks on request."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except NewsletterError as exc:
-            if os.environ.get("NEWSLETTER_DEBUG"):
-                raise
-            raise fail(str(exc), int(exc.exit_code)) from None
-        except KeyboardInterrupt:
-            typer.echo("Interrupted.", err=True)
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-
-    return wrapper
-
-
 def load(config_path: Path | None):
+    """The workspace's Config: from --config, else the nearest newsletter.toml upwards."""
     from newsletter.config import load_config
 
     return load_config(config_path)
+
+
+def iso_date(value: str | dt.date | None) -> dt.date | None:
+    """Parse a YYYY-MM-DD option value; anything else is a usage error."""
+    if value is None or isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected YYYY-MM-DD, got {value!r}") from None
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """ "1 worker", "2 workers" (`many` for irregular words: plural(n, "address", "addresses"))."""
+    return f"{count:,} {word if count == 1 else many or word + 's'}"

@@ -1,4 +1,4 @@
-"""`newsletter serve` and `newsletter subscribers sync`."""
+"""`newsletter serve`: the web service for unsubscribe, opt-in, webhooks and the archive."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli.common import ConfigOption, handle_errors, load
+from newsletter.cli.common import ConfigOption, load
 
 
-@handle_errors
 def serve(
     host: Annotated[
         str | None, typer.Option(help="Address to listen on ([serve] host, 127.0.0.1).")
@@ -27,33 +26,3 @@ def serve(
 
     cfg = load(config)
     run(cfg, host=host or cfg.serve.host, port=port or cfg.serve.port)
-
-
-@handle_errors
-def sync(
-    since: Annotated[
-        str | None,
-        typer.Option(help="Only entries since this date or time, e.g. 2024-05-01 (default: all)."),
-    ] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Pull SendGrid's bounces, blocks, spam reports, invalid emails and unsubscribes into
-    subscribers/suppressions.csv.
-
-    Example: newsletter subscribers sync --since 2024-05-01
-    """
-    from newsletter.sync import parse_since, sync_suppressions
-
-    cfg = load(config)
-    try:
-        start = parse_since(since) if since else None
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--since") from None
-    report = sync_suppressions(cfg, since=start)
-    width = max(len(kind) for kind in report.found)
-    for kind, found in report.found.items():
-        typer.echo(f"{kind:<{width}}  {found:>6} found, {report.added[kind]:>6} new")
-    if report.skipped:
-        typer.echo(f"Skipped {report.skipped} entries that are not email addresses.")
-    total = sum(report.added.values())
-    typer.echo(f"Added {total} suppression(s) to subscribers/suppressions.csv.")

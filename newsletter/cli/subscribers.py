@@ -1,4 +1,4 @@
-"""`newsletter subscribers …`: list, count, add, remove, forget, import, export, validate."""
+"""`newsletter subscribers …`: list, count, add, remove, forget, import, export, validate, sync."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli.common import ConfigOption, handle_errors, load
+from newsletter.cli import show
+from newsletter.cli.common import ConfigOption, load, plural
 from newsletter.errors import ExitCode, SubscriberError
 
 
@@ -23,7 +24,11 @@ class _Subscribers:
 
 subs = _Subscribers()
 
-app = typer.Typer(help="Manage subscriber lists (CSV files in subscribers/).", no_args_is_help=True)
+app = typer.Typer(
+    help="Manage subscriber lists (CSV files in subscribers/).",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # as the main app: help shows what it says
+)
 
 MAX_SHOWN = 10  # rejected rows printed by `import`; the rejects file has them all
 
@@ -70,20 +75,7 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
     return pairs
 
 
-def _cell(value: str, width: int = 40) -> str:
-    """A value made safe and short for a terminal table."""
-    shown = "".join(c if c.isprintable() else "?" for c in value)
-    return shown if len(shown) <= width else shown[: width - 1] + "…"
-
-
-def _table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
 @app.command("list")
-@handle_errors
 def list_(
     name: ListArgument = None,
     status: Annotated[Status | None, typer.Option(help="Only rows with this status.")] = None,
@@ -108,10 +100,16 @@ def list_(
         return
     rows = [["LINE", "EMAIL", "NAME", "STATUS", "SUBSCRIBED_AT"]]
     rows += [
-        [str(s.line), _cell(s.email), _cell(s.name), _cell(s.status, 14), _cell(s.subscribed_at)]
+        [
+            str(s.line),
+            show.cell(s.email),
+            show.cell(s.name),
+            show.cell(s.status, 14),
+            show.cell(s.subscribed_at),
+        ]
         for s in found.subscribers
     ]
-    _table(rows)
+    show.table(rows)
     first = (found.page - 1) * found.per_page + 1
     last = first + len(found.subscribers) - 1
     more = f"; next: --page {found.page + 1}" if last < found.total else ""
@@ -133,16 +131,15 @@ def _show_lists(folder: Path) -> None:
     for name, by_status in counts.items():
         by_status["total"] = sum(by_status.values())
         rows.append([name, *(str(by_status.get(c, 0)) for c in columns)])
-    _table(rows)
+    show.table(rows)
     suppressed = subs.load_suppressed(folder)
     if suppressed:
         where = subs.display(subs.suppressions_path(folder))
-        addresses = "address" if len(suppressed) == 1 else "addresses"
-        typer.echo(f"{len(suppressed)} suppressed {addresses} in {where} (never mailed).")
+        addresses = plural(len(suppressed), "suppressed address", "suppressed addresses")
+        typer.echo(f"{addresses} in {where} (never mailed).")
 
 
 @app.command()
-@handle_errors
 def count(name: ListArgument = None, config: ConfigOption = None) -> None:
     """Count a list's rows by status (fast: rows are not checked).
 
@@ -157,7 +154,6 @@ def count(name: ListArgument = None, config: ConfigOption = None) -> None:
 
 
 @app.command()
-@handle_errors
 def add(
     email: Annotated[str, typer.Argument(help="Address to add.")],
     name: Annotated[str, typer.Option(help="Display name (no line breaks).")] = "",
@@ -206,7 +202,6 @@ def add(
 
 
 @app.command()
-@handle_errors
 def remove(
     email: Annotated[str, typer.Argument(help="Address to unsubscribe.")],
     list_name: ListOption = None,
@@ -226,7 +221,6 @@ def remove(
 
 
 @app.command()
-@handle_errors
 def forget(
     email: Annotated[str, typer.Argument(help="Address to erase.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -244,9 +238,7 @@ def forget(
     erasure = forget_everywhere(cfg, email)
     removed = erasure.rows_by_list
     if removed:
-        parts = ", ".join(
-            f"{n} row{'s' if n > 1 else ''} from {name}" for name, n in removed.items()
-        )
+        parts = ", ".join(f"{plural(n, 'row')} from {name}" for name, n in removed.items())
         typer.echo(f"Erased {email.strip()}: {parts}.")
     else:
         typer.echo(f"{email.strip()} was in no list.")
@@ -254,13 +246,12 @@ def forget(
     typer.echo(f"Only its hash is kept, in {where}, so it is never imported or added again.")
     if erasure.ledger_rows or erasure.events:
         typer.echo(
-            f"Also erased from the send ledger ({erasure.ledger_rows} record(s), kept as the "
-            f"hash) and the event store ({erasure.events} event(s))."
+            f"Also erased from the send ledger ({plural(erasure.ledger_rows, 'record')}, kept as "
+            f"the hash) and the event store ({plural(erasure.events, 'event')})."
         )
 
 
 @app.command("import")
-@handle_errors
 def import_(
     file: Annotated[Path, typer.Argument(help="CSV export to import.")],
     list_name: ListOption = None,
@@ -297,8 +288,10 @@ def import_(
     )
     if report.suppressed:
         where = subs.display(subs.suppressions_path(cfg.subscribers_dir))
-        addresses = "address" if report.suppressed == 1 else "addresses"
-        typer.echo(f"{report.suppressed} bounced or blocked {addresses} added to {where}.")
+        addresses = plural(
+            report.suppressed, "bounced or blocked address", "bounced or blocked addresses"
+        )
+        typer.echo(f"{addresses} added to {where}.")
     if report.ignored_columns:
         typer.echo(f"Ignored columns: {', '.join(report.ignored_columns)}.")
     for problem in report.problems[:MAX_SHOWN]:
@@ -319,7 +312,6 @@ def import_(
 
 
 @app.command()
-@handle_errors
 def export(
     name: ListArgument = None,
     status: Annotated[
@@ -343,7 +335,6 @@ def export(
 
 
 @app.command()
-@handle_errors
 def validate(
     name: Annotated[
         str | None, typer.Argument(help="List name; default: every list and the suppressions.")
@@ -362,10 +353,10 @@ def validate(
         typer.echo(str(problem))
     problems = [p for p in found if not p.warning]
     if problems:
-        typer.echo(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} found.", err=True)
+        typer.echo(f"{plural(len(problems), 'problem')} found.", err=True)
         raise typer.Exit(int(ExitCode.CHECKS_FAILED))
     warned = len(found)
-    also = f" ({warned} warning{'s' if warned > 1 else ''})" if warned else ""
+    also = f" ({plural(warned, 'warning')})" if warned else ""
     if name is not None:
         typer.echo(f"No problems in {name}{also}.")
     else:
@@ -373,4 +364,35 @@ def validate(
         if not checked:
             typer.echo(f"No lists in {subs.display(folder)}/ to check.")
         else:
-            typer.echo(f"No problems in {checked} list{'s' if checked != 1 else ''}{also}.")
+            typer.echo(f"No problems in {plural(checked, 'list')}{also}.")
+
+
+@app.command()
+def sync(
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only entries since this date or time, e.g. 2024-05-01 (default: all)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Pull SendGrid's bounces, blocks, spam reports, invalid emails and unsubscribes into
+    subscribers/suppressions.csv.
+
+    Example: newsletter subscribers sync --since 2024-05-01
+    """
+    from newsletter.sync import parse_since, sync_suppressions
+
+    cfg = load(config)
+    try:
+        start = parse_since(since) if since else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    report = sync_suppressions(cfg, since=start)
+    width = max(len(kind) for kind in report.found)
+    for kind, found in report.found.items():
+        typer.echo(f"{kind:<{width}}  {found:>6} found, {report.added[kind]:>6} new")
+    if report.skipped:
+        which = "is not an email address" if report.skipped == 1 else "are not email addresses"
+        typer.echo(f"Skipped {plural(report.skipped, 'entry', 'entries')} that {which}.")
+    total = sum(report.added.values())
+    typer.echo(f"Added {plural(total, 'suppression')} to subscribers/suppressions.csv.")

@@ -5,11 +5,18 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
+from newsletter.config import Config
 from newsletter.errors import SubscriberError
 from newsletter.files import make_folder
 from newsletter.message import OutgoingMessage
 from newsletter.providers.base import Provider, Result, Status
+
+
+def folder_for(config: Config, issue_slug: str) -> Path:
+    """Where the messages of an issue go."""
+    return config.outbox_dir / issue_slug
 
 
 def _safe(text: str) -> str:
@@ -41,7 +48,7 @@ class OutboxProvider(Provider):
             except (SubscriberError, UnicodeError) as exc:  # what this one message cannot carry
                 results.append(Result(message.key, Status.REJECTED, str(exc)))
                 continue
-            folder = self.config.outbox_dir / message.campaign.issue_slug
+            folder = folder_for(self.config, message.campaign.issue_slug)
             make_folder(folder, private=True)  # messages hold addresses: 0700, files 0600
             path = folder / eml_name(message)
             # A unique temporary name: two workers writing to the same recipient never collide.
