@@ -115,13 +115,12 @@ def preview(
     Example: newsletter preview issues/2022-01-21-nato-weekly-roundup-week-of-january-21st.md
     Example: newsletter preview issues/2022-01-21-nato-weekly-roundup-week-of-january-21st.md --serve
     """
-    from newsletter.checks import compat, spam
     from newsletter.errors import ConfigError, NewsletterError
     from newsletter.preview import preview as run_preview
 
     cfg = load(config)
     try:
-        result = run_preview(cfg, issue, as_email=as_email)
+        result = run_preview(cfg, issue, as_email=as_email, check_links=check_links)
     except NewsletterError as exc:
         if not serve or isinstance(exc, ConfigError):
             raise
@@ -130,20 +129,14 @@ def preview(
     errors = warnings = 0
     if result is not None:
         checked = result.checked
-        problems = [*checked.problems, *compat.check_compat(checked.sample.html)]
+        problems = checked.problems
         typer.echo(f"Subject:   {checked.sample.subject}")
         typer.echo(f"Preheader: {checked.rendered.preheader or '(none)'}")
         typer.echo(f"HTML size: {result.html_bytes / 1024:.1f} KB (Gmail clips at 102 KB)")
-        spam_check = spam.check_message(result.eml_path.read_bytes())
-        typer.echo(f"Spam:      {spam_check.line}")
-        problems += spam_check.problems
-        if check_links:
-            from newsletter.checks.linkcheck import check_html
-
-            skip = {checked.unsubscribe_url, checked.rendered.context.get("view_url") or ""}
-            count, broken = check_html(checked.sample.html, skip, checked.issue.path)
-            typer.echo(f"Links:     {count} checked, {len(broken)} broken")
-            problems += broken
+        typer.echo(f"Spam:      {checked.spam.line}")
+        if checked.links is not None:
+            broken = sum(not link.ok for link in checked.links)
+            typer.echo(f"Links:     {len(checked.links)} checked, {broken} broken")
         errors = sum(p.severity == "error" for p in problems)
         warnings = len(problems) - errors
         if not problems:
