@@ -50,7 +50,7 @@ class MergeRegistry:
     def protect(self, source: str, where: str, first_line: int = 1) -> str:
         """Replace each per-recipient {{ expression }} with a literal token; refuse them in {% %}."""
         for match in _STMT.finditer(source):
-            if _uses_recipient(self.env, "{{" + match.group(1).strip() + "}}", statement=True):
+            if _uses_recipient(self.env, "{{" + match.group(1).strip() + "}}"):
                 line = first_line + source.count("\n", 0, match.start())
                 raise TemplateError(
                     "subscriber fields can only be used inside {{ … }}, not in {% … %}",
@@ -81,7 +81,7 @@ class MergeRegistry:
         return f"zzm{self._index[expr]}zz"
 
 
-def _uses_recipient(env: jinja2.Environment, source: str, statement: bool = False) -> bool:
+def _uses_recipient(env: jinja2.Environment, source: str) -> bool:
     try:
         tokens = list(env.lex(source))
     except jinja2.TemplateSyntaxError:

@@ -23,7 +23,6 @@ from tenacity import Retrying, retry_if_result
 
 from newsletter import ledger as states
 from newsletter import readahead
-from newsletter.checks import CheckedIssue, check_issue
 from newsletter.config import Config
 from newsletter.errors import ExitCode, ProviderError, SendError
 from newsletter.handover import LedgerHandover, StepWriter, outcome_of
@@ -31,6 +30,7 @@ from newsletter.ledger import LEDGER_NAME, Ledger, Outcome
 from newsletter.message import Campaign, OutgoingMessage
 from newsletter.providers import Provider, Result, Status, get_provider_class
 from newsletter.render import fill
+from newsletter.sample import CheckedIssue, check_issue, find_recipient
 from newsletter.subscribers.sending import Skipped
 from newsletter.tokens import load_secret
 
@@ -173,10 +173,10 @@ def prepare(
     secret = load_secret(config.state_dir)
     fields, name = {}, ""
     if as_email:
-        from newsletter.preview import find_recipient
-
         fields, name = find_recipient(config, list_name, as_email)
-    checked = check_issue(config, issue_path, None, fields or None, list_name, secret)
+    checked = check_issue(
+        config, issue, recipient=fields or None, name=name, list_name=list_name, secret=secret
+    )
     if checked.errors:
         raise ChecksFailed(
             f"the issue has {len(checked.errors)} error(s); nothing was sent "

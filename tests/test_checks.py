@@ -1,97 +1,67 @@
-"""Each preview check, triggered by a real fixture issue or config."""
+"""run_checks is the one list of problems: preview, the studio and send all report what it finds."""
 
 from __future__ import annotations
 
-import dataclasses
+from pathlib import Path
 
-from newsletter.checks import check_issue
+import httpx
+import pytest
+from test_studio import Running
+from typer.testing import CliRunner
+
+from newsletter import send as engine
+from newsletter.checks import Problem, run_checks
+from newsletter.cli import app
 from newsletter.config import load_config
+from newsletter.issue import load_issue
+from newsletter.render import Renderer
+from newsletter.sample import sample_message
+from newsletter.tokens import load_secret
+
+# Issues whose problems span every kind of checker: errors, warnings, client support.
+ISSUES = ["problems/no-unsubscribe.md", "problems/links.md", "problems/no-preheader.md"]
 
 
-def codes(checked):
-    return {(p.code, p.severity) for p in checked.problems}
-
-
-def test_sample_issue_passes_every_check(workspace):
-    checked = check_issue(
-        load_config(workspace / "newsletter.toml"), workspace / "issues/sample.md"
-    )
-    assert checked.problems == []
-
-
-def test_link_and_image_problems_are_warnings_with_lines(workspace):
-    checked = check_issue(
-        load_config(workspace / "newsletter.toml"), workspace / "issues/problems/links.md"
-    )
-    where = {
-        p.message.split(" ")[1] if p.code == "link" else p.code: p.where for p in checked.problems
-    }
-    assert all(p.severity == "warning" for p in checked.problems)
-    assert {p.code for p in checked.problems} == {"link", "image-no-alt", "image-src"}
-    messages = " | ".join(p.message for p in checked.problems)
-    for expected in ("uses http: (http://example.org/insecure)", "is relative (/about)",
-                     "uses javascript:", "has an empty target", "points at this machine",
-                     "image https://example.org/no-alt.png has no alt text",
-                     "image is relative (images/relative.png)"):  # fmt: skip
-        assert expected in messages
-    assert "https://example.org/ok" not in messages
-    assert where["image-no-alt"].endswith("links.md:12")
-
-
-def test_long_subject_missing_preheader_and_placeholders_warn(workspace):
-    checked = check_issue(
-        load_config(workspace / "newsletter.toml"), workspace / "issues/problems/no-preheader.md"
-    )
-    assert codes(checked) == {
-        ("subject-long", "warning"),
-        ("no-preheader", "warning"),
-        ("placeholder", "warning"),
-    }
-
-
-def test_leftover_merge_tags_are_errors(workspace):
-    checked = check_issue(
-        load_config(workspace / "newsletter.toml"), workspace / "issues/problems/leftover.md"
-    )
-    assert ("unresolved-merge-field", "error") in codes(checked)
-    assert checked.errors
-
-
-def test_template_without_unsubscribe_or_address_and_unknown_mjml(workspace):
-    checked = check_issue(
-        load_config(workspace / "newsletter.toml"), workspace / "issues/problems/no-unsubscribe.md"
-    )
-    assert codes(checked) == {
-        ("no-unsubscribe", "error"), ("no-unsubscribe-text", "error"),
-        ("no-postal-address", "error"), ("mjml", "warning"),
-    }  # fmt: skip
-
-
-def test_missing_postal_address_and_base_url_in_config(workspace):
-    config = dataclasses.replace(
-        load_config(workspace / "newsletter.toml"), postal_address=None, base_url=None
-    )
-    checked = check_issue(config, workspace / "issues/sample.md")
-    assert codes(checked) == {("no-postal-address", "error"), ("no-base-url", "warning")}
-    # Without base_url the unsubscribe link is the mailto form, and it is still there.
-    assert checked.unsubscribe_url.startswith("mailto:news@example.org?subject=unsubscribe%20main.")
-
-
-def test_html_over_102_kb_is_an_error_and_over_90_kb_a_warning(workspace):
+def run_checks_directly(workspace: Path, issue: str) -> list[str]:
     config = load_config(workspace / "newsletter.toml")
-    paragraph = "A sentence that pads the issue out. " * 30
-    for stories, expected in ((24, ("html-large", "warning")), (40, ("html-clipped", "error"))):
-        body = "".join(f"## Story {n}\n\n{paragraph}\n\n" for n in range(stories))
-        path = workspace / "issues" / f"big{stories}.md"
-        path.write_text(f"---\ntitle: Big\npreheader: P\n---\n\n{body}", encoding="utf-8")
-        checked = check_issue(config, path)
-        assert expected in codes(checked), (stories, len(checked.sample.html))
+    loaded = load_issue(Path("issues") / issue)
+    rendered = Renderer(config).render(loaded)
+    list_name = loaded.list or config.list
+    sample = sample_message(config, rendered, list_name, load_secret(config.state_dir))
+    return [str(problem) for problem in run_checks(config, rendered, sample)]
 
 
-def test_empty_subject_is_an_error(workspace):
-    path = workspace / "issues" / "nosubject.md"
-    path.write_text(
-        "---\ntitle: T\nsubject: \"{{ '' }}\"\npreheader: P\n---\n\nx\n", encoding="utf-8"
-    )
-    checked = check_issue(load_config(workspace / "newsletter.toml"), path)
-    assert ("no-subject", "error") in codes(checked)
+def reported_by_preview(issue: str) -> list[str]:
+    output = CliRunner().invoke(app, ["preview", f"issues/{issue}"]).output
+    listed = output.split("\nChecks:    ", 1)[1].split("\nWrote ", 1)[0].split("\n")[1:]
+    return [line.removeprefix("  ") for line in listed]
+
+
+def reported_by_studio(workspace: Path, issue: str) -> list[str]:
+    running = Running(workspace, issue)
+    try:
+        with httpx.Client(base_url=running.url, timeout=10) as http:
+            problems = http.get("/api/state").json()["problems"]
+    finally:
+        running.stop()
+    return [str(Problem(**problem)) for problem in problems]
+
+
+@pytest.mark.parametrize("issue", ISSUES)
+def test_preview_studio_and_send_report_exactly_what_run_checks_finds(workspace, issue):
+    expected = run_checks_directly(workspace, issue)
+    assert expected
+
+    assert reported_by_preview(issue) == expected
+    assert reported_by_studio(workspace, issue) == expected
+
+    config = load_config(workspace / "newsletter.toml")
+    errors = [p for p in expected if ": error " in p]
+    if errors:
+        with pytest.raises(engine.ChecksFailed) as refused:
+            engine.prepare(config, Path("issues") / issue, provider="outbox")
+        assert f"the issue has {len(errors)} error(s)" in str(refused.value)
+        assert f"(first: {errors[0]})" in str(refused.value)
+    else:
+        prepared = engine.prepare(config, Path("issues") / issue, provider="outbox")
+        assert [str(p) for p in prepared.checked.problems] == expected

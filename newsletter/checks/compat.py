@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from newsletter.checks import WARNING, Problem
+from newsletter.checks.model import WARNING, Problem
 
 DATA = Path(__file__).parent.parent / "data" / "caniemail.json"
 # The clients most lists are read in; caniemail has more (orange, gmx, protonmail, …).

@@ -10,7 +10,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter.checks import WARNING, Problem
+from newsletter.checks.model import WARNING, Problem
 
 TIMEOUT = 5.0
 WORKERS = 8

@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from newsletter.checks import ERROR, WARNING, Problem
+from newsletter.checks.model import ERROR, WARNING, Problem
 
 WARN_ABOVE = 2.0
 ERROR_ABOVE = 5.0

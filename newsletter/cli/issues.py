@@ -109,10 +109,10 @@ def preview(
     Example: newsletter preview issues/2022-01-21-nato-weekly-roundup-week-of-january-21st.md --serve
     """
     cfg = load(config)
-    result = _first_preview(cfg, issue, as_email, keep_going=serve)
+    result = _first_preview(cfg, issue, as_email, check_links, keep_going=serve)
     problems = []
     if result is not None:
-        problems = show.preview_report(result, check_links)
+        problems = show.preview_report(result)
         written = [result.html_path, result.text_path, result.eml_path]
         if screenshot:
             from newsletter.screenshots import take_screenshots
@@ -132,13 +132,13 @@ def preview(
         raise typer.Exit(int(ExitCode.CHECKS_FAILED))
 
 
-def _first_preview(cfg, issue: Path, as_email: str | None, keep_going: bool):
+def _first_preview(cfg, issue: Path, as_email: str | None, check_links: bool, keep_going: bool):
     """The preview's result; with --serve an issue error is shown and the page keeps trying."""
     from newsletter.errors import ConfigError, NewsletterError
     from newsletter.preview import preview as run_preview
 
     try:
-        return run_preview(cfg, issue, as_email=as_email)
+        return run_preview(cfg, issue, as_email=as_email, check_links=check_links)
     except NewsletterError as exc:
         if not keep_going or isinstance(exc, ConfigError):
             raise

@@ -17,28 +17,20 @@ if TYPE_CHECKING:  # the engine is imported where it runs: `newsletter --help` s
     from newsletter.preview import PreviewResult
 
 
-def preview_report(result: PreviewResult, check_links: bool) -> list:
+def preview_report(result: PreviewResult) -> list:
     """Print the subject, size, spam score and every problem; return the problems."""
-    from newsletter.checks import compat, spam
-
     checked = result.checked
     if result.subscriber:
         email, name = result.subscriber
         typer.echo(f"As:        {f'{name} <{email}>' if name else email} (list {result.list_name})")
-    problems = [*checked.problems, *compat.check_compat(checked.sample.html)]
+    problems = checked.problems
     typer.echo(f"Subject:   {checked.sample.subject}")
     typer.echo(f"Preheader: {checked.rendered.preheader or '(none)'}")
     typer.echo(f"HTML size: {result.html_bytes / 1024:.1f} KB (Gmail clips at 102 KB)")
-    spam_check = spam.check_message(result.eml_path.read_bytes())
-    typer.echo(f"Spam:      {spam_check.line}")
-    problems += spam_check.problems
-    if check_links:
-        from newsletter.checks.linkcheck import check_html
-
-        skip = {checked.unsubscribe_url, checked.rendered.context.get("view_url") or ""}
-        count, broken = check_html(checked.sample.html, skip, checked.issue.path)
-        typer.echo(f"Links:     {count} checked, {len(broken)} broken")
-        problems += broken
+    typer.echo(f"Spam:      {checked.spam.line}")
+    if checked.links is not None:
+        broken = sum(not link.ok for link in checked.links)
+        typer.echo(f"Links:     {len(checked.links)} checked, {broken} broken")
     errors = sum(p.severity == "error" for p in problems)
     if not problems:
         typer.echo("Checks:    all passed")

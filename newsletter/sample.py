@@ -1,0 +1,105 @@
+"""Issue -> render -> the sample reader's exact message -> run_checks: what preview, studio and send check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from newsletter.checks import ERROR, WARNING, Problem, Sample, compat, run_checks, spam
+from newsletter.config import Config
+from newsletter.errors import SubscriberError
+from newsletter.issue import Issue
+from newsletter.message import Campaign
+from newsletter.render import Rendered, Renderer
+
+SAMPLE_RECIPIENT = {"email": "reader@example.com"}
+
+
+@dataclass
+class CheckedIssue:
+    """An issue rendered once, the message its sample reader gets, and what the checks found."""
+
+    issue: Issue
+    rendered: Rendered
+    sample: Sample
+    problems: list[Problem] = field(default_factory=list)
+    compat: list[compat.FeatureReport] = field(default_factory=list)
+    spam: spam.SpamCheck | None = None  # when asked for: the score, or why there is none
+    links: list | None = None  # linkcheck.LinkResult per link, when asked for
+
+    @property
+    def unsubscribe_url(self) -> str:
+        return self.sample.unsubscribe_url
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == WARNING]
+
+
+def find_recipient(config: Config, list_name: str, email: str) -> tuple[dict[str, str], str]:
+    """(merge fields, name) of a subscriber of the list, by address (case-insensitive)."""
+    from newsletter.subscribers import iter_subscribers, list_path
+
+    wanted = email.strip().lower()
+    path = list_path(config.subscribers_dir, list_name)
+    for subscriber in iter_subscribers(path):
+        if subscriber.key == wanted or subscriber.email.lower() == wanted:
+            return subscriber.merge_fields(), subscriber.name
+    raise SubscriberError(f"{email} is not in the list {list_name!r}", where=str(path))
+
+
+def sample_message(
+    config: Config,
+    rendered: Rendered,
+    list_name: str,
+    secret: bytes,
+    recipient: dict[str, str] | None = None,
+    name: str = "",
+) -> Sample:
+    """The exact message one reader (by default the sample reader) gets of this issue."""
+    recipient = recipient or SAMPLE_RECIPIENT
+    email = recipient["email"]
+    message = Campaign(config, rendered, list_name, secret).message(
+        email, email.lower(), recipient, name
+    )
+    parts = message.personalized()
+    unsubscribe_url = message.unsubscribe_url or message.unsubscribe_mailto
+    return Sample(email, parts.subject, parts.html, parts.text, unsubscribe_url, message.as_bytes)
+
+
+def check_issue(
+    config: Config,
+    issue: Issue,
+    *,
+    renderer: Renderer | None = None,
+    recipient: dict[str, str] | None = None,
+    name: str = "",
+    list_name: str | None = None,
+    secret: bytes = b"preview",
+    score_spam: bool = False,
+    check_links: bool = False,
+) -> CheckedIssue:
+    """Render an issue once, build the sample reader's message, and run every check on it."""
+    rendered = (renderer or Renderer(config)).render(issue)
+    list_name = list_name or issue.list or config.list
+    sample = sample_message(config, rendered, list_name, secret, recipient, name)
+    checked = CheckedIssue(issue, rendered, sample, compat=compat.report(sample.html))
+    if score_spam:
+        checked.spam = spam.check_message(sample.eml)
+    if check_links:
+        from newsletter.checks import linkcheck
+
+        skip = {sample.unsubscribe_url, rendered.context.get("view_url") or ""}
+        checked.links = linkcheck.check_links(linkcheck.collect_links(sample.html, skip))
+    checked.problems = run_checks(
+        config,
+        rendered,
+        sample,
+        compat_reports=checked.compat,
+        spam_report=checked.spam.report if checked.spam else None,
+        link_results=checked.links,
+    )
+    return checked
