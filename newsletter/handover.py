@@ -43,10 +43,11 @@ class JournalHandover:
         self.answers: dict[str, Result] = {}  # keys answered
         self.unsaved: list[list] = []  # answers not in the journal yet
 
-    def opening(self) -> None:
-        """Say the batch is kept here: call before the ledger marks it in flight."""
+    def opening(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Note the attempt's messages as not handed over yet: call before the ledger marks
+        them in flight (an answer of an earlier attempt no longer holds)."""
         if self.journal is not None:
-            self.journal.append([["open", self.batch]])
+            self.journal.append([["open", self.batch, *[m.key for m in messages]]])
 
     def before(self, messages: Sequence[OutgoingMessage]) -> None:
         keys = [m.key for m in messages]

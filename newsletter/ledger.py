@@ -258,7 +258,8 @@ class Ledger:
     def _settle(self, replay: journal.Replay) -> None:
         """Store the answers a journal holds; what it shows never handed over leaves flight."""
         issue, run, stamp = replay.issue, replay.run, now()
-        answers = [step for step in replay.last.values() if step != journal.GO]
+        steps = replay.last.items()
+        answers = [step for _, step in steps if step not in (journal.GO, journal.IDLE)]
         with self._transaction() as db:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
@@ -271,14 +272,8 @@ class Ledger:
                     for key, state, provider_id, error in answers
                 ],
             )
-            for batch in replay.batches:
-                rows = db.execute(
-                    "SELECT key FROM recipients WHERE issue = ? AND run = ? AND batch = ? "
-                    "AND state = ?",
-                    (issue, run, batch, IN_FLIGHT),
-                ).fetchall()
-                idle = [key for (key,) in rows if key not in replay.last]
-                self._release(db, issue, idle, NOT_HANDED, stamp)
+            idle = [key for key, step in steps if step == journal.IDLE]
+            self._release(db, issue, idle, NOT_HANDED, stamp)
             db.execute("COMMIT")
 
     def start_run(self, issue: str, list_name: str, provider: str) -> int:

@@ -650,7 +650,7 @@ class _Run:
             handover = None
             if provider.reports_handovers:
                 handover = JournalHandover(journal, number)
-                handover.opening()
+                handover.opening(messages)
             self.ledger.mark_in_flight(
                 slug, list_name, self.run_id, number, [(m.key, m.to_email) for m in messages]
             )

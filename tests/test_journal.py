@@ -28,7 +28,7 @@ def killed_mid_batch(state: Path) -> Journal:
         run = ledger.start_run("issue", "main", "smtp")
         journal = Journal(state, "issue", run, 1)
         handover = JournalHandover(journal, batch=1)
-        handover.opening()
+        handover.opening([message(k) for k in "abcde"])
         ledger.mark_in_flight("issue", "main", run, 1, [(k, f"{k}@x.org") for k in "abcde"])
         handover.before([message("a")])
         handover.after([Result("a", Status.ACCEPTED, provider_id="<id-a>")])
@@ -75,9 +75,9 @@ def test_a_journal_of_a_send_still_running_is_left_alone(tmp_path):
 def test_a_journal_cut_off_mid_line_is_applied_up_to_that_line(tmp_path):
     state = tmp_path / ".newsletter"
     journal = killed_mid_batch(state)
-    with journal.path.open("ab") as handle:
-        handle.write(b'["done", "c", "se')
     journal.close()
+    written = journal.path.read_bytes().rstrip(b"\0")
+    journal.path.write_bytes(written + b'["done", "c", "se')  # killed mid-line
     with Ledger(state / "ledger.sqlite3") as ledger:
         assert states(ledger)["a"][0] == SENT and states(ledger)["c"][0] == IN_FLIGHT
 
@@ -109,3 +109,23 @@ def _send(root: Path, env: dict[str, str], settings: engine.Settings, on_progres
     with engine.open_ledger(config, prepared) as ledger:
         factory = lambda: make_provider(config.send.provider, config, env=env)  # noqa: E731
         return engine.run(prepared, ledger, factory, settings, on_progress=on_progress)
+
+
+def test_a_message_retried_in_the_same_batch_and_killed_before_it_went_again_is_not_unknown(
+    tmp_path,
+):
+    state = tmp_path / ".newsletter"
+    with Ledger(state / "ledger.sqlite3") as ledger:
+        run = ledger.start_run("issue", "main", "smtp")
+        journal = Journal(state, "issue", run, 1)
+        first = JournalHandover(journal, batch=1)
+        first.opening([message("a")])
+        ledger.mark_in_flight("issue", "main", run, 1, [("a", "a@x.org")])
+        first.before([message("a")])
+        first.after([Result("a", Status.TEMPORARY, "451 try later")])
+        ledger.record("issue", [("a", RETRY, None, "451 try later")])  # set aside to wait
+        JournalHandover(journal, batch=1).opening([message("a")])
+        ledger.mark_in_flight("issue", "main", run, 1, [("a", "a@x.org")])
+    journal.close()  # killed before `a` went again
+    with Ledger(state / "ledger.sqlite3") as ledger:
+        assert states(ledger) == {"a": (RETRY, 1, NOT_HANDED)}
