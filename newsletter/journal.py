@@ -63,7 +63,7 @@ class Journal:
 
     def append(self, lines: list[list]) -> None:
         """Write lines into the page cache (no fsync: see the module docstring)."""
-        data = "".join([json.dumps(line, ensure_ascii=False) + "\n" for line in lines]).encode()
+        data = "".join([json.dumps(line) + "\n" for line in lines]).encode()
         end = self._pos + len(data)
         if end > len(self._map):  # a batch with more to say than the file holds: grow it
             try:

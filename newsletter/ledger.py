@@ -3,7 +3,9 @@
 A recipient is written `in_flight` before its message goes to the provider and `sent` only
 once the provider accepted it, so a crash leaves `in_flight` rows behind; the next send
 of the issue turns them into `unknown` (they may or may not have been delivered) and
-never sends to them again unless asked to.
+never sends to them again unless asked to. Between a batch's writes, its steps are in its
+worker's journal (journal.py); opening the ledger, or claiming an issue, applies the journals
+a send that died left behind.
 """
 
 from __future__ import annotations
