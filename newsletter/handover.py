@@ -1,9 +1,9 @@
-"""The ledger kept step by step while a provider hands one batch over.
+"""Following a provider as it hands one batch over, step by step, in the worker's journal.
 
 A provider with `reports_handovers` tells its Handover about each step of a batch (a
-message for SMTP, a request for SendGrid): the step is written in flight before it goes
-and its outcome as soon as it is answered. A crash then leaves in flight only the step
-under way, not the whole batch.
+message for SMTP, a request for SendGrid): what is about to go, then each answer. The
+ledger has the whole batch in flight meanwhile; the journal (journal.py) says which of it
+went and what came back, so a crash leaves in flight only the step under way.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from newsletter import ledger as states
-from newsletter.ledger import Ledger
+from newsletter.journal import GO, Journal
 from newsletter.message import OutgoingMessage
 from newsletter.providers.base import Result, Status
 
@@ -28,81 +28,41 @@ def outcome_of(result: Result) -> tuple[str, str, str | None, str | None]:
     return result.key, _STATE_OF[result.status], result.provider_id, result.reason or None
 
 
-class StepWriter:
-    """Writes the steps of one send's batches to the ledger, one statement each.
+class JournalHandover:
+    """A providers.Handover that journals each step of one attempt at a batch.
 
-    (Letting workers share a statement, group commit, or writing from a thread of its
-    own while the SMTP envelope goes out, measured no faster: see README, Benchmarks.)
+    An answer is written together with the next step, in one write: until then the journal
+    has its message handed over and unanswered, so at any moment at most one step per
+    worker is. With no journal (a scratch ledger) it only keeps count, for `broken`.
     """
 
-    def __init__(self, ledger: Ledger, prepared, run_id: int) -> None:
-        self.ledger = ledger
-        self.slug = prepared.slug
-        self.list_name = prepared.list_name
-        self.run_id = run_id
-
-    def write(self, rows: list[tuple]) -> None:
-        """Store (key, email, state, provider_id, error, batch) rows; return once they are."""
-        self.ledger.write_steps(self.slug, self.list_name, self.run_id, rows)
-
-
-class LedgerHandover:
-    """A providers.Handover that writes each step of one batch to the ledger as it happens.
-
-    An answer is written together with the next step's in-flight mark, in one write:
-    until then its row stays in flight, so at any moment at most one step per worker is.
-    """
-
-    def __init__(self, writer: StepWriter, batch: int) -> None:
-        self.writer = writer
+    def __init__(self, journal: Journal | None, batch: int) -> None:
+        self.journal = journal
         self.batch = batch
-        self.emails: dict[str, str] = {}  # every key handed over: its address
-        self.open: dict[str, None] = {}  # keys in flight with no answer yet
-        self.unsaved: list[Result] = []  # answers not in the ledger yet
-        self.answers: dict[str, Result] = {}  # keys answered, their outcome in the ledger
+        self.open: dict[str, None] = {}  # keys handed over with no answer yet
+        self.answers: dict[str, Result] = {}  # keys answered
+        self.unsaved: list[list] = []  # answers not in the journal yet
+
+    def opening(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Note the attempt's messages as not handed over yet: call before the ledger marks
+        them in flight (an answer of an earlier attempt no longer holds)."""
+        if self.journal is not None:
+            self.journal.append([["open", self.batch, *[m.key for m in messages]]])
 
     def before(self, messages: Sequence[OutgoingMessage]) -> None:
-        pairs = [(m.key, m.to_email) for m in messages]
-        self.emails.update(pairs)
-        starting = [(key, email, states.IN_FLIGHT, None, None, self.batch) for key, email in pairs]
-        self.writer.write([*self._unsaved_rows(), *starting])
-        self._saved()
-        self.open.update(dict.fromkeys(key for key, _ in pairs))
+        keys = [m.key for m in messages]
+        if self.journal is not None:
+            self.journal.append([*self.unsaved, [GO, self.batch, *keys]])
+        self.unsaved = []
+        self.open.update(dict.fromkeys(keys))
 
     def after(self, results: Sequence[Result]) -> None:
-        self.unsaved += results
         for result in results:
             self.open.pop(result.key, None)
+            self.answers[result.key] = result
+            if self.journal is not None:
+                self.unsaved.append(["done", *outcome_of(result)])
 
-    def flush(self) -> None:
-        """Write the answers not written yet (the batch is over, or broke off)."""
-        if self.unsaved:
-            self.writer.write(self._unsaved_rows())
-            self._saved()
-
-    def recorded(
-        self, pending: dict[str, OutgoingMessage], results: Sequence[Result]
-    ) -> dict[str, Result]:
-        """The answers in the ledger once the batch returned; a final one it missed is added."""
-        self.flush()
-        missed = [
-            r
-            for r in results
-            if r.status is not Status.TEMPORARY and r.key not in self.answers and r.key in pending
-        ]
-        if missed:
-            self.before([pending[r.key] for r in missed])
-            self.after(missed)
-            self.flush()
-        return self.answers
-
-    def _unsaved_rows(self) -> list[tuple]:
-        rows = []
-        for result in self.unsaved:
-            key, state, provider_id, error = outcome_of(result)
-            rows.append((key, self.emails.get(key, key), state, provider_id, error, self.batch))
-        return rows
-
-    def _saved(self) -> None:
-        self.answers.update((r.key, r) for r in self.unsaved)
-        self.unsaved = []
+    def never_handed(self, keys: Sequence[str]) -> list[str]:
+        """Which of keys never went to the provider in this attempt."""
+        return [k for k in keys if k not in self.open and k not in self.answers]

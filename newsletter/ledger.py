@@ -3,7 +3,9 @@
 A recipient is written `in_flight` before its message goes to the provider and `sent` only
 once the provider accepted it, so a crash leaves `in_flight` rows behind; the next send
 of the issue turns them into `unknown` (they may or may not have been delivered) and
-never sends to them again unless asked to.
+never sends to them again unless asked to. Between a batch's writes, its steps are in its
+worker's journal (journal.py); opening the ledger, or claiming an issue, applies the journals
+a send that died left behind.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import NamedTuple
 
 from filelock import FileLock, Timeout
 
+from newsletter import journal
 from newsletter.db import open_db
 from newsletter.errors import SendError
 
@@ -33,6 +36,7 @@ UNKNOWN = "unknown"  # was in flight when the send died: it may have been delive
 INVALID = "invalid"  # its row in the list is malformed: skipped, the error says where and why
 STATES = (SENT, FAILED, RETRY, UNKNOWN, IN_FLIGHT, INVALID)
 STOPPED = "the send stopped before the provider answered"  # why an in-flight row is unknown
+NOT_HANDED = "not handed over: the send stopped first"  # why an in-flight row is retry again
 
 _SCHEMA = """
 CREATE TABLE runs (
@@ -103,6 +107,10 @@ class Ledger:
         self._lock = threading.Lock()
         self._db = open_db(path, _SCHEMA, SCHEMA_VERSION, SendError, name="the send ledger")
         self._fit_statements()
+        try:
+            self._apply_journals()
+        except sqlite3.DatabaseError as exc:
+            raise SendError(f"cannot open the send ledger: {exc}", where=str(path)) from None
 
     def _fit_statements(self) -> None:
         """Rows per statement within this SQLite's variable limit: 999 before 3.32, then 32,766."""
@@ -164,16 +172,14 @@ class Ledger:
         """One send of an issue at a time; in-flight rows left by a dead send become unknown."""
         lock = None
         if self.path is not None:
-            lock_path = self.path.parent / f"send-{issue}.lock"
-            lock = FileLock(lock_path, thread_local=False)
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
+            lock = self._issue_lock(issue)
+            if lock is None:
                 raise SendError(
-                    f"another `newsletter send` of {issue} is running (it holds {lock_path}); "
-                    "wait for it to finish"
-                ) from None
+                    f"another `newsletter send` of {issue} is running (it holds "
+                    f"{self.path.parent / f'send-{issue}.lock'}); wait for it to finish"
+                )
         try:
+            self._apply_journals(issue)
             self._write(
                 "UPDATE recipients SET state = ?, updated_at = ?, error = ? "
                 "WHERE issue = ? AND state = ?",
@@ -184,17 +190,64 @@ class Ledger:
             if lock is not None:
                 lock.release()
 
-    def is_sending(self, issue: str) -> bool:
-        """Whether a send of the issue holds its lock right now (in another process)."""
-        if self.path is None:
-            return False
+    def _issue_lock(self, issue: str) -> FileLock | None:
+        """The send lock of an issue, taken; None when a send (another process) holds it."""
+        assert self.path is not None
         lock = FileLock(self.path.parent / f"send-{issue}.lock", thread_local=False)
         try:
             lock.acquire(timeout=0)
         except Timeout:
+            return None
+        return lock
+
+    def is_sending(self, issue: str) -> bool:
+        """Whether a send of the issue holds its lock right now (in another process)."""
+        if self.path is None:
+            return False
+        lock = self._issue_lock(issue)
+        if lock is None:
             return True
         lock.release()
         return False
+
+    def _apply_journals(self, issue: str | None = None) -> None:
+        """Apply the journals of sends that died (journal.py): of `issue`, whose lock the caller
+        holds, or of every issue that nobody is sending now."""
+        if self.path is None:
+            return
+        for path, replay in journal.left_behind(self.path.parent):
+            if replay is None or (issue is not None and replay.issue != issue):
+                continue  # a newer program's, or unreadable: left for it / for a person
+            lock = self._issue_lock(replay.issue) if issue is None else None
+            if issue is None and lock is None:
+                continue  # that send is alive: its journal is not done
+            try:
+                self._settle(replay)
+                path.unlink(missing_ok=True)
+            finally:
+                if lock is not None:
+                    lock.release()
+
+    def _settle(self, replay: journal.Replay) -> None:
+        """Store the answers a journal holds; what it shows never handed over leaves flight."""
+        issue, run, stamp = replay.issue, replay.run, now()
+        steps = replay.last.items()
+        answers = [step for _, step in steps if step not in (journal.GO, journal.IDLE)]
+        with self._transaction() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "UPDATE recipients SET state = ?, provider_id = coalesce(?, provider_id), "
+                "error = ?, updated_at = ?, sent_at = coalesce(?, sent_at) "
+                "WHERE issue = ? AND key = ? AND run = ? AND state = ?",
+                [
+                    (state, provider_id, error, stamp, stamp if state == SENT else None)
+                    + (issue, key, run, IN_FLIGHT)
+                    for key, state, provider_id, error in answers
+                ],
+            )
+            idle = [key for key, step in steps if step == journal.IDLE]
+            self._release(db, issue, idle, NOT_HANDED, stamp)
+            db.execute("COMMIT")
 
     def start_run(self, issue: str, list_name: str, provider: str) -> int:
         with self._transaction() as db:
@@ -271,36 +324,20 @@ class Ledger:
 
         self._write_chunks(statements())
 
-    def write_steps(
-        self,
-        issue: str,
-        list_name: str,
-        run: int,
-        rows: Sequence[tuple[str, str, str, str | None, str | None, int]],
-    ) -> None:
-        """Store (key, email, state, provider_id, error, batch) rows in one statement: answers
-        from the provider, and recipients about to be handed over (state IN_FLIGHT)."""
-        stamp = now()
-        step = max(1, self._pairs_per_statement * 2 // 7)  # 7 variables a row
-        for start in range(0, len(rows), step):
-            chunk = rows[start : start + step]
-            values = ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-            sql = (
-                f"WITH step (key, email, state, provider_id, error, batch, sent_at) "
-                f"AS (VALUES {values}) "
-                "INSERT INTO recipients (issue, key, list, email, state, attempts, provider_id, "
-                "run, batch, first_at, updated_at, sent_at, error) "
-                "SELECT ?, key, ?, email, state, state = ?, provider_id, ?, batch, ?, ?, "
-                "sent_at, error FROM step WHERE 1 "
-                "ON CONFLICT (issue, key) DO UPDATE SET state = excluded.state, "
-                "attempts = attempts + excluded.attempts, list = excluded.list, "
-                "email = excluded.email, run = excluded.run, batch = excluded.batch, "
-                "provider_id = coalesce(excluded.provider_id, provider_id), "
-                "error = excluded.error, updated_at = excluded.updated_at, "
-                "sent_at = coalesce(excluded.sent_at, sent_at)"
-            )
-            flat = [v for r in chunk for v in (*r, stamp if r[2] == SENT else None)]
-            self._write_chunks([(sql, (*flat, issue, list_name, IN_FLIGHT, run, stamp, stamp))])
+    def release(self, issue: str, keys: Sequence[str], reason: str = NOT_HANDED) -> None:
+        """Take keys marked in flight that never went to the provider out of flight again:
+        not sent, so the next send sends them (their attempt is not counted)."""
+        with self._transaction() as db:
+            db.execute("BEGIN IMMEDIATE")
+            self._release(db, issue, keys, reason, now())
+            db.execute("COMMIT")
+
+    def _release(self, db, issue: str, keys: Sequence[str], reason: str, stamp: str) -> None:
+        db.executemany(
+            "UPDATE recipients SET state = ?, attempts = max(attempts - 1, 0), error = ?, "
+            "updated_at = ? WHERE issue = ? AND key = ? AND state = ?",
+            [(RETRY, reason, stamp, issue, key, IN_FLIGHT) for key in keys],
+        )
 
     def record(self, issue: str, outcomes: Iterable[Outcome]) -> None:
         """Store what the provider said about recipients that were marked in flight."""

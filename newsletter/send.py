@@ -1,9 +1,11 @@
 """The send loop: plan -> filter by ledger -> batches -> workers -> results -> ledger.
 
 Exactly once: a recipient is written `in_flight` before the provider sees their message and
-becomes `sent` only on the provider's acceptance. A batch is marked in flight as a whole,
-or, for providers that report their steps (SMTP, SendGrid), step by step (handover.py). Temporary failures are retried (tenacity,
-exponential backoff with jitter, Retry-After honoured); throttling alone never fails a send.
+becomes `sent` only on the provider's acceptance. A batch is marked in flight as a whole
+and its outcomes recorded together; providers that report their steps (SMTP, SendGrid) are
+followed step by step in each worker's journal (handover.py, journal.py), so a crash leaves
+only the step under way unknown. Temporary failures are retried (tenacity, exponential
+backoff with jitter, Retry-After honoured); throttling alone never fails a send.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from newsletter import ledger as states
 from newsletter import readahead
 from newsletter.config import Config
 from newsletter.errors import ExitCode, ProviderError, SendError
-from newsletter.handover import LedgerHandover, StepWriter, outcome_of
+from newsletter.handover import JournalHandover, outcome_of
+from newsletter.journal import Journal
 from newsletter.ledger import LEDGER_NAME, Ledger, Outcome
 from newsletter.message import Campaign, OutgoingMessage
 from newsletter.providers import Provider, Result, Status, get_provider_class
@@ -454,7 +457,7 @@ class _Run:
         self.fatal: BaseException | None = None
         self.started = time.monotonic()
         self.run_id = 0
-        self.steps: StepWriter | None = None  # set once the run is in the ledger
+        self.worker_numbers = itertools.count(1)
 
     # The producer: the calling thread -----------------------------------------------
 
@@ -473,7 +476,6 @@ class _Run:
             self.run_id = ledger.start_run(prepared.slug, prepared.list_name, prepared.provider)
             if not prepared.is_test:
                 ledger.clear_invalid(prepared.slug, prepared.list_name)
-            self.steps = StepWriter(ledger, prepared, self.run_id)
             work: queue.Queue = queue.Queue(maxsize=self.settings.workers)
             threads = [
                 threading.Thread(target=self._worker, args=(work,), daemon=True, name=f"send-{i}")
@@ -596,8 +598,16 @@ class _Run:
     # Workers --------------------------------------------------------------------------
 
     def _worker(self, work: queue.Queue) -> None:
+        journal = None
         try:
             with self.factory() as provider:
+                if provider.reports_handovers and self.ledger.path is not None:
+                    journal = Journal(
+                        self.ledger.path.parent,
+                        self.prepared.slug,
+                        self.run_id,
+                        next(self.worker_numbers),
+                    )
                 while not self.stop.is_set():
                     try:
                         batch = work.get(timeout=0.1)
@@ -605,9 +615,12 @@ class _Run:
                         continue
                     if batch is None:
                         return
-                    self._deliver(provider, batch)
+                    self._deliver(provider, batch, journal)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self._halt(exc)
+        finally:
+            if journal is not None:
+                journal.close()
 
     def _halt(self, exc: BaseException) -> None:
         with self.lock:
@@ -617,7 +630,9 @@ class _Run:
                     self.summary.stopped = str(exc)
         self.stop.set()
 
-    def _deliver(self, provider: Provider, batch: list[OutgoingMessage]) -> None:
+    def _deliver(
+        self, provider: Provider, batch: list[OutgoingMessage], journal: Journal | None
+    ) -> None:
         """Hand one batch over, retrying what failed temporarily; record every outcome."""
         settings = self.settings
         slug, list_name = self.prepared.slug, self.prepared.list_name
@@ -632,19 +647,18 @@ class _Run:
             if self.stop.is_set() or not self.rate.acquire(len(pending), self.stop):
                 raise _Stopped
             messages = list(pending.values())
-            journal = LedgerHandover(self.steps, number) if provider.reports_handovers else None
+            handover = None
+            if provider.reports_handovers:
+                handover = JournalHandover(journal, number)
+                handover.opening(messages)
+            self.ledger.mark_in_flight(
+                slug, list_name, self.run_id, number, [(m.key, m.to_email) for m in messages]
+            )
             try:
-                if journal is None:
-                    self.ledger.mark_in_flight(
-                        slug,
-                        list_name,
-                        self.run_id,
-                        number,
-                        [(m.key, m.to_email) for m in messages],
-                    )
+                if handover is None:
                     results = provider.send_batch(messages)
                 else:
-                    results = provider.send_batch(messages, journal)
+                    results = provider.send_batch(messages, handover)
             except ProviderError as exc:
                 # The provider refused the request as a whole: nothing in it was sent.
                 self.ledger.record(
@@ -653,16 +667,19 @@ class _Run:
                 with self.lock:
                     self.summary.retry += len(pending)
                 pending.clear()
+                if journal is not None:
+                    journal.clear()
                 raise
             except BaseException as exc:
-                if journal is None:
+                if handover is None:
                     unanswered = [Result(k, Status.UNKNOWN, repr(exc)) for k in pending]
                     self._record(pending, unanswered, True)
                 else:
-                    self._record_broken(pending, journal, exc)
+                    self._record_broken(pending, handover, exc)
+                    if journal is not None:
+                        journal.clear()
                 raise
-            written = journal.recorded(pending, results) if journal is not None else {}
-            temporary, accepted = self._record(pending, results, not delivered, written)
+            temporary, accepted = self._record(pending, results, not delivered)
             delivered = delivered or accepted
             last.update((r.key, r) for r in temporary)
             throttled = [r.retry_after for r in temporary if r.retry_after is not None]
@@ -698,31 +715,31 @@ class _Run:
             with self.lock:
                 self.summary.retry += sum(1 for k in pending if k in last)
             self._progress()
+        if journal is not None:
+            journal.clear()  # all of the batch is in the ledger now
 
     def _record_broken(
-        self, pending: dict[str, OutgoingMessage], journal: LedgerHandover, exc: BaseException
+        self, pending: dict[str, OutgoingMessage], handover: JournalHandover, exc: BaseException
     ) -> None:
         """A provider that reported its steps failed: only the step under way is unknown."""
-        journal.flush()
-        for key in list(pending):
-            if key not in journal.open and key not in journal.answers:
-                del pending[key]  # never started: not in the ledger, the next run sends it
-        unknown = [Result(key, Status.UNKNOWN, repr(exc)) for key in journal.open]
-        self._record(pending, [*journal.answers.values(), *unknown], True, journal.answers)
+        idle = handover.never_handed(list(pending))
+        self.ledger.release(self.prepared.slug, idle)  # the next run sends them
+        for key in idle:
+            del pending[key]
+        unknown = [Result(key, Status.UNKNOWN, repr(exc)) for key in handover.open]
+        self._record(pending, [*handover.answers.values(), *unknown], True)
 
     def _record(
         self,
         pending: dict[str, OutgoingMessage],
         results: list[Result],
         systemic: bool,
-        written: dict[str, Result] | None = None,
     ) -> tuple[list[Result], bool]:
         """Store final outcomes and take them out of `pending`; (the temporary ones, any accepted).
 
         An attempt where nothing was accepted counts towards max_consecutive_failures when it
         is `systemic`: nothing of its batch got through before either. Retrying the few
         recipients a server keeps deferring (greylisting) must not stop the whole send.
-        Outcomes of the keys in `written` are in the ledger already (see LedgerHandover).
         """
         by_key = {r.key: r for r in results}
         final, temporary, bounced = [], [], []
@@ -742,7 +759,7 @@ class _Run:
                 failed, reason = True, reason or result.reason
             if result.hard_bounce:
                 bounced.append((message.to_email, f"hard bounce: {result.reason}"))
-        outcomes = [outcome_of(r) for _, r in final if not written or r.key not in written]
+        outcomes = [outcome_of(r) for _, r in final]
         if outcomes:
             self.ledger.record(self.prepared.slug, outcomes)
         if bounced:

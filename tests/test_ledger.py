@@ -120,34 +120,6 @@ def test_attempts_count_every_hand_over(ledger):
     assert (row.state, row.attempts, row.error) == (RETRY, 3, "429")
 
 
-def test_a_step_records_the_last_answer_and_marks_the_next_in_flight_together(ledger):
-    run = ledger.start_run("issue", "main", "smtp")
-    ledger.write_steps("issue", "main", run, [("a", "A@x.org", IN_FLIGHT, None, None, 1)])
-    ledger.write_steps(
-        "issue",
-        "main",
-        run,
-        [("a", "A@x.org", SENT, "<id-a>", None, 1), ("b", "b@x.org", IN_FLIGHT, None, None, 1)],
-    )
-    rows = {row.key: row for row in ledger.rows("issue")}
-    a, b = rows["a"], rows["b"]
-    assert (a.state, a.attempts, a.provider_id, a.email, a.batch) == (
-        SENT,
-        1,
-        "<id-a>",
-        "A@x.org",
-        1,
-    )
-    assert a.sent_at is not None
-    assert (b.state, b.attempts, b.sent_at, b.run) == (IN_FLIGHT, 1, None, run)
-    ledger.write_steps("issue", "main", run, [("b", "b@x.org", RETRY, None, "451 later", 1)])
-    ledger.write_steps("issue", "main", run, [("b", "b@x.org", IN_FLIGHT, None, None, 2)])
-    (b,) = [row for row in ledger.rows("issue") if row.key == "b"]
-    assert (b.state, b.attempts, b.error, b.batch) == (IN_FLIGHT, 2, None, 2)
-    with ledger.claim("issue"):  # killed with b handed over: only b is unknown
-        assert ledger.counts("issue") == {"main": {SENT: 1, UNKNOWN: 1}}
-
-
 def test_counts_are_per_list_and_rows_filter_by_state(ledger):
     run = ledger.start_run("issue", "main", "outbox")
     ledger.mark_in_flight("issue", "main", run, 1, [("a", "a"), ("b", "b")])

@@ -38,8 +38,9 @@ class SendOptions:
 class Handover(Protocol):
     """What a provider that hands a batch over in steps tells the send engine as it goes.
 
-    The engine records each step in the ledger, so a crash leaves in flight only the step
-    that was under way: one message per SMTP connection, one request per SendGrid worker.
+    The engine notes each step in the worker's journal (journal.py), so a crash leaves in
+    flight only the step that was under way: one message per SMTP connection, one request
+    per SendGrid worker.
     """
 
     def before(self, messages: Sequence[OutgoingMessage]) -> None:
