@@ -1,7 +1,7 @@
 """Send throughput and peak memory: the send engine against a raw client loop, same run.
 
 For SendGrid (the loopback v3 Mail Send server) and SMTP (the loopback aiosmtpd server,
-several connections), 100,000 recipients go through `newsletter.send.run` (list streamed,
+several connections), 100,000 recipients go through `newsletter.sending.engine.run` (list streamed,
 ledger, retries, rate, progress) and, with the same workers and batch size, through a bare
 loop over pre-built messages calling the provider. Then the peak memory of dry runs of
 100,000 and 1,000,000 recipients. Servers run in their own processes; each measurement
@@ -113,10 +113,10 @@ def environment(kind: str, address: str) -> dict[str, str]:
 
 def child(mode: str, root: Path) -> dict:
     """Run one measurement in this process; return its figures."""
-    from newsletter import send as engine
     from newsletter.config import load_config
-    from newsletter.ledger import Ledger
     from newsletter.providers import make_provider
+    from newsletter.sending import engine
+    from newsletter.sending.ledger import Ledger
 
     env = dict(os.environ)
     config = load_config(root / "newsletter.toml", env=env)

@@ -18,7 +18,7 @@ class Erasure:
 def forget_everywhere(config: Config, email: str) -> Erasure:
     """Erase an address from every list (keeping its hash as a suppression), the ledger and events."""
     from newsletter import optouts
-    from newsletter.ledger import LEDGER_NAME, Ledger
+    from newsletter.sending.ledger import LEDGER_NAME, Ledger
     from newsletter.web.events import EVENTS_NAME, EventStore
 
     removed = subs.forget(config.subscribers_dir, email)

@@ -9,13 +9,13 @@ import pytest
 from test_studio import Running
 from typer.testing import CliRunner
 
-from newsletter import send as engine
 from newsletter.checks import Problem, run_checks
 from newsletter.cli import app
 from newsletter.config import load_config
 from newsletter.issue import load_issue
 from newsletter.render import Renderer
 from newsletter.sample import sample_message
+from newsletter.sending import engine
 from newsletter.tokens import load_secret
 
 # Issues whose problems span every kind of checker: errors, warnings, client support.

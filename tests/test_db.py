@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from newsletter.ledger import Ledger
 from newsletter.optouts import Journal, JournalError
+from newsletter.sending.ledger import Ledger
 from newsletter.web.events import EventStore, EventStoreError
 from newsletter.web.requests import RequestStore, RequestStoreError
 

@@ -43,7 +43,7 @@ def test_a_send_creates_a_private_ledger_outbox_folder_and_messages(workspace):
 
 
 def test_the_ledgers_wal_and_shm_files_are_private_while_it_is_open(workspace):
-    from newsletter.ledger import Ledger
+    from newsletter.sending.ledger import Ledger
 
     state = workspace / ".newsletter"
     with Ledger.for_workspace(state):

@@ -10,12 +10,12 @@ from loopback import SmtpServer
 from test_send import write_list
 from test_send_e2e import smtp_env
 
-from newsletter import send as engine
-from newsletter.handover import JournalHandover
-from newsletter.journal import Journal
-from newsletter.ledger import FAILED, IN_FLIGHT, NOT_HANDED, RETRY, SENT, UNKNOWN, Ledger
 from newsletter.message import OutgoingMessage
 from newsletter.providers import Result, Status
+from newsletter.sending import engine
+from newsletter.sending.handover import JournalHandover
+from newsletter.sending.journal import Journal
+from newsletter.sending.ledger import FAILED, IN_FLIGHT, NOT_HANDED, RETRY, SENT, UNKNOWN, Ledger
 
 
 def message(key: str) -> OutgoingMessage:

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from newsletter.errors import SendError
-from newsletter.ledger import (
+from newsletter.sending.ledger import (
     FAILED,
     IN_FLIGHT,
     RETRY,

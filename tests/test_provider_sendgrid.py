@@ -15,12 +15,12 @@ from loopback import (
     subscribers,
 )
 
-from newsletter import send as engine
 from newsletter.config import load_config
 from newsletter.errors import ConfigError, ProviderError
 from newsletter.message import header_safe
 from newsletter.providers import SendOptions, Status, get_provider_class, make_provider
 from newsletter.providers.sendgrid import API_KEY_ENV, SendgridProvider
+from newsletter.sending import engine
 from newsletter.tokens import address_id
 
 KEY = "SG.loopback-test-key.abcdef"

@@ -17,12 +17,12 @@ import threading
 import pytest
 from test_send import Script, ledger_counts, ledger_rows, send, write_list
 
-from newsletter import send as engine
 from newsletter.config import load_config
 from newsletter.errors import SendError, SubscriberError
-from newsletter.ledger import IN_FLIGHT, SENT
 from newsletter.providers import Result, Status
-from newsletter.readahead import can_fork
+from newsletter.sending import engine
+from newsletter.sending.ledger import IN_FLIGHT, SENT
+from newsletter.sending.readahead import can_fork
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="the read-ahead process needs fork")
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import send as engine
 from newsletter.config import load_config
 from newsletter.issue import load_issue
 from newsletter.preview import preview
 from newsletter.render import Renderer
 from newsletter.sample import find_recipient, sample_message
+from newsletter.sending import engine
 from newsletter.tokens import load_secret
 
 _opened: list[Path] | None = None

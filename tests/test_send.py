@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import send as engine
 from newsletter.config import load_config
 from newsletter.errors import ExitCode, ProviderError, SendError
-from newsletter.ledger import FAILED, IN_FLIGHT, RETRY, SENT, UNKNOWN, Ledger
 from newsletter.message import OutgoingMessage
 from newsletter.providers import Provider, Result, Status
+from newsletter.sending import engine
+from newsletter.sending.ledger import FAILED, IN_FLIGHT, RETRY, SENT, UNKNOWN, Ledger
 
 COLUMNS = ["email", "name", "status", "company"]
 

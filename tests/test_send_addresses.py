@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from newsletter.cli import app
 from newsletter.errors import ExitCode
-from newsletter.ledger import FAILED, SENT, Ledger
+from newsletter.sending.ledger import FAILED, SENT, Ledger
 
 runner = CliRunner()
 KEY = "SG.loopback-test-key.addresses"

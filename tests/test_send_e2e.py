@@ -24,11 +24,11 @@ from conftest import REPO
 from loopback import SendgridServer, SgAction, SmtpServer
 from test_send import write_list
 
-from newsletter import send as engine
 from newsletter.config import load_config
 from newsletter.errors import ExitCode
-from newsletter.ledger import IN_FLIGHT, RETRY, SENT, UNKNOWN, Ledger
 from newsletter.providers import make_provider
+from newsletter.sending import engine
+from newsletter.sending.ledger import IN_FLIGHT, RETRY, SENT, UNKNOWN, Ledger
 
 KEY = "SG.loopback-test-key.e2e"
 ISSUE = "issues/merge.md"

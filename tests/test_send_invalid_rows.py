@@ -19,12 +19,12 @@ from test_send import Script, ledger_rows, send
 from test_send_e2e import ledger_states, send_in_process, smtp_env
 from typer.testing import CliRunner
 
-from newsletter import send as engine
 from newsletter.cli import app
 from newsletter.config import load_config
 from newsletter.errors import ExitCode
-from newsletter.ledger import INVALID, SENT, Ledger
-from newsletter.readahead import can_fork
+from newsletter.sending import engine
+from newsletter.sending.ledger import INVALID, SENT, Ledger
+from newsletter.sending.readahead import can_fork
 
 HEADER = "email,name,status,company,vip,nickname"
 BAD = {

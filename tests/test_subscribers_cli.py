@@ -210,7 +210,7 @@ def test_every_subscribers_command_has_an_example_in_its_help(workspace):
 
 
 def test_forget_also_erases_the_address_from_the_ledger_and_the_event_store(workspace):
-    from newsletter.ledger import Ledger
+    from newsletter.sending.ledger import Ledger
     from newsletter.web.events import EventStore, web_event
 
     state = workspace / ".newsletter"

@@ -117,8 +117,8 @@ def run_engine(
     `approve(prepared, plan, settings, ledger)` shows the plan and returns the progress
     reporter, or stops the send by raising typer.Exit.
     """
-    from newsletter import send as engine
     from newsletter.providers import SendOptions, make_provider
+    from newsletter.sending import engine
 
     if sandbox and not engine.supports(provider, "sandbox"):
         able = engine.providers_supporting("sandbox")
@@ -148,7 +148,7 @@ def run_engine(
 
 def _approve(prepared, plan, settings, ledger, *, send_at: int | None, yes: bool):
     """Show the plan; ask unless told not to; a progress reporter for the run."""
-    from newsletter import send as engine
+    from newsletter.sending import engine
 
     show.plan(prepared, plan, settings, send_at, ledger)
     if plan.to_send == 0:
@@ -164,7 +164,7 @@ def _approve(prepared, plan, settings, ledger, *, send_at: int | None, yes: bool
 
 def _schedule(at: str | None, provider: str, ask: bool) -> int | None:
     """The delivery time of --at; one already past is sent now only when the user says so."""
-    from newsletter import send as engine
+    from newsletter.sending import engine
 
     if not at:
         return None
@@ -200,8 +200,8 @@ def status(
 
     Example: newsletter status issues/2024-05-01-spring.md --recipients
     """
-    from newsletter import ledger
-    from newsletter.send import issue_slug
+    from newsletter.sending import ledger
+    from newsletter.sending.engine import issue_slug
 
     config = load(config_path)
     slug = issue_slug(issue)

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from newsletter import ledger
 from newsletter.cli.common import plural
+from newsletter.sending import ledger
 
 if TYPE_CHECKING:  # the engine is imported where it runs: `newsletter --help` stays quick
-    from newsletter import send as engine
     from newsletter.preview import PreviewResult
+    from newsletter.sending import engine
 
 
 def preview_report(result: PreviewResult) -> list:
@@ -93,7 +93,7 @@ def plan(prepared, plan, settings, send_at: int | None, book: ledger.Ledger) -> 
 
 def rows(found) -> None:
     """Print ledger rows, address and reason, as many as a summary names."""
-    from newsletter.send import LISTED as limit
+    from newsletter.sending.engine import LISTED as limit
 
     for count, row in enumerate(found):
         if count >= limit:
@@ -291,7 +291,7 @@ def status(book: ledger.Ledger, slug: str, recipients: bool) -> None:
             fields = [row.list, row.email, state_of(row.state), str(row.attempts), row.updated_at]
             typer.echo("\t".join([*fields, row.error or ""]))
         return
-    from newsletter.send import LISTED
+    from newsletter.sending.engine import LISTED
 
     unknown = [ledger.UNKNOWN] if sending else [ledger.UNKNOWN, ledger.IN_FLIGHT]
     for wanted, title in (([ledger.FAILED], "Failed"), (unknown, "Unknown")):

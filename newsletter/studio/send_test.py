@@ -11,8 +11,8 @@ from newsletter.errors import ConfigError
 def send_test(config: Config, issue_path: Path, as_email: str | None) -> str:
     """A [TEST] copy to [send] test_to through the configured provider; what happened."""
     # The same steps as `newsletter send --test-to`; one sending function will serve both.
-    from newsletter import send as engine
     from newsletter.providers import make_provider
+    from newsletter.sending import engine
 
     test_to = list(config.send.test_to)
     if not test_to:

@@ -77,7 +77,7 @@ class Archive:
     def published(self, slug: str) -> bool:
         if self.mode == "all":
             return True
-        from newsletter.ledger import LEDGER_NAME, SENT, Ledger
+        from newsletter.sending.ledger import LEDGER_NAME, SENT, Ledger
 
         if not (self.config.state_dir / LEDGER_NAME).is_file():
             return False

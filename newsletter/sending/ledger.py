@@ -21,9 +21,9 @@ from typing import NamedTuple
 
 from filelock import FileLock, Timeout
 
-from newsletter import journal
 from newsletter.db import open_db
 from newsletter.errors import SendError
+from newsletter.sending import journal
 
 LEDGER_NAME = "ledger.sqlite3"
 SCHEMA_VERSION = 1

@@ -23,17 +23,17 @@ from pathlib import Path
 
 from tenacity import Retrying, retry_if_result
 
-from newsletter import ledger as states
-from newsletter import readahead
 from newsletter.config import Config
 from newsletter.errors import ExitCode, ProviderError, SendError
-from newsletter.handover import JournalHandover, outcome_of
-from newsletter.journal import Journal
-from newsletter.ledger import LEDGER_NAME, Ledger, Outcome
 from newsletter.message import Campaign, OutgoingMessage
 from newsletter.providers import Provider, Result, Status, get_provider_class
 from newsletter.render import fill
 from newsletter.sample import CheckedIssue, check_issue, find_recipient
+from newsletter.sending import ledger as states
+from newsletter.sending import readahead
+from newsletter.sending.handover import JournalHandover, outcome_of
+from newsletter.sending.journal import Journal
+from newsletter.sending.ledger import LEDGER_NAME, Ledger, Outcome
 from newsletter.subscribers.sending import Skipped
 from newsletter.tokens import load_secret
 

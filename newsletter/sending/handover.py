@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from newsletter import ledger as states
-from newsletter.journal import GO, Journal
 from newsletter.message import OutgoingMessage
 from newsletter.providers.base import Result, Status
+from newsletter.sending import ledger as states
+from newsletter.sending.journal import GO, Journal
 
 _STATE_OF = {
     Status.ACCEPTED: states.SENT,
