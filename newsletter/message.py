@@ -21,7 +21,7 @@ import email_validator
 from newsletter.config import Config
 from newsletter.errors import ConfigError, SubscriberError
 from newsletter.render import Personalized, Rendered
-from newsletter.subscribers.model import NAME_MAX
+from newsletter.subscribers.model import NAME_MAX, email_key
 from newsletter.tokens import make_token
 
 CRLF = "\r\n"
@@ -168,10 +168,11 @@ class Campaign:
     secret: bytes
     subject_prefix: str = ""
     boundary: str = field(default_factory=lambda: f"=_nl_{secrets.token_hex(12)}")
+    slug: str | None = None  # where its messages are filed; the issue's slug unless given
 
     @property
     def issue_slug(self) -> str:
-        return self.rendered.issue.slug
+        return self.slug or self.rendered.issue.slug
 
     @cached_property
     def list_id(self) -> str:
@@ -234,6 +235,23 @@ class Campaign:
             unsubscribe_mailto=mailto,
             values=values,
         )
+
+
+def single_message(
+    config: Config,
+    secret: bytes,
+    *,
+    to_email: str,
+    subject: str,
+    html: str,
+    text: str,
+    list_name: str,
+    slug: str,
+) -> OutgoingMessage:
+    """One message outside any issue (a confirmation), with the headers an issue's messages have."""
+    rendered = Rendered(None, subject, None, html, text, "", [], {})
+    campaign = Campaign(config, rendered, list_name, secret, slug=slug)
+    return campaign.message(to_email, email_key(to_email), {})
 
 
 _date_cache: list = [0, ""]

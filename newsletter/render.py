@@ -132,7 +132,7 @@ class Personalized:
 class Rendered:
     """One issue rendered once: final HTML and text with per-recipient tokens still in them."""
 
-    issue: Issue
+    issue: Issue | None  # None for a single message no issue file made (message.single_message)
     subject: str
     preheader: str | None
     html: str

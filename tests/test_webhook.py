@@ -15,14 +15,13 @@ from test_serve import LiveServer, configure, statuses
 
 from newsletter import subscribers as subs
 from newsletter.errors import ConfigError
-from newsletter.web.events import EventStore
-from newsletter.web.webhooks import (
+from newsletter.providers.sendgrid.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    action_for,
     load_public_key,
-    to_event,
 )
+from newsletter.web.events import EventStore
+from newsletter.web.webhooks import action_for, to_event
 
 
 def key_pair() -> tuple[ec.EllipticCurvePrivateKey, str]:

@@ -117,6 +117,7 @@ def run_engine(
     `approve(prepared, plan, settings, ledger)` shows the plan and returns the progress
     reporter, or stops the send by raising typer.Exit.
     """
+    from newsletter import providers
     from newsletter.providers import SendOptions, make_provider
     from newsletter.sending import engine
 
@@ -130,7 +131,7 @@ def run_engine(
         config, issue, list_name=list_name, provider=provider, test_to=test_to, as_email=as_email
     )
     tuned = engine.settings_for(config, provider, dry_run=dry_run, **settings)
-    make_provider(provider, config, options=options).close()  # settings and secrets, before asking
+    providers.check(provider, config, options=options)  # settings and secrets, before asking
     with engine.open_ledger(config, prepared, sandbox=sandbox, dry_run=dry_run) as ledger:
         plan = engine.plan(prepared, ledger, tuned)
         with approve(prepared, plan, tuned, ledger) as reporter:

@@ -380,7 +380,7 @@ def sync(
 
     Example: newsletter subscribers sync --since 2024-05-01
     """
-    from newsletter.sync import parse_since, sync_suppressions
+    from newsletter.providers.sendgrid.suppressions import parse_since, sync_suppressions
 
     cfg = load(config)
     try:

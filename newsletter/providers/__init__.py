@@ -23,6 +23,7 @@ __all__ = [
     "SendOptions",
     "Status",
     "UnsupportedFeature",
+    "check",
     "get_provider_class",
     "make_provider",
 ]
@@ -30,7 +31,7 @@ __all__ = [
 PROVIDERS = {
     "outbox": "newsletter.providers.outbox:OutboxProvider",
     "smtp": "newsletter.providers.smtp:SmtpProvider",
-    "sendgrid": "newsletter.providers.sendgrid:SendgridProvider",
+    "sendgrid": "newsletter.providers.sendgrid.mail:SendgridProvider",
 }
 
 
@@ -46,6 +47,17 @@ def get_provider_class(name: str) -> type[Provider]:
     return getattr(importlib.import_module(module), attr)
 
 
+def check(
+    name: str,
+    config: Config,
+    env: Mapping[str, str] | None = None,
+    options: SendOptions | None = None,
+) -> None:
+    """ConfigError unless the provider's settings, secrets and options can work; no connection."""
+    env = os.environ if env is None else env
+    get_provider_class(name).check(config, env, options or SendOptions())
+
+
 def make_provider(
     name: str,
     config: Config,
@@ -53,8 +65,8 @@ def make_provider(
     options: SendOptions | None = None,
 ) -> Provider:
     """A ready provider instance; its check() has passed."""
-    provider = get_provider_class(name)(
-        config, os.environ if env is None else env, options or SendOptions()
-    )
-    provider.check()
-    return provider
+    env = os.environ if env is None else env
+    options = options or SendOptions()
+    cls = get_provider_class(name)
+    cls.check(config, env, options)
+    return cls(config, env, options)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from newsletter.config import Config
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, ProviderError
 from newsletter.message import OutgoingMessage
 
 
@@ -74,10 +74,27 @@ class _Unreported:
 UNREPORTED = _Unreported()
 
 
+@dataclass(frozen=True)
+class Step:
+    """Messages handed over together: one SMTP transaction, one SendGrid request."""
+
+    indexes: tuple[int, ...]  # their positions in the batch
+    payload: object = None  # what the provider made of them (a request body, ...)
+
+
+class Unavailable(Exception):
+    """The service cannot be reached now and nothing of the step went: the rest waits too."""
+
+
+_HANDED_OVER = (Status.ACCEPTED, Status.UNKNOWN)
+
+
 class Provider:
     """Translates OutgoingMessages to a service's format and transports them; nothing else.
 
-    One instance is used by one thread at a time; the send engine makes one per worker.
+    The batch loop and what a failure midway means for the rest of the batch live here; a
+    provider implements send_one (one message at a time) or plan and transport (steps of
+    several). One instance is used by one thread at a time; the engine makes one per worker.
     """
 
     name: ClassVar[str]
@@ -86,28 +103,30 @@ class Provider:
     default_rate: ClassVar[float | None] = None  # messages per second, None = unlimited
     supports_send_at: ClassVar[bool] = False  # can deliver at SendOptions.send_at
     supports_sandbox: ClassVar[bool] = False  # can validate, not deliver (SendOptions.sandbox)
-    # send_batch takes a Handover and reports each step of the batch to it; otherwise the
-    # whole batch is in flight until send_batch returns.
+    # The engine journals each step reported to the Handover (a crash then leaves only the
+    # step under way in doubt); otherwise the whole batch is in flight until send_batch returns.
     reports_handovers: ClassVar[bool] = False
 
     def __init__(
-        self, config: Config, env: Mapping[str, str], options: SendOptions = SendOptions()
+        self, config: Config, env: Mapping[str, str], options: SendOptions | None = None
     ) -> None:
         self.config = config
         self.env = env
-        self.options = options
+        self.options = options or SendOptions()
 
-    def check(self) -> None:
-        """Raise ConfigError when settings, secrets or options cannot work, before anything is sent.
+    @classmethod
+    def check(cls, config: Config, env: Mapping[str, str], options: SendOptions) -> None:
+        """Raise ConfigError when settings, secrets or options cannot work; connects to nothing.
 
-        Providers that add checks call super().check() first.
+        Providers that add checks call super().check(config, env, options) first.
         """
-        if self.options.send_at is not None and not self.supports_send_at:
-            raise self.unsupported_feature("send_at")
-        if self.options.sandbox and not self.supports_sandbox:
-            raise self.unsupported_feature("sandbox")
+        if options.send_at is not None and not cls.supports_send_at:
+            raise cls.unsupported_feature("send_at")
+        if options.sandbox and not cls.supports_sandbox:
+            raise cls.unsupported_feature("sandbox")
 
-    def unsupported_feature(self, feature: str) -> UnsupportedFeature:
+    @classmethod
+    def unsupported_feature(cls, feature: str) -> UnsupportedFeature:
         """The error for an option this provider lacks, naming the providers that have it."""
         from newsletter.providers import PROVIDERS, get_provider_class
 
@@ -115,14 +134,51 @@ class Provider:
         able = [n for n in PROVIDERS if getattr(get_provider_class(n), f"supports_{feature}")]
         if able:
             instead = f"use {' or '.join(able)}, or {instead}"
-        return UnsupportedFeature(f"the {self.name} provider {lacks}; {instead}")
+        return UnsupportedFeature(f"the {cls.name} provider {lacks}; {instead}")
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
-        """Hand over up to max_batch messages; one Result per message, in order.
+    def send_batch(
+        self, messages: Sequence[OutgoingMessage], handover: Handover = UNREPORTED
+    ) -> list[Result]:
+        """Hand over up to max_batch messages step by step; one Result per message, in order.
 
-        With reports_handovers it is send_batch(messages, handover=UNREPORTED), and every
-        message whose Result is final has been through handover.before and handover.after.
+        Each step goes through handover.before and handover.after. When the service becomes
+        unreachable (Unavailable), or refuses us as a whole (ProviderError) after part of the
+        batch was handed over, that step and the rest are TEMPORARY: the next batch meets the
+        same trouble at once. A ProviderError before anything was handed over goes up.
         """
+        steps, results = self.plan(messages)
+        if results:  # refused while planning: final answers that never needed a step
+            handover.before([messages[index] for index in results])
+            handover.after(list(results.values()))
+        for step in steps:
+            handover.before([messages[index] for index in step.indexes])
+            try:
+                self.transport(step, messages, results)
+            except (Unavailable, ProviderError) as exc:
+                if isinstance(exc, ProviderError) and not any(
+                    r.status in _HANDED_OVER for r in results.values()
+                ):
+                    raise
+                for index, message in enumerate(messages):
+                    results.setdefault(index, Result(message.key, Status.TEMPORARY, str(exc)))
+                handover.after([results[index] for index in step.indexes])
+                break
+            handover.after([results[index] for index in step.indexes])
+        return [results[index] for index in range(len(messages))]
+
+    def plan(self, messages: Sequence[OutgoingMessage]) -> tuple[list[Step], dict[int, Result]]:
+        """The steps the batch goes in, and Results for messages refused before any step."""
+        return [Step((index,)) for index in range(len(messages))], {}
+
+    def transport(
+        self, step: Step, messages: Sequence[OutgoingMessage], results: dict[int, Result]
+    ) -> None:
+        """Hand one step over; a Result for each of its indexes into `results` as it is known."""
+        for index in step.indexes:
+            results[index] = self.send_one(messages[index])
+
+    def send_one(self, message: OutgoingMessage) -> Result:
+        """Hand one message over (providers that go one message at a time)."""
         raise NotImplementedError
 
     def close(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 from newsletter.config import Config
@@ -40,21 +39,17 @@ class OutboxProvider(Provider):
     max_batch = 100
     default_workers = 1
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
-        results = []
-        for message in messages:
-            try:
-                data = message.as_bytes(utf8=True)  # an SMTPUTF8 message where it needs one
-            except (SubscriberError, UnicodeError) as exc:  # what this one message cannot carry
-                results.append(Result(message.key, Status.REJECTED, str(exc)))
-                continue
-            folder = folder_for(self.config, message.campaign.issue_slug)
-            make_folder(folder, private=True)  # messages hold addresses: 0700, files 0600
-            path = folder / eml_name(message)
-            # A unique temporary name: two workers writing to the same recipient never collide.
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)  # a reader never sees half a message
-            results.append(Result(message.key, Status.ACCEPTED, provider_id=str(path)))
-        return results
+    def send_one(self, message: OutgoingMessage) -> Result:
+        try:
+            data = message.as_bytes(utf8=True)  # an SMTPUTF8 message where it needs one
+        except (SubscriberError, UnicodeError) as exc:  # what this one message cannot carry
+            return Result(message.key, Status.REJECTED, str(exc))
+        folder = folder_for(self.config, message.campaign.issue_slug)
+        make_folder(folder, private=True)  # messages hold addresses: 0700, files 0600
+        path = folder / eml_name(message)
+        # A unique temporary name: two workers writing to the same recipient never collide.
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)  # a reader never sees half a message
+        return Result(message.key, Status.ACCEPTED, provider_id=str(path))

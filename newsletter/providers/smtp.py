@@ -5,28 +5,17 @@ from __future__ import annotations
 import contextlib
 import smtplib
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from newsletter.config import Config
 from newsletter.errors import ConfigError, ProviderError, SubscriberError
 from newsletter.message import NEEDS_SMTPUTF8, OutgoingMessage, wire_address
-from newsletter.providers.base import (
-    UNREPORTED,
-    Handover,
-    Provider,
-    Result,
-    SendOptions,
-    Status,
-)
+from newsletter.providers.base import Provider, Result, SendOptions, Status, Unavailable
 
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
 SECURITY = ("starttls", "ssl", "none")
 HARD_BOUNCE_CODES = frozenset({550, 551, 553})  # at RCPT: the mailbox itself is refused
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-class _Unavailable(Exception):
-    """The server cannot be reached now; nothing was sent."""
 
 
 class _Tracking:
@@ -64,16 +53,17 @@ class SmtpProvider(Provider):
     def __init__(
         self, config: Config, env: Mapping[str, str], options: SendOptions | None = None
     ) -> None:
-        super().__init__(config, env, options or SendOptions())
+        super().__init__(config, env, options)
         self._conn: _SMTP | _SMTPS | None = None
 
     @property
     def _where(self) -> str:
         return f"{self.config.smtp.host}:{self.config.smtp.port}"
 
-    def check(self) -> None:
-        super().check()
-        cfg = self.config.smtp
+    @classmethod
+    def check(cls, config: Config, env: Mapping[str, str], options: SendOptions) -> None:
+        super().check(config, env, options)
+        cfg = config.smtp
         if cfg.security not in SECURITY:
             raise ConfigError(
                 f"[smtp] security must be one of {', '.join(SECURITY)}, not {cfg.security!r}"
@@ -82,7 +72,7 @@ class SmtpProvider(Provider):
             raise ConfigError("[smtp] host is empty: set the SMTP server's name")
         if not 0 < cfg.port < 65536:
             raise ConfigError(f"[smtp] port {cfg.port} is not a TCP port (587, 465, 25, ...)")
-        if cfg.username and not self.env.get(PASSWORD_ENV):
+        if cfg.username and not env.get(PASSWORD_ENV):
             raise ConfigError(
                 f"[smtp] username is set but {PASSWORD_ENV} is not: "
                 "put the SMTP password in that environment variable"
@@ -93,32 +83,7 @@ class SmtpProvider(Provider):
                 'use security = "starttls" or "ssl"'
             )
 
-    def send_batch(
-        self, messages: Sequence[OutgoingMessage], handover: Handover = UNREPORTED
-    ) -> list[Result]:
-        """One message at a time, each reported to `handover` before and after it goes."""
-        results: list[Result] = []
-        for n, message in enumerate(messages):
-            handover.before([message])
-            try:
-                result = self._send(message)
-            except _Unavailable as exc:
-                # Nothing more can go out now; trying again per message would only wait longer.
-                rest = [Result(m.key, Status.TEMPORARY, str(exc)) for m in messages[n:]]
-                handover.after(rest[:1])
-                return results + rest
-            except ProviderError as exc:
-                if not any(r.status in (Status.ACCEPTED, Status.UNKNOWN) for r in results):
-                    raise
-                # Keep what was handed over; the next batch raises the same error on connect.
-                rest = [Result(m.key, Status.TEMPORARY, str(exc)) for m in messages[n:]]
-                handover.after(rest[:1])
-                return results + rest
-            handover.after([result])
-            results.append(result)
-        return results
-
-    def _send(self, message: OutgoingMessage) -> Result:
+    def send_one(self, message: OutgoingMessage) -> Result:
         key = message.key
         utf8 = message.needs_smtputf8
         try:
@@ -247,18 +212,18 @@ class SmtpProvider(Provider):
             _close(conn)
             reason = _reply(exc.smtp_code, exc.smtp_error)
             if 400 <= exc.smtp_code < 500:
-                raise _Unavailable(f"SMTP server {where} is busy: {reason}") from None
+                raise Unavailable(f"SMTP server {where} is busy: {reason}") from None
             raise ProviderError(f"SMTP server {where} refused the connection: {reason}") from None
         except smtplib.SMTPServerDisconnected as exc:
             _close(conn)
-            raise _Unavailable(f"SMTP server {where} hung up while connecting: {exc}") from None
+            raise Unavailable(f"SMTP server {where} hung up while connecting: {exc}") from None
         except smtplib.SMTPException as exc:  # e.g. no AUTH mechanism both sides know
             _close(conn)
             raise ProviderError(f"SMTP server {where}: {exc}") from None
         except OSError as exc:
             _close(conn)
             detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise _Unavailable(f"cannot connect to SMTP server {where}: {detail}") from None
+            raise Unavailable(f"cannot connect to SMTP server {where}: {detail}") from None
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None

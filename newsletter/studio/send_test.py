@@ -11,6 +11,7 @@ from newsletter.errors import ConfigError
 def send_test(config: Config, issue_path: Path, as_email: str | None) -> str:
     """A [TEST] copy to [send] test_to through the configured provider; what happened."""
     # The same steps as `newsletter send --test-to`; one sending function will serve both.
+    from newsletter import providers
     from newsletter.providers import make_provider
     from newsletter.sending import engine
 
@@ -22,7 +23,7 @@ def send_test(config: Config, issue_path: Path, as_email: str | None) -> str:
     prepared = engine.prepare(config, issue_path, test_to=test_to, as_email=as_email)
     provider = prepared.provider
     settings = engine.settings_for(config, provider)
-    make_provider(provider, config).close()  # settings and secrets, before building
+    providers.check(provider, config)  # settings and secrets, before building
     with engine.open_ledger(config, prepared) as ledger:
         summary = engine.run(prepared, ledger, lambda: make_provider(provider, config), settings)
     if summary.sent == len(test_to):

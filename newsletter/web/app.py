@@ -71,13 +71,14 @@ def allowed_hosts(config: Config) -> Callable[[str], bool]:
 
 def make_service(config: Config, env: Mapping[str, str] | None = None) -> Service:
     """The workspace's state for serving; ConfigError when misconfigured."""
-    from newsletter.providers import make_provider
+    from newsletter import providers
+    from newsletter.providers.sendgrid.webhook import load_public_key
 
     check(config)
     secret = load_secret(config.state_dir, env)
-    make_provider(config.send.provider, config, env).close()  # confirmations need it working
+    providers.check(config.send.provider, config, env)  # confirmations need it working
     key = config.serve.webhook_public_key
-    webhook_key = webhooks.load_public_key(key) if key else None
+    webhook_key = load_public_key(key) if key else None
     pages = Pages(config)
     directory = Directory(config.subscribers_dir, secret)
     events = EventStore.for_workspace(config.state_dir)

@@ -13,16 +13,13 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from newsletter import optouts
 from newsletter import subscribers as subs
 from newsletter.config import Config
 from newsletter.errors import NewsletterError, SubscriberError
-from newsletter.issue import Issue
-from newsletter.message import Campaign, OutgoingMessage
+from newsletter.message import OutgoingMessage, single_message
 from newsletter.providers import Status, make_provider
-from newsletter.render import Rendered
 from newsletter.tokens import Claims, address_id, make_request_token
 from newsletter.web.directory import Directory
 from newsletter.web.events import EventStore, web_event
@@ -49,30 +46,16 @@ def confirmation_message(
     """The confirmation mail, through the same message code (and List-Unsubscribe) as issues."""
     subject = f"Confirm your subscription to {config.name}"
     context = {"confirm_url": confirm_url, "hours": hours, "subject": subject}
-    issue = Issue(
-        path=Path(CONFIRMATIONS_SLUG),
-        slug=CONFIRMATIONS_SLUG,
-        title=subject,
+    return single_message(
+        config,
+        secret,
+        to_email=email,
         subject=subject,
-        preheader=None,
-        date=None,
-        template=None,
-        list=list_name,
-        body="",
-        body_line=1,
-    )
-    rendered = Rendered(
-        issue=issue,
-        subject=subject,
-        preheader=None,
         html=pages.render("confirm-email", **context),
         text=pages.render_text("confirm-email", **context),
-        mjml="",
-        merge_fields=[],
-        context={},
+        list_name=list_name,
+        slug=CONFIRMATIONS_SLUG,
     )
-    campaign = Campaign(config, rendered, list_name, secret)
-    return campaign.message(email, subs.email_key(email), {}, "")
 
 
 @dataclass

@@ -1,29 +1,15 @@
-"""SendGrid's Event Webhook: verify a delivery, turn its events into list and suppression changes.
-
-Verification follows SendGrid's Signed Event Webhook: an ECDSA P-256 / SHA-256 signature
-(base64 DER) over the timestamp header followed by the raw body, checked with the public key
-SendGrid shows (base64 DER SubjectPublicKeyInfo). The timestamp must be recent, so a captured
-request cannot be replayed later; within that window a replay is harmless because every event
-is recorded once, by its sg_event_id.
-"""
+"""SendGrid's Event Webhook: a verified delivery's events become list and suppression changes."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
 import json
 import logging
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_der_public_key
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -31,71 +17,19 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from newsletter import optouts
 from newsletter import subscribers as subs
 from newsletter.config import Config
-from newsletter.errors import ConfigError, NewsletterError
+from newsletter.errors import NewsletterError
 from newsletter.optouts import Journal
+from newsletter.providers.sendgrid.webhook import WebhookRefused, verify
 from newsletter.web.events import Event, EventStore
 
 if TYPE_CHECKING:
     from newsletter.web.service import Service
 
-SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
-TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 SOURCE = "sendgrid"
 # `dropped` events whose reason means the address itself cannot receive mail.
 BOUNCE_DROP_REASONS = frozenset({"bounced address", "invalid"})
 
 log = logging.getLogger("newsletter.webhooks")
-
-
-class WebhookRefused(Exception):
-    """A delivery that is not from SendGrid or not fresh; str() is for the log, not the caller."""
-
-
-def load_public_key(value: str) -> ec.EllipticCurvePublicKey:
-    """[serve] webhook_public_key (base64 DER, as SendGrid shows it; PEM armour is tolerated)."""
-    text = value.strip()
-    if text.startswith("-----BEGIN"):
-        text = "".join(line for line in text.splitlines() if not line.startswith("-----"))
-    try:
-        key = load_der_public_key(base64.b64decode("".join(text.split()), validate=True))
-    except (ValueError, binascii.Error, UnsupportedAlgorithm):
-        raise ConfigError(
-            "[serve] webhook_public_key is not a public key: copy the Verification Key from "
-            "SendGrid's Mail Settings > Event Webhook > Signature Verification"
-        ) from None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ConfigError("[serve] webhook_public_key must be an ECDSA P-256 public key")
-    return key
-
-
-def verify(
-    key: ec.EllipticCurvePublicKey,
-    body: bytes,
-    headers: Mapping[str, str],
-    *,
-    tolerance: float,
-    now: float | None = None,
-) -> None:
-    """Raise WebhookRefused unless the request is signed by the key and its timestamp is recent."""
-    signature = headers.get(SIGNATURE_HEADER.lower()) or headers.get(SIGNATURE_HEADER)
-    timestamp = headers.get(TIMESTAMP_HEADER.lower()) or headers.get(TIMESTAMP_HEADER)
-    if not signature or not timestamp:
-        raise WebhookRefused("unsigned request (no signature or timestamp header)")
-    try:
-        raw = base64.b64decode(signature, validate=True)
-    except (ValueError, binascii.Error):
-        raise WebhookRefused("signature is not base64") from None
-    try:
-        key.verify(raw, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise WebhookRefused("signature does not match") from None
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        raise WebhookRefused("timestamp is not a number") from None
-    age = (time.time() if now is None else now) - sent
-    if abs(age) > tolerance:
-        raise WebhookRefused(f"timestamp is {age:.0f} s off (allowed: {tolerance:.0f} s)")
 
 
 def parse_events(body: bytes) -> list[dict]:

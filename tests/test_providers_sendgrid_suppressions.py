@@ -17,7 +17,11 @@ from newsletter import subscribers as subs
 from newsletter.cli import app
 from newsletter.config import load_config
 from newsletter.errors import ProviderError
-from newsletter.sync import SuppressionClient, parse_since, sync_suppressions
+from newsletter.providers.sendgrid.suppressions import (
+    SuppressionClient,
+    parse_since,
+    sync_suppressions,
+)
 
 API_KEY = "SG.sync-test-key"
 T0 = 1_700_000_000  # created times of the entries below

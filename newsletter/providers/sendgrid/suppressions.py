@@ -1,16 +1,12 @@
-"""`newsletter subscribers sync`: SendGrid's suppression lists -> subscribers/suppressions.csv.
+"""SendGrid's suppression lists and unsubscribe groups -> subscribers/suppressions.csv."""
 
-Reads bounces, blocks, spam reports, invalid emails and global unsubscribes (paginated with
-limit/offset, `start_time` from --since) and the unsubscribe-group suppressions, through the
-official client, and adds each address to the workspace's suppression file in one locked
-write per kind.
-"""
+# Bounces, blocks, spam reports, invalid emails and global unsubscribes are paginated with
+# limit/offset (`start_time` from --since); each kind is added in one locked write.
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import time
 import urllib.error
@@ -18,13 +14,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import python_http_client.exceptions as http_errors
-import sendgrid
 
 from newsletter import subscribers as subs
 from newsletter.config import Config
-from newsletter.errors import ConfigError, ProviderError
+from newsletter.errors import ProviderError
+from newsletter.providers.sendgrid import api
 
-API_KEY_ENV = "SENDGRID_API_KEY"
 PAGE_SIZE = 500  # the most the suppression endpoints return per request
 MAX_RETRIES = 5
 MAX_WAIT = 60.0  # seconds to wait for a rate limit to reset before giving up
@@ -38,8 +33,6 @@ KINDS: dict[str, tuple[str, str]] = {
 }
 GROUPS = "group_unsubscribes"
 GROUPS_PATH = "asm/suppressions"
-
-log = logging.getLogger("newsletter.sync")
 
 
 @dataclass
@@ -72,26 +65,13 @@ class SuppressionClient:
         env: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        env = os.environ if env is None else env
-        key = env.get(API_KEY_ENV, "").strip()
-        if not key:
-            raise ConfigError(
-                f"{API_KEY_ENV} is not set: create a SendGrid API key with the Suppressions "
-                f"read permission and export it as {API_KEY_ENV}"
-            )
-        host = config.sendgrid.host.rstrip("/")
-        if not host.startswith(("https://", "http://")):
-            raise ConfigError(
-                f"[sendgrid] host {host!r} is not a URL: use https://api.sendgrid.com"
-            )
-        self.host = host
-        self.api = sendgrid.SendGridAPIClient(api_key=key, host=host)
-        self.api.client.timeout = config.sendgrid.timeout
+        self.client = api.client(config, os.environ if env is None else env, api.SUPPRESSIONS_READ)
+        self.host = api.api_host(config)
         self.sleep = sleep
 
     def get(self, path: str, params: Mapping[str, object] | None = None):
         """The decoded JSON answer; ProviderError names the endpoint and SendGrid's message."""
-        endpoint = self.api.client
+        endpoint = self.client
         for part in path.split("/"):
             endpoint = endpoint._(part)
         for attempt in range(MAX_RETRIES + 1):
@@ -132,27 +112,16 @@ class SuppressionClient:
 
 
 def _wait(headers) -> float:
-    """Seconds until SendGrid's rate limit resets (X-RateLimit-Reset is a unix time)."""
-    try:
-        reset = float((headers or {}).get("X-RateLimit-Reset"))
-    except (TypeError, ValueError):
-        return 1.0
-    return min(max(reset - time.time(), 0.5), MAX_WAIT)
+    """Seconds until SendGrid's rate limit resets, within reason."""
+    wait = api.retry_after(headers)
+    return 1.0 if wait is None else min(max(wait, 0.5), MAX_WAIT)
 
 
 def _error_text(path: str, exc: http_errors.HTTPError) -> str:
-    detail = ""
-    try:
-        body = json.loads(exc.body)
-        errors = body.get("errors") if isinstance(body, dict) else None
-        if errors and isinstance(errors[0], dict):
-            detail = f": {errors[0].get('message', '')}"
-    except (ValueError, TypeError, AttributeError):
-        pass
     hint = ""
     if exc.status_code in (401, 403):
-        hint = f"; check that {API_KEY_ENV} is right and has the Suppressions read permission"
-    return f"SendGrid /v3/{path} answered {exc.status_code}{detail}{hint}"
+        hint = f"; check that {api.API_KEY_ENV} is right and has the {api.SUPPRESSIONS_READ} permission"
+    return f"SendGrid /v3/{path} answered {exc.status_code}: {api.details(exc)}{hint}"
 
 
 def _group_entries(client: SuppressionClient, config: Config, since: int | None) -> Iterator[str]:

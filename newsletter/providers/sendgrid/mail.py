@@ -11,13 +11,11 @@ from __future__ import annotations
 import email.utils
 import http.client
 import json
-import time
 import urllib.error
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import python_http_client.exceptions as http_errors
-import sendgrid
 
 from newsletter.config import Config
 from newsletter.errors import ConfigError, ProviderError, SubscriberError
@@ -29,23 +27,16 @@ from newsletter.message import (
     header_safe,
     wire_address,
 )
-from newsletter.providers.base import (
-    UNREPORTED,
-    Handover,
-    Provider,
-    Result,
-    SendOptions,
-    Status,
-)
+from newsletter.providers.base import Provider, Result, SendOptions, Status, Step
+from newsletter.providers.sendgrid import api
+from newsletter.providers.sendgrid.api import API_KEY_ENV
 from newsletter.tokens import address_id
 
-API_KEY_ENV = "SENDGRID_API_KEY"
 HTML_TAG = "-nlh{}-"  # substitution tags; the trailing dash keeps -nlh1- out of -nlh12-
 TEXT_TAG = "-nlt{}-"
 MAX_PERSONALIZATIONS = 1000  # also the recipients per request: one `to` per personalization
 MAX_SUBSTITUTION_BYTES = 10_000  # per personalization
 MAX_CATEGORIES = 10
-MAX_SCHEDULE_SECONDS = 72 * 3600
 # A 429 without Retry-After or X-RateLimit-Reset is still throttling: wait, do not count it
 # as a failure. A bare 5xx is not: an outage must stop the send, not be waited out forever.
 DEFAULT_429_RETRY_AFTER = 1.0
@@ -121,49 +112,33 @@ class SendgridProvider(Provider):
     def __init__(
         self, config: Config, env: Mapping[str, str], options: SendOptions | None = None
     ) -> None:
-        super().__init__(config, env, options or SendOptions())
+        super().__init__(config, env, options)
         self._client = None
         self._shared: _Shared | None = None
 
     @property
     def host(self) -> str:
-        return self.config.sendgrid.host.rstrip("/")
+        return api.api_host(self.config)
 
     @property
     def sandbox(self) -> bool:
         return self.options.sandbox or self.config.sendgrid.sandbox
 
-    def check(self) -> None:
-        super().check()
-        key = self.env.get(API_KEY_ENV, "").strip()
-        if not key:
-            raise ConfigError(
-                f"{API_KEY_ENV} is not set: create a SendGrid API key with the Mail Send "
-                f"permission and export it as {API_KEY_ENV}"
-            )
-        if not (key.isascii() and key.isprintable()) or " " in key:
-            raise ConfigError(f"{API_KEY_ENV} contains spaces or control characters: copy it again")
-        if not self.host.startswith(("https://", "http://")):
-            raise ConfigError(
-                f"[sendgrid] host {self.host!r} is not a URL: use https://api.sendgrid.com "
-                "(or https://api.eu.sendgrid.com for EU data residency)"
-            )
-        categories = self.config.sendgrid.categories
+    @classmethod
+    def check(cls, config: Config, env: Mapping[str, str], options: SendOptions) -> None:
+        super().check(config, env, options)
+        api.api_key(env, api.MAIL_SEND)
+        api.api_host(config)
+        categories = config.sendgrid.categories
         if len(categories) > MAX_CATEGORIES:
             raise ConfigError(f"[sendgrid] categories: SendGrid allows at most {MAX_CATEGORIES}")
         if any(not 0 < len(c) <= 255 for c in categories):
             raise ConfigError("[sendgrid] categories: each must be 1 to 255 characters")
-        send_at = self.options.send_at
-        if send_at is not None and send_at > time.time() + MAX_SCHEDULE_SECONDS:
-            raise ConfigError(
-                "send_at is more than 72 hours ahead: SendGrid cannot schedule that far"
-            )
+        api.check_send_at(options.send_at)
 
     def _api(self):
         if self._client is None:
-            key = self.env.get(API_KEY_ENV, "").strip()
-            self._client = sendgrid.SendGridAPIClient(api_key=key, host=self.host)
-            self._client.client.timeout = self.config.sendgrid.timeout
+            self._client = api.client(self.config, self.env, api.MAIL_SEND)
         return self._client
 
     # --- translate -----------------------------------------------------------------------
@@ -252,9 +227,7 @@ class SendgridProvider(Provider):
             content=content,
         )
 
-    def _plan(
-        self, messages: Sequence[OutgoingMessage]
-    ) -> tuple[list[_Request], dict[int, Result]]:
+    def plan(self, messages: Sequence[OutgoingMessage]) -> tuple[list[Step], dict[int, Result]]:
         """Pack the batch into requests that keep every Mail Send limit; refuse what cannot."""
         requests: list[_Request] = []
         refused: dict[int, Result] = {}
@@ -294,30 +267,17 @@ class SendgridProvider(Provider):
             request.items.append(item)
             request.size += item.size
             request.addresses.add(item.address)
-        return requests, refused
+        steps = [Step(tuple(item.index for item in r.items), r) for r in requests]
+        return steps, refused
 
     # --- transport -----------------------------------------------------------------------
 
-    def send_batch(
-        self, messages: Sequence[OutgoingMessage], handover: Handover = UNREPORTED
-    ) -> list[Result]:
-        """One request at a time, each reported to `handover` before and after it goes."""
-        requests, results = self._plan(messages)
-        if results:  # refused while packing: final answers that never needed a request
-            handover.before([messages[index] for index in results])
-            handover.after(list(results.values()))
-        try:
-            for request in requests:
-                handover.before([item.message for item in request.items])
-                self._deliver(request.shared, request.items, results)
-                handover.after([results[item.index] for item in request.items])
-        except ProviderError as exc:
-            if not any(r.status in _HANDED_OVER for r in results.values()):
-                raise
-            # Keep what was handed over; the next batch raises the same error.
-            for index, message in enumerate(messages):
-                results.setdefault(index, Result(message.key, Status.TEMPORARY, str(exc)))
-        return [results[index] for index in range(len(messages))]
+    def transport(
+        self, step: Step, messages: Sequence[OutgoingMessage], results: dict[int, Result]
+    ) -> None:
+        """One request; an answer of 413 splits it, a 400 naming recipients sends the rest again."""
+        request = step.payload
+        self._deliver(request.shared, request.items, results)
 
     def _deliver(
         self, shared: _Shared, items: list[_Item], results: dict[int, Result], resend: bool = True
@@ -325,7 +285,7 @@ class SendgridProvider(Provider):
         """Send one request and put a Result for each of its items into `results`."""
         request = _Request(shared, items)
         try:
-            response = self._api().client.mail.send.post(request_body=request.body())
+            response = self._api().mail.send.post(request_body=request.body())
         except http_errors.HTTPError as exc:
             return self._refusal(shared, items, results, exc, resend)
         except urllib.error.URLError as exc:  # raised before the request was complete
@@ -341,9 +301,7 @@ class SendgridProvider(Provider):
 
     def _refusal(self, shared, items, results, exc, resend) -> None:
         status = exc.status_code
-        errors = _errors(exc.body)
-        details = "; ".join(_format_error(e) for e in errors) or _text(exc.body) or str(exc.reason)
-        headers = exc.headers if exc.headers is not None else {}
+        details = api.details(exc)
         if status == 401:
             raise ProviderError(f"SendGrid refused the API key (401): check {API_KEY_ENV}")
         if status == 403:
@@ -365,12 +323,12 @@ class SendgridProvider(Provider):
         if status == 429 or status >= 500:
             what = "rate limit" if status == 429 else "server error"
             reason = f"SendGrid {what} ({status}): {details}"
-            retry_after = _retry_after(headers)
+            retry_after = api.retry_after(exc.headers)
             if retry_after is None and status == 429:
                 retry_after = DEFAULT_429_RETRY_AFTER
             return _store(results, items, Status.TEMPORARY, reason, retry_after=retry_after)
         if 400 <= status < 500:
-            culprits = _culprits(errors, len(items))
+            culprits = _culprits(api.errors(exc.body), len(items))
             if status == 400 and resend and culprits and len(culprits) < len(items):
                 # Only some recipients are at fault: refuse them, send the others once more.
                 for n, reason in culprits.items():
@@ -381,9 +339,6 @@ class SendgridProvider(Provider):
             return _store(results, items, Status.REJECTED, reason)
         reason = f"unexpected answer from SendGrid ({status}): {details}"
         return _store(results, items, Status.TEMPORARY, reason)
-
-
-_HANDED_OVER = (Status.ACCEPTED, Status.UNKNOWN)
 
 
 def _store(results: dict[int, Result], items: list[_Item], status: Status, reason="", **extra):
@@ -414,27 +369,6 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _text(body) -> str:
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    return " ".join(str(body or "").split())[:300]
-
-
-def _errors(body) -> list[dict]:
-    try:
-        data = json.loads(body or b"{}")
-    except (TypeError, ValueError):
-        return []
-    errors = data.get("errors") if isinstance(data, dict) else None
-    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
-
-
-def _format_error(error: dict) -> str:
-    text = " ".join(str(error.get("message") or "error").split())
-    where = error.get("field")
-    return f"{text} (field {where})" if where else text
-
-
 def _culprits(errors: list[dict], count: int) -> dict[int, str]:
     """{personalization index: reason} when every error names one personalization, else {}."""
     found: dict[int, str] = {}
@@ -444,27 +378,5 @@ def _culprits(errors: list[dict], count: int) -> dict[int, str]:
         number = rest.partition(".")[0]
         if head != "personalizations" or not number.isdigit() or int(number) >= count:
             return {}
-        found[int(number)] = f"SendGrid rejected this recipient (400): {_format_error(error)}"
+        found[int(number)] = f"SendGrid rejected this recipient (400): {api.format_error(error)}"
     return found
-
-
-def _retry_after(headers) -> float | None:
-    """Seconds to wait, from Retry-After or X-RateLimit-Reset (a unix time)."""
-    retry = headers.get("Retry-After")
-    if retry:
-        try:
-            return max(0.0, float(retry))
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(retry)
-                return max(0.0, when.timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
-    reset = headers.get("X-RateLimit-Reset")
-    if reset:
-        try:
-            value = float(reset)
-        except ValueError:
-            return None
-        return max(0.0, value - time.time()) if value > 1e9 else max(0.0, value)
-    return None

@@ -19,7 +19,8 @@ from newsletter.config import load_config
 from newsletter.errors import ConfigError, ProviderError
 from newsletter.message import header_safe
 from newsletter.providers import SendOptions, Status, get_provider_class, make_provider
-from newsletter.providers.sendgrid import API_KEY_ENV, SendgridProvider
+from newsletter.providers.sendgrid.api import API_KEY_ENV
+from newsletter.providers.sendgrid.mail import SendgridProvider
 from newsletter.sending import engine
 from newsletter.tokens import address_id
 
@@ -193,8 +194,8 @@ def test_sendgrid_keeps_each_request_under_the_size_limit_by_construction(worksp
 
     server.payload_limit = SmallRequests.max_request_bytes
     config = sendgrid_config(workspace, server.url)
+    SmallRequests.check(config, {API_KEY_ENV: KEY}, SendOptions())
     provider = SmallRequests(config, {API_KEY_ENV: KEY})
-    provider.check()
     with provider:
         results = provider.send_batch(many(config, 300))
     assert all(r.status is Status.ACCEPTED for r in results)
