@@ -273,3 +273,26 @@ def test_long_names_and_subjects_fold_under_78_columns_and_read_back(name, first
     assert len(to) == 1 and to[0].addr_spec == "reader@example.org"
     assert display_name(data) == header_safe(name)[:200].strip()
     assert parsed["Subject"] == header_safe(f"News for {first_name}")
+
+
+def test_a_single_message_has_the_headers_and_unsubscribe_links_of_an_issue(config, merge):
+    from newsletter.message import single_message
+
+    message = single_message(
+        config,
+        b"s" * 32,
+        to_email="Ada@Example.org",
+        subject="Confirm your subscription",
+        html="<p>Click {here}</p>",
+        text="Click {here}",
+        list_name="main",
+        slug="_notices",
+    )
+    parsed = parse(message.as_bytes())
+    issue = parse(message_for(merge, "ada@example.org", "Ada").as_bytes())
+    assert list(parsed.keys()) == EXPECTED_HEADERS
+    for name in ("From", "Reply-To", "List-Id", "List-Unsubscribe"):
+        assert parsed[name] == issue[name]
+    assert parsed["Subject"] == "Confirm your subscription"
+    assert content(parsed, "plain").rstrip() == "Click {here}"
+    assert message.key == "ada@example.org" and message.campaign.issue_slug == "_notices"

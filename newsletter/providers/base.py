@@ -1,4 +1,4 @@
-"""The neutral interface every mail provider implements: a batch in, a result per recipient out."""
+"""The provider interface and its batch loop: a batch in, one Result per recipient out."""
 
 from __future__ import annotations
 
@@ -90,12 +90,10 @@ _HANDED_OVER = (Status.ACCEPTED, Status.UNKNOWN)
 
 
 class Provider:
-    """Translates OutgoingMessages to a service's format and transports them; nothing else.
+    """Owns the batch loop and failure policy; a provider only translates and transports."""
 
-    The batch loop and what a failure midway means for the rest of the batch live here; a
-    provider implements send_one (one message at a time) or plan and transport (steps of
-    several). One instance is used by one thread at a time; the engine makes one per worker.
-    """
+    # A provider implements send_one (one message at a time) or plan and transport (steps of
+    # several messages). One instance is used by one thread at a time: one per worker.
 
     name: ClassVar[str]
     max_batch: ClassVar[int] = 1  # messages per send_batch call
@@ -116,10 +114,7 @@ class Provider:
 
     @classmethod
     def check(cls, config: Config, env: Mapping[str, str], options: SendOptions) -> None:
-        """Raise ConfigError when settings, secrets or options cannot work; connects to nothing.
-
-        Providers that add checks call super().check(config, env, options) first.
-        """
+        """Raise ConfigError when settings, secrets or options cannot work; connects to nothing."""
         if options.send_at is not None and not cls.supports_send_at:
             raise cls.unsupported_feature("send_at")
         if options.sandbox and not cls.supports_sandbox:
@@ -139,13 +134,11 @@ class Provider:
     def send_batch(
         self, messages: Sequence[OutgoingMessage], handover: Handover = UNREPORTED
     ) -> list[Result]:
-        """Hand over up to max_batch messages step by step; one Result per message, in order.
-
-        Each step goes through handover.before and handover.after. When the service becomes
-        unreachable (Unavailable), or refuses us as a whole (ProviderError) after part of the
-        batch was handed over, that step and the rest are TEMPORARY: the next batch meets the
-        same trouble at once. A ProviderError before anything was handed over goes up.
-        """
+        """Hand over up to max_batch messages step by step; one Result per message, in order."""
+        # Every step goes through handover.before and .after. When the service becomes
+        # unreachable (Unavailable), or refuses us as a whole (ProviderError) once part of the
+        # batch was handed over, that step and the rest are TEMPORARY: the next batch meets
+        # the same trouble at once. A ProviderError before anything was handed over goes up.
         steps, results = self.plan(messages)
         if results:  # refused while planning: final answers that never needed a step
             handover.before([messages[index] for index in results])

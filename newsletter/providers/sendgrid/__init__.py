@@ -1,2 +1,1 @@
-"""SendGrid: Mail Send (mail), the suppression sync (suppressions) and the Event Webhook's
-signature (webhook), all speaking to the API through one module (api)."""
+"""SendGrid: Mail Send, the suppression sync and the webhook's signature, over one api module."""

@@ -1,10 +1,9 @@
-"""SendGrid's v3 Mail Send through the official client: up to 1,000 recipients per request.
+"""SendGrid's v3 Mail Send through the official client: up to 1,000 recipients per request."""
 
-The issue's HTML and text travel once per request, with SendGrid substitution tags where
-the merge fields are; each recipient's personalization carries their values, subject and
-unsubscribe headers. Every limit of the API is kept while the requests are packed, so a
-request is never refused for its shape.
-"""
+# The issue's HTML and text travel once per request, with SendGrid substitution tags where
+# the merge fields are; each recipient's personalization carries their values, subject and
+# unsubscribe headers. Every limit of the API is kept while the requests are packed, so a
+# request is never refused for its shape.
 
 from __future__ import annotations
 
