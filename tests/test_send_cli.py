@@ -257,7 +257,7 @@ def test_readme_section_documents_every_send_option():
 
 def test_progress_without_a_terminal_is_a_plain_line_every_few_seconds(capsys):
     from newsletter.cli.show import Reporter
-    from newsletter.sending.engine import Progress
+    from newsletter.sending import Progress
 
     with Reporter(100, tty=False) as report:
         report(Progress(100, 50, 48, 2, 2.0))
@@ -273,7 +273,7 @@ def test_progress_on_a_terminal_is_a_bar_with_count_rate_and_eta():
     import threading
 
     from newsletter.cli.show import Reporter
-    from newsletter.sending.engine import Progress
+    from newsletter.sending import Progress
 
     alone = threading.active_count()
     with Reporter(100, tty=True) as report:

@@ -454,3 +454,13 @@ class Ledger:
             for row in page:
                 yield Row(*row)
             last = page[-1][1]
+
+
+def issue_slug(issue: str) -> str:
+    """The ledger name of an issue given as a file path or as its slug."""
+    from newsletter.issue import slugify
+
+    path = Path(issue)
+    if path.suffix == ".md" or path.exists():
+        return slugify(path.stem)
+    return issue
