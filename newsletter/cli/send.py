@@ -70,13 +70,14 @@ def send(
 
     Example: newsletter send issues/2024-05-01-spring.md --list main
     """
+    from newsletter import sending
+    from newsletter.providers import outbox
+
     if as_email and not test_to:
         raise UsageError("--as only applies to a test send: add --test-to ADDRESS")
     config = load(config_path)
     provider = provider or config.send.provider
     send_at = _schedule(at, provider, ask=not dry_run)
-    from newsletter import sending
-
     sent = sending.send(
         config,
         issue,
@@ -93,8 +94,6 @@ def send(
         send_at=send_at,
         approve=functools.partial(_approve, send_at=send_at, yes=yes or dry_run),
     )
-    from newsletter.providers import outbox
-
     prepared = sent.prepared
     folder = files.show(outbox.folder_for(config, prepared.slug)) if provider == "outbox" else None
     test_command = _test_command(issue, prepared, as_email) if prepared.is_test else None
