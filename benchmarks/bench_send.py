@@ -1,7 +1,7 @@
 """Send throughput and peak memory: the send engine against a raw client loop, same run.
 
 For SendGrid (the loopback v3 Mail Send server) and SMTP (the loopback aiosmtpd server,
-several connections), 100,000 recipients go through `newsletter.sending.engine.run` (list streamed,
+several connections), 100,000 recipients go through `newsletter.sending.sending.run` (list streamed,
 ledger, retries, rate, progress) and, with the same workers and batch size, through a bare
 loop over pre-built messages calling the provider. Then the peak memory of dry runs of
 100,000 and 1,000,000 recipients. Servers run in their own processes; each measurement
@@ -113,16 +113,16 @@ def environment(kind: str, address: str) -> dict[str, str]:
 
 def child(mode: str, root: Path) -> dict:
     """Run one measurement in this process; return its figures."""
+    from newsletter import sending
     from newsletter.config import load_config
     from newsletter.providers import make_provider
-    from newsletter.sending import engine
     from newsletter.sending.ledger import Ledger
 
     env = dict(os.environ)
     config = load_config(root / "newsletter.toml", env=env)
     provider = config.send.provider
-    prepared = engine.prepare(config, root / "issues" / "merge.md")
-    settings = engine.settings_for(config, provider, dry_run=mode == "dry-run")
+    prepared = sending.prepare(config, root / "issues" / "merge.md")
+    settings = sending.settings_for(config, provider, dry_run=mode == "dry-run")
     factory = lambda: make_provider(provider, config, env=env)  # noqa: E731
     if mode == "raw":
         campaign = prepared.campaign
@@ -147,10 +147,10 @@ def child(mode: str, root: Path) -> dict:
     ledger = Ledger(None) if mode == "dry-run" else Ledger.for_workspace(config.state_dir)
     with ledger:
         started = time.perf_counter()
-        plan = engine.plan(prepared, ledger, settings)
+        plan = sending.plan(prepared, ledger, settings)
         planned = time.perf_counter() - started
         started = time.perf_counter()
-        summary = engine.run(prepared, ledger, factory, settings, total=plan.to_send)
+        summary = sending.run(prepared, ledger, factory, settings, total=plan.to_send)
         elapsed = time.perf_counter() - started
     # The read-ahead process (forked, reaped by now) has its own peak: KB on Linux.
     reader_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

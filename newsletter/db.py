@@ -69,7 +69,7 @@ class Database:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None,
         schema: str,
         version: int,
         error: type[NewsletterError],
@@ -93,7 +93,8 @@ class Database:
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise self.error(f"cannot write {self.name}: {exc}", where=str(self.path)) from None
+                where = str(self.path) if self.path else None
+                raise self.error(f"cannot write {self.name}: {exc}", where=where) from None
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

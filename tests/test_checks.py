@@ -9,13 +9,13 @@ import pytest
 from test_studio import Running
 from typer.testing import CliRunner
 
+from newsletter import sending
 from newsletter.checks import Problem, run_checks
 from newsletter.cli import app
 from newsletter.config import load_config
 from newsletter.issue import load_issue
 from newsletter.render import Renderer
 from newsletter.sample import sample_message
-from newsletter.sending import engine
 from newsletter.tokens import load_secret
 
 # Issues whose problems span every kind of checker: errors, warnings, client support.
@@ -58,10 +58,10 @@ def test_preview_studio_and_send_report_exactly_what_run_checks_finds(workspace,
     config = load_config(workspace / "newsletter.toml")
     errors = [p for p in expected if ": error " in p]
     if errors:
-        with pytest.raises(engine.ChecksFailed) as refused:
-            engine.prepare(config, Path("issues") / issue, provider="outbox")
+        with pytest.raises(sending.ChecksFailed) as refused:
+            sending.prepare(config, Path("issues") / issue, provider="outbox")
         assert f"the issue has {len(errors)} error(s)" in str(refused.value)
         assert f"(first: {errors[0]})" in str(refused.value)
     else:
-        prepared = engine.prepare(config, Path("issues") / issue, provider="outbox")
+        prepared = sending.prepare(config, Path("issues") / issue, provider="outbox")
         assert [str(p) for p in prepared.checked.problems] == expected

@@ -10,9 +10,9 @@ from loopback import SmtpServer
 from test_send import write_list
 from test_send_e2e import smtp_env
 
+from newsletter import sending
 from newsletter.message import OutgoingMessage
 from newsletter.providers import Result, Status
-from newsletter.sending import engine
 from newsletter.sending.handover import JournalHandover
 from newsletter.sending.journal import Journal
 from newsletter.sending.ledger import FAILED, IN_FLIGHT, NOT_HANDED, RETRY, SENT, UNKNOWN, Ledger
@@ -92,7 +92,7 @@ def test_journals_are_private_while_the_send_runs_and_gone_after_it(workspace):
         )
 
     with SmtpServer() as server:
-        settings = engine.Settings(workers=2, batch_size=10)
+        settings = sending.Settings(workers=2, batch_size=10)
         summary = _send(workspace, smtp_env(server), settings, look)
         assert len(server.messages) == len(emails)
     assert summary.sent == len(emails)
@@ -100,15 +100,15 @@ def test_journals_are_private_while_the_send_runs_and_gone_after_it(workspace):
     assert not list((workspace / ".newsletter").glob("*.journal"))
 
 
-def _send(root: Path, env: dict[str, str], settings: engine.Settings, on_progress):
+def _send(root: Path, env: dict[str, str], settings: sending.Settings, on_progress):
     from newsletter.config import load_config
     from newsletter.providers import make_provider
 
     config = load_config(root / "newsletter.toml", env=env)
-    prepared = engine.prepare(config, root / "issues" / "merge.md")
-    with engine.open_ledger(config, prepared) as ledger:
+    prepared = sending.prepare(config, root / "issues" / "merge.md")
+    with sending.open_ledger(config, prepared) as ledger:
         factory = lambda: make_provider(config.send.provider, config, env=env)  # noqa: E731
-        return engine.run(prepared, ledger, factory, settings, on_progress=on_progress)
+        return sending.run(prepared, ledger, factory, settings, on_progress=on_progress)
 
 
 def test_a_message_retried_in_the_same_batch_and_killed_before_it_went_again_is_not_unknown(

@@ -15,13 +15,13 @@ from loopback import (
     subscribers,
 )
 
+from newsletter import sending
 from newsletter.config import load_config
 from newsletter.errors import ConfigError, ProviderError
 from newsletter.message import header_safe
 from newsletter.providers import SendOptions, Status, get_provider_class, make_provider
 from newsletter.providers.sendgrid.api import API_KEY_ENV
 from newsletter.providers.sendgrid.mail import SendgridProvider
-from newsletter.sending import engine
 from newsletter.tokens import address_id
 
 KEY = "SG.loopback-test-key.abcdef"
@@ -261,12 +261,12 @@ def test_sendgrid_429s_without_headers_never_fail_a_send(workspace, server):
     for _ in range(2):
         server.script(429, {"errors": [{"message": "too many requests"}]})
     config = sendgrid_config(workspace, server.url)
-    prepared = engine.prepare(config, workspace / "issues" / "merge.md")
+    prepared = sending.prepare(config, workspace / "issues" / "merge.md")
     # One unthrottled failure would end it: every attempt but the last is a bare 429.
-    settings = engine.Settings(batch_size=100, max_attempts=1, max_consecutive_failures=1)
+    settings = sending.Settings(batch_size=100, max_attempts=1, max_consecutive_failures=1)
     factory = lambda: make_provider("sendgrid", config, env={API_KEY_ENV: KEY})  # noqa: E731
-    with engine.open_ledger(config, prepared) as ledger:
-        summary = engine.run(prepared, ledger, factory, settings)
+    with sending.open_ledger(config, prepared) as ledger:
+        summary = sending.run(prepared, ledger, factory, settings)
     assert [status for status, _ in server.attempts] == [429, 429, 202]
     assert (summary.sent, summary.failed, summary.retry, summary.stopped) == (2, 0, 0, None)
     assert len(server.deliveries()) == 2

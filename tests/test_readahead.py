@@ -17,10 +17,10 @@ import threading
 import pytest
 from test_send import Script, ledger_counts, ledger_rows, send, write_list
 
+from newsletter import sending
 from newsletter.config import load_config
 from newsletter.errors import SendError, SubscriberError
 from newsletter.providers import Result, Status
-from newsletter.sending import engine
 from newsletter.sending.ledger import IN_FLIGHT, SENT
 from newsletter.sending.readahead import can_fork
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(not can_fork(), reason="the read-ahead process n
 
 CHILD = "newsletter-read-ahead"
 FIELDS = ("sent", "failed", "failures", "left out", "accepted", "messages", "ledger")
-SETTINGS = engine.Settings(workers=2, batch_size=50, backoff=0.01, backoff_max=0.05)
+SETTINGS = sending.Settings(workers=2, batch_size=50, backoff=0.01, backoff_max=0.05)
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_read_ahead_in_a_child_sends_exactly_what_reading_in_thread_sends(
             return Result(message.key, Status.ACCEPTED, provider_id="x")
 
         script = Script(answer)
-        settings = engine.Settings(**{**vars(SETTINGS), "read_ahead": ahead})
+        settings = sending.Settings(**{**vars(SETTINGS), "read_ahead": ahead})
         summary = send(config, script, settings, issue="vip.md")
         assert (CHILD in seen) is ahead  # the child did the reading, or nobody forked
         assert not children()  # and it is gone once the send is over
@@ -157,7 +157,7 @@ def test_the_reading_process_dying_stops_the_send_and_a_rerun_finishes_it(config
         return Result(message.key, Status.ACCEPTED)
 
     script = Script(answer)
-    settings = engine.Settings(workers=1, batch_size=10)
+    settings = sending.Settings(workers=1, batch_size=10)
     with pytest.raises(SendError, match=r"list stopped unexpectedly \(killed by signal 9\)"):
         send(config, script, settings)
     assert killed and not children()
@@ -171,7 +171,7 @@ def test_the_reading_process_dying_stops_the_send_and_a_rerun_finishes_it(config
 
 def test_a_send_stopped_early_ends_the_reading_process(config, workspace):
     write_list(workspace, 5000)
-    summary = send(config, Script(), engine.Settings(batch_size=10, limit=25))
+    summary = send(config, Script(), sending.Settings(batch_size=10, limit=25))
     assert summary.sent == 25 and summary.plan.over_limit == 4975
     assert not children()
 
@@ -184,6 +184,6 @@ def test_a_send_stopped_early_ends_the_reading_process(config, workspace):
         return Result(message.key, Status.ACCEPTED)
 
     stop = threading.Event()
-    summary = send(config, Script(answer), engine.Settings(batch_size=10), stop=stop)
+    summary = send(config, Script(answer), sending.Settings(batch_size=10), stop=stop)
     assert summary.interrupted and summary.sent == 30
     assert not children()

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from newsletter import sending
 from newsletter.config import load_config
 from newsletter.issue import load_issue
 from newsletter.preview import preview
 from newsletter.render import Renderer
 from newsletter.sample import find_recipient, sample_message
-from newsletter.sending import engine
 from newsletter.tokens import load_secret
 
 _opened: list[Path] | None = None
@@ -42,7 +42,7 @@ def test_the_issue_file_is_read_once(workspace, opened, command):
     config = load_config(workspace / "newsletter.toml")
     issue = workspace / "issues" / "merge.md"
     if command == "send":
-        engine.prepare(config, issue, provider="outbox")
+        sending.prepare(config, issue, provider="outbox")
     else:
         preview(config, issue)
     assert opened.count(issue.resolve()) == 1

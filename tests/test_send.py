@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from newsletter import sending
 from newsletter.config import load_config
 from newsletter.errors import ExitCode, ProviderError, SendError
 from newsletter.message import OutgoingMessage
 from newsletter.providers import Provider, Result, Status
-from newsletter.sending import engine
 from newsletter.sending.ledger import FAILED, IN_FLIGHT, RETRY, SENT, UNKNOWN, Ledger
 
 COLUMNS = ["email", "name", "status", "company"]
@@ -83,7 +83,7 @@ class ScriptedProvider(Provider):
         return results
 
 
-FAST = engine.Settings(workers=3, batch_size=10, backoff=0.01, backoff_max=0.05)
+FAST = sending.Settings(workers=3, batch_size=10, backoff=0.01, backoff_max=0.05)
 
 
 @pytest.fixture
@@ -91,10 +91,10 @@ def config(workspace):
     return load_config(workspace / "newsletter.toml")
 
 
-def send(config, script: Script, settings: engine.Settings = FAST, issue="merge.md", **kw):
-    prepared = engine.prepare(config, config.issues_dir / issue, provider="outbox")
-    with engine.open_ledger(config, prepared, dry_run=settings.dry_run) as ledger:
-        return engine.run(prepared, ledger, script.provider, settings, **kw)
+def send(config, script: Script, settings: sending.Settings = FAST, issue="merge.md", **kw):
+    prepared = sending.prepare(config, config.issues_dir / issue, provider="outbox")
+    with sending.open_ledger(config, prepared, dry_run=settings.dry_run) as ledger:
+        return sending.run(prepared, ledger, script.provider, settings, **kw)
 
 
 def ledger_counts(config, issue="merge") -> dict:
@@ -156,9 +156,9 @@ def test_unsubscribed_and_suppressed_addresses_are_left_out(config, workspace):
     script = Script()
     summary = send(config, script)
     assert sorted(script.accepted) == sorted(set(emails) - {"r00002@example.org"})
-    prepared = engine.prepare(config, config.issues_dir / "merge.md")
+    prepared = sending.prepare(config, config.issues_dir / "merge.md")
     with Ledger(None) as scratch:
-        plan = engine.plan(prepared, scratch, FAST)
+        plan = sending.plan(prepared, scratch, FAST)
     assert plan.left_out == {"unsubscribed": 1, "suppressed": 1, "repeated": 1}
     assert summary.exit_code == ExitCode.OK
 
@@ -189,7 +189,7 @@ def test_throttling_alone_never_fails_a_send(config, workspace):
             return Result(message.key, Status.TEMPORARY, "429 Too Many Requests", retry_after=0.01)
         return Result(message.key, Status.ACCEPTED)
 
-    settings = engine.Settings(
+    settings = sending.Settings(
         workers=2, batch_size=10, backoff=0.01, max_attempts=2, max_consecutive_failures=2
     )
     script = Script(answer)
@@ -221,7 +221,7 @@ def test_temporary_failures_that_persist_are_left_for_the_next_run(config, works
             return Result(message.key, Status.TEMPORARY, "451 greylisted")
         return Result(message.key, Status.ACCEPTED)
 
-    settings = engine.Settings(workers=1, batch_size=10, backoff=0.01, max_attempts=3)
+    settings = sending.Settings(workers=1, batch_size=10, backoff=0.01, max_attempts=3)
     summary = send(config, Script(answer), settings)
     assert (summary.sent, summary.retry) == (11, 1)
     assert summary.exit_code == ExitCode.INCOMPLETE
@@ -282,7 +282,7 @@ def test_unknown_outcomes_are_never_resent_unless_asked(config, workspace):
     assert summary.plan.unknown == 2 and summary.sent == 0
     assert summary.exit_code == ExitCode.INCOMPLETE
 
-    summary = send(config, script, engine.Settings(batch_size=10, resend_unknown=True))
+    summary = send(config, script, sending.Settings(batch_size=10, resend_unknown=True))
     assert summary.sent == 2 and summary.exit_code == ExitCode.OK
     assert all(script.accepted[e] == 1 for e in lost)
 
@@ -306,7 +306,7 @@ def test_consecutive_failures_stop_the_send_without_failing_the_list(config, wor
     def down(message, attempt):
         return Result(message.key, Status.TEMPORARY, "connection refused")
 
-    settings = engine.Settings(
+    settings = sending.Settings(
         workers=2, batch_size=10, backoff=0.01, backoff_max=0.02, max_consecutive_failures=5
     )
     script = Script(down)
@@ -330,9 +330,9 @@ def test_provider_error_stops_the_send_at_once_with_its_message(config, workspac
             raise ProviderError("SendGrid refused the API key (401); check SENDGRID_API_KEY")
 
     script = Script()
-    prepared = engine.prepare(config, config.issues_dir / "merge.md")
+    prepared = sending.prepare(config, config.issues_dir / "merge.md")
     with Ledger(config.state_dir / "ledger.sqlite3") as ledger:
-        summary = engine.run(prepared, ledger, lambda: BadKey(script), FAST)
+        summary = sending.run(prepared, ledger, lambda: BadKey(script), FAST)
         assert summary.exit_code == ExitCode.PROVIDER
         assert summary.stopped == "SendGrid refused the API key (401); check SENDGRID_API_KEY"
         assert len(script.batches) <= FAST.workers
@@ -346,10 +346,10 @@ def test_an_unexpected_provider_exception_leaves_its_batch_unknown_and_is_raised
         def send_batch(self, messages):
             raise RuntimeError("a bug")
 
-    prepared = engine.prepare(config, config.issues_dir / "merge.md")
+    prepared = sending.prepare(config, config.issues_dir / "merge.md")
     with Ledger(config.state_dir / "ledger.sqlite3") as ledger:
         with pytest.raises(RuntimeError, match="a bug"):
-            engine.run(prepared, ledger, lambda: Buggy(Script()), FAST)
+            sending.run(prepared, ledger, lambda: Buggy(Script()), FAST)
         assert ledger.counts("merge") == {"main": {UNKNOWN: 5}}
 
 
@@ -390,7 +390,7 @@ def test_a_stop_ends_the_send_after_the_batch_in_flight(config, workspace):
             stop.set()  # Ctrl-C while the third batch is with the provider
         return Result(message.key, Status.ACCEPTED)
 
-    settings = engine.Settings(workers=1, batch_size=10)
+    settings = sending.Settings(workers=1, batch_size=10)
     script = Script(answer)
     summary = send(config, script, settings, stop=stop, total=100)
     assert summary.interrupted and summary.exit_code == ExitCode.INTERRUPTED
@@ -405,7 +405,7 @@ def test_a_stop_ends_the_send_after_the_batch_in_flight(config, workspace):
 def test_rate_caps_messages_per_second_across_workers(config, workspace):
     write_list(workspace, 60)
     script = Script()
-    settings = engine.Settings(workers=4, batch_size=5, rate=100)
+    settings = sending.Settings(workers=4, batch_size=5, rate=100)
     started = time.monotonic()
     send(config, script, settings)
     assert time.monotonic() - started >= 0.5  # 60 messages at 100/s, the first batch at once
@@ -415,7 +415,7 @@ def test_rate_caps_messages_per_second_across_workers(config, workspace):
 def test_limit_sends_to_at_most_n_and_the_next_run_continues(config, workspace):
     emails = write_list(workspace, 20)
     script = Script()
-    summary = send(config, script, engine.Settings(batch_size=10, limit=7))
+    summary = send(config, script, sending.Settings(batch_size=10, limit=7))
     assert sorted(script.accepted) == emails[:7]
     assert summary.plan.over_limit == 13 and summary.exit_code == ExitCode.OK
     send(config, script)
@@ -425,7 +425,7 @@ def test_limit_sends_to_at_most_n_and_the_next_run_continues(config, workspace):
 def test_dry_run_hands_nothing_over_and_writes_no_ledger(config, workspace):
     write_list(workspace, 15)
     script = Script()
-    summary = send(config, script, engine.Settings(batch_size=10, dry_run=True))
+    summary = send(config, script, sending.Settings(batch_size=10, dry_run=True))
     assert summary.dry_run and summary.sent == 15 and summary.exit_code == ExitCode.OK
     assert not script.batches
     assert not (config.state_dir / "ledger.sqlite3").exists()
@@ -433,7 +433,7 @@ def test_dry_run_hands_nothing_over_and_writes_no_ledger(config, workspace):
 
 def test_progress_reports_count_rate_and_eta(config, workspace):
     write_list(workspace, 50)
-    seen: list[engine.Progress] = []
+    seen: list[sending.Progress] = []
     send(config, Script(), on_progress=seen.append, total=50)
     assert seen[-1].done == seen[-1].sent == seen[-1].total == 50
     assert all(p.rate >= 0 for p in seen)
@@ -443,15 +443,15 @@ def test_progress_reports_count_rate_and_eta(config, workspace):
 
 def test_test_send_goes_to_the_given_addresses_with_a_prefix_and_is_not_recorded(config, workspace):
     script = Script()
-    prepared = engine.prepare(
+    prepared = sending.prepare(
         config,
         config.issues_dir / "merge.md",
         test_to=["editor@example.org", "Second@Example.org"],
         as_email="ada@example.org",
     )
     assert prepared.subject.startswith("[TEST] News for {{ subscriber.first_name")
-    with engine.open_ledger(config, prepared) as ledger:
-        summary = engine.run(prepared, ledger, script.provider, FAST)
+    with sending.open_ledger(config, prepared) as ledger:
+        summary = sending.run(prepared, ledger, script.provider, FAST)
     assert summary.sent == 2
     message = script.messages["second@example.org"]
     assert message.to_email == "Second@Example.org"
@@ -460,42 +460,42 @@ def test_test_send_goes_to_the_given_addresses_with_a_prefix_and_is_not_recorded
 
 
 def test_send_refuses_an_issue_with_check_errors(config):
-    with pytest.raises(engine.ChecksFailed, match="nothing was sent") as caught:
-        engine.prepare(config, config.issues_dir / "problems" / "leftover.md")
+    with pytest.raises(sending.ChecksFailed, match="nothing was sent") as caught:
+        sending.prepare(config, config.issues_dir / "problems" / "leftover.md")
     assert caught.value.exit_code == ExitCode.CHECKS_FAILED
 
 
 def test_settings_come_from_options_then_config_then_provider(config):
     from newsletter.providers.smtp import SmtpProvider
 
-    defaults = engine.settings_for(config, "smtp")
+    defaults = sending.settings_for(config, "smtp")
     assert (defaults.workers, defaults.batch_size, defaults.rate) == (
         SmtpProvider.default_workers,
         SmtpProvider.max_batch,
         SmtpProvider.default_rate,
     )
-    chosen = engine.settings_for(config, "smtp", workers=2, rate=5.0, batch_size=1000)
+    chosen = sending.settings_for(config, "smtp", workers=2, rate=5.0, batch_size=1000)
     assert (chosen.workers, chosen.rate, chosen.batch_size) == (2, 5.0, SmtpProvider.max_batch)
     with pytest.raises(SendError, match="rate must be above 0"):
-        engine.settings_for(config, "smtp", rate=0)
+        sending.settings_for(config, "smtp", rate=0)
 
 
 NOW = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.UTC)
 
 
 def test_schedule_within_72_hours_becomes_send_at_for_sendgrid():
-    when = engine.parse_when("2024-05-02T09:00+00:00")
-    assert engine.schedule(when, "sendgrid", NOW).send_at == int(when.timestamp())
+    when = sending.parse_when("2024-05-02T09:00+00:00")
+    assert sending.schedule(when, "sendgrid", NOW).send_at == int(when.timestamp())
 
 
 def test_schedule_beyond_72_hours_is_refused():
     with pytest.raises(SendError, match="more than 72 hours ahead"):
-        engine.schedule(engine.parse_when("2024-05-04T09:01+00:00"), "sendgrid", NOW)
+        sending.schedule(sending.parse_when("2024-05-04T09:01+00:00"), "sendgrid", NOW)
 
 
 def test_schedule_with_a_provider_that_cannot_schedule_is_refused():
     with pytest.raises(SendError, match="provider smtp cannot schedule a send"):
-        engine.schedule(engine.parse_when("2024-05-01T12:00+00:00"), "smtp", NOW)
+        sending.schedule(sending.parse_when("2024-05-01T12:00+00:00"), "smtp", NOW)
 
 
 class SchedulingProvider(ScriptedProvider):
@@ -507,30 +507,30 @@ def test_what_a_send_may_ask_of_a_provider_follows_its_declared_capabilities(mon
     from newsletter.providers import PROVIDERS
 
     monkeypatch.setitem(PROVIDERS, "scheduling", f"{__name__}:SchedulingProvider")
-    when = engine.parse_when("2024-05-01T12:00+00:00")
-    assert engine.schedule(when, "scheduling", NOW).send_at == int(when.timestamp())
-    assert engine.supports("scheduling", "send_at")
-    assert not engine.supports("scheduling", "sandbox")
-    assert engine.supports("sendgrid", "sandbox") and not engine.supports("smtp", "sandbox")
+    when = sending.parse_when("2024-05-01T12:00+00:00")
+    assert sending.schedule(when, "scheduling", NOW).send_at == int(when.timestamp())
+    assert sending.supports("scheduling", "send_at")
+    assert not sending.supports("scheduling", "sandbox")
+    assert sending.supports("sendgrid", "sandbox") and not sending.supports("smtp", "sandbox")
 
 
 def test_schedule_in_the_past_is_now_within_grace_and_late_beyond_it():
-    recent = engine.schedule(engine.parse_when("2024-05-01T08:55+00:00"), "smtp", NOW)
-    assert recent == engine.Schedule(None, None)
-    late = engine.schedule(engine.parse_when("2024-04-30T09:00+00:00"), "smtp", NOW)
+    recent = sending.schedule(sending.parse_when("2024-05-01T08:55+00:00"), "smtp", NOW)
+    assert recent == sending.Schedule(None, None)
+    late = sending.schedule(sending.parse_when("2024-04-30T09:00+00:00"), "smtp", NOW)
     assert late.send_at is None and late.late_by == dt.timedelta(days=1)
 
 
 def test_schedule_time_without_offset_is_local_time():
-    when = engine.parse_when("2024-05-01T09:00")
+    when = sending.parse_when("2024-05-01T09:00")
     assert when.utcoffset() == dt.datetime(2024, 5, 1, 9, 0).astimezone().utcoffset()
     with pytest.raises(SendError, match="expected a date and time"):
-        engine.parse_when("tomorrow")
+        sending.parse_when("tomorrow")
 
 
 def test_issue_slug_from_a_path_or_a_slug():
-    assert engine.issue_slug("issues/2024-05-01 Spring.md") == "2024-05-01-spring"
-    assert engine.issue_slug("2024-05-01-spring") == "2024-05-01-spring"
+    assert sending.issue_slug("issues/2024-05-01 Spring.md") == "2024-05-01-spring"
+    assert sending.issue_slug("2024-05-01-spring") == "2024-05-01-spring"
 
 
 def test_ledger_rows_never_stay_in_flight_after_a_send(config, workspace):

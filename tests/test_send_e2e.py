@@ -24,10 +24,10 @@ from conftest import REPO
 from loopback import SendgridServer, SgAction, SmtpServer
 from test_send import write_list
 
+from newsletter import sending
 from newsletter.config import load_config
 from newsletter.errors import ExitCode
 from newsletter.providers import make_provider
-from newsletter.sending import engine
 from newsletter.sending.ledger import IN_FLIGHT, RETRY, SENT, UNKNOWN, Ledger
 
 KEY = "SG.loopback-test-key.e2e"
@@ -58,12 +58,12 @@ def sendgrid_env(server: SendgridServer) -> dict[str, str]:
     }
 
 
-def send_in_process(root: Path, env: dict[str, str], settings: engine.Settings) -> engine.Summary:
+def send_in_process(root: Path, env: dict[str, str], settings: sending.Settings) -> sending.Summary:
     config = load_config(root / "newsletter.toml", env=env)
-    prepared = engine.prepare(config, root / ISSUE)
-    with engine.open_ledger(config, prepared) as ledger:
+    prepared = sending.prepare(config, root / ISSUE)
+    with sending.open_ledger(config, prepared) as ledger:
         factory = lambda: make_provider(config.send.provider, config, env=env)  # noqa: E731
-        return engine.run(prepared, ledger, factory, settings)
+        return sending.run(prepared, ledger, factory, settings)
 
 
 def ledger_states(root: Path) -> dict[str, str]:
@@ -100,7 +100,7 @@ def test_smtp_10000_recipients_each_received_once_despite_451s_and_drops(root):
         dropped = set(rng.sample(emails, 20))
         script.drop_on_data = set(dropped)  # the message went out, the answer never came
         script.close_after = 700  # the server hangs up long-lived connections now and then
-        settings = engine.Settings(workers=4, batch_size=50, backoff=0.02, backoff_max=0.1)
+        settings = sending.Settings(workers=4, batch_size=50, backoff=0.02, backoff_max=0.1)
         summary = send_in_process(root, smtp_env(server), settings)
         received = [m.rcpt_tos[0] for m in server.messages]
 
@@ -155,7 +155,7 @@ def test_sendgrid_10000_recipients_each_received_once_despite_5xx_429_and_drops(
     faults = SendgridFaults(seed=5, accept_then_drop={7})
     with sendgrid_server(faults) as server:
         server.script(drop=True)  # the very first request: read, then no answer, not delivered
-        settings = engine.Settings(workers=2, batch_size=500, backoff=0.02, backoff_max=0.1)
+        settings = sending.Settings(workers=2, batch_size=500, backoff=0.02, backoff_max=0.1)
         summary = send_in_process(root, sendgrid_env(server), settings)
         received = [d.to_email for d in server.deliveries()]
         answers = collections.Counter(status for status, _ in server.attempts)
@@ -287,13 +287,15 @@ def test_smtp_server_down_stops_the_send_and_a_later_run_finishes_it(root):
         port = server.port
     # The server is gone: every connection is refused.
     down = {**env, "NEWSLETTER_SMTP_PORT": str(port)}
-    settings = engine.Settings(workers=2, batch_size=50, backoff=0.01, max_consecutive_failures=4)
+    settings = sending.Settings(workers=2, batch_size=50, backoff=0.01, max_consecutive_failures=4)
     summary = send_in_process(root, down, settings)
     assert summary.exit_code == ExitCode.PROVIDER
     assert "stopped after 4 failed attempts in a row; last: cannot connect" in summary.stopped
     assert set(ledger_states(root).values()) <= {RETRY}
     with SmtpServer() as server:
-        summary = send_in_process(root, smtp_env(server), engine.Settings(workers=2, batch_size=50))
+        summary = send_in_process(
+            root, smtp_env(server), sending.Settings(workers=2, batch_size=50)
+        )
         received = [m.rcpt_tos[0] for m in server.messages]
     assert summary.exit_code == ExitCode.OK
     assert sorted(received) == emails

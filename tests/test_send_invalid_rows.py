@@ -19,10 +19,10 @@ from test_send import Script, ledger_rows, send
 from test_send_e2e import ledger_states, send_in_process, smtp_env
 from typer.testing import CliRunner
 
+from newsletter import sending
 from newsletter.cli import app
 from newsletter.config import load_config
 from newsletter.errors import ExitCode
-from newsletter.sending import engine
 from newsletter.sending.ledger import INVALID, SENT, Ledger
 from newsletter.sending.readahead import can_fork
 
@@ -61,7 +61,7 @@ def write_bad_list(root: Path, count: int = 100, bad_after: int = 10) -> tuple[l
 def test_smtp_send_delivers_every_good_row_and_records_each_bad_one(workspace):
     good, where = write_bad_list(workspace)
     with SmtpServer() as server:
-        settings = engine.Settings(workers=2, batch_size=20, backoff=0.01, backoff_max=0.05)
+        settings = sending.Settings(workers=2, batch_size=20, backoff=0.01, backoff_max=0.05)
         summary = send_in_process(workspace, smtp_env(server), settings)
         received = sorted(m.rcpt_tos[0] for m in server.messages)
     assert received == good
@@ -138,7 +138,7 @@ def test_bad_rows_go_through_the_read_ahead_process_as_they_do_in_thread(tmp_pat
         config = load_config(root / "newsletter.toml")
         seen: set[str] = set()
         script = Script()
-        settings = engine.Settings(workers=2, batch_size=50, read_ahead=ahead)
+        settings = sending.Settings(workers=2, batch_size=50, read_ahead=ahead)
 
         def answer(message, attempt, seen=seen, accept=script.answer):
             seen.update(children())

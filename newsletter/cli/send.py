@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -71,91 +70,46 @@ def send(
 
     Example: newsletter send issues/2024-05-01-spring.md --list main
     """
+    from newsletter import sending
+    from newsletter.providers import outbox
+
     if as_email and not test_to:
         raise UsageError("--as only applies to a test send: add --test-to ADDRESS")
     config = load(config_path)
     provider = provider or config.send.provider
     send_at = _schedule(at, provider, ask=not dry_run)
-    prepared, summary, elapsed = run_engine(
+    sent = sending.send(
         config,
         issue,
-        functools.partial(_approve, send_at=send_at, yes=yes or dry_run),
         list_name=list_name,
         provider=provider,
         test_to=test_to or (),
         as_email=as_email,
-        settings=dict(workers=workers, rate=rate, limit=limit, resend_unknown=resend_unknown),
+        workers=workers,
+        rate=rate,
+        limit=limit,
+        resend_unknown=resend_unknown,
         dry_run=dry_run,
         sandbox=sandbox,
         send_at=send_at,
+        approve=functools.partial(_approve, send_at=send_at, yes=yes or dry_run),
     )
-    from newsletter.providers import outbox
-
+    prepared = sent.prepared
     folder = files.show(outbox.folder_for(config, prepared.slug)) if provider == "outbox" else None
     test_command = _test_command(issue, prepared, as_email) if prepared.is_test else None
-    show.summary(summary, elapsed, issue, folder, test_command)
-    raise typer.Exit(int(summary.exit_code))
-
-
-def run_engine(
-    config,
-    issue: Path,
-    approve,
-    *,
-    provider: str,
-    list_name: str | None,
-    test_to: list[str] | tuple[str, ...],
-    as_email: str | None,
-    settings: dict,
-    dry_run: bool,
-    sandbox: bool,
-    send_at: int | None,
-):
-    """The one call into the send engine: prepare, check the provider, plan, approve, run;
-    (prepared send, summary, seconds the run took).
-
-    `approve(prepared, plan, settings, ledger)` shows the plan and returns the progress
-    reporter, or stops the send by raising typer.Exit.
-    """
-    from newsletter import providers
-    from newsletter.providers import SendOptions, make_provider
-    from newsletter.sending import engine
-
-    if sandbox and not engine.supports(provider, "sandbox"):
-        able = engine.providers_supporting("sandbox")
-        raise UsageError(
-            f"--sandbox needs a provider with a sandbox mode ({able}); {provider} has none"
-        )
-    options = SendOptions(sandbox=sandbox, send_at=send_at)
-    prepared = engine.prepare(
-        config, issue, list_name=list_name, provider=provider, test_to=test_to, as_email=as_email
-    )
-    tuned = engine.settings_for(config, provider, dry_run=dry_run, **settings)
-    providers.check(provider, config, options=options)  # settings and secrets, before asking
-    with engine.open_ledger(config, prepared, sandbox=sandbox, dry_run=dry_run) as ledger:
-        plan = engine.plan(prepared, ledger, tuned)
-        with approve(prepared, plan, tuned, ledger) as reporter:
-            started = time.monotonic()
-            summary = engine.run(
-                prepared,
-                ledger,
-                lambda: make_provider(provider, config, options=options),
-                tuned,
-                on_progress=reporter,
-                total=plan.to_send,
-            )
-    return prepared, summary, time.monotonic() - started
+    show.summary(sent.summary, sent.elapsed, issue, folder, test_command)
+    raise typer.Exit(int(sent.summary.exit_code))
 
 
 def _approve(prepared, plan, settings, ledger, *, send_at: int | None, yes: bool):
     """Show the plan; ask unless told not to; a progress reporter for the run."""
-    from newsletter.sending import engine
+    from newsletter.sending import Summary
 
     show.plan(prepared, plan, settings, send_at, ledger)
     if plan.to_send == 0:
         show.skipped(plan.invalid, plan.skipped)
         typer.echo("Nothing to send.")
-        raise typer.Exit(int(engine.Summary(plan).exit_code))
+        raise typer.Exit(int(Summary(plan).exit_code))
     if not (yes or prepared.is_test):
         if not sys.stdin.isatty():
             raise UsageError("not on a terminal: pass --yes to send without being asked")
@@ -165,11 +119,11 @@ def _approve(prepared, plan, settings, ledger, *, send_at: int | None, yes: bool
 
 def _schedule(at: str | None, provider: str, ask: bool) -> int | None:
     """The delivery time of --at; one already past is sent now only when the user says so."""
-    from newsletter.sending import engine
+    from newsletter.sending import parse_when, schedule
 
     if not at:
         return None
-    planned = engine.schedule(engine.parse_when(at), provider)
+    planned = schedule(parse_when(at), provider)
     if planned.late_by:
         late = show.duration(planned.late_by.total_seconds())
         if not (ask and sys.stdin.isatty()):
@@ -202,10 +156,9 @@ def status(
     Example: newsletter status issues/2024-05-01-spring.md --recipients
     """
     from newsletter.sending import ledger
-    from newsletter.sending.engine import issue_slug
 
     config = load(config_path)
-    slug = issue_slug(issue)
+    slug = ledger.issue_slug(issue)
     path = config.state_dir / ledger.LEDGER_NAME
     if not path.exists():
         typer.echo(f"No sends of {slug} are recorded.")

@@ -14,7 +14,7 @@ from newsletter.sending import ledger
 
 if TYPE_CHECKING:  # the engine is imported where it runs: `newsletter --help` stays quick
     from newsletter.preview import PreviewResult
-    from newsletter.sending import engine
+    from newsletter.sending import Progress, Summary
 
 
 def preview_report(result: PreviewResult) -> list:
@@ -93,10 +93,10 @@ def plan(prepared, plan, settings, send_at: int | None, book: ledger.Ledger) -> 
 
 def rows(found) -> None:
     """Print ledger rows, address and reason, as many as a summary names."""
-    from newsletter.sending.engine import LISTED as limit
+    from newsletter.sending.summary import LISTED
 
     for count, row in enumerate(found):
-        if count >= limit:
+        if count >= LISTED:
             typer.echo("  … (`newsletter status ISSUE --recipients` lists them all)")
             return
         error = ledger.STOPPED if row.state == ledger.IN_FLIGHT else row.error
@@ -139,7 +139,7 @@ class Reporter:
         if self.bar:
             self.bar.stop()
 
-    def __call__(self, progress: engine.Progress) -> None:
+    def __call__(self, progress: Progress) -> None:
         eta = f"{duration(progress.eta)} left" if progress.eta is not None else ""
         speed = f"{progress.rate:,.0f}/s"
         now = time.monotonic()
@@ -171,7 +171,7 @@ def duration(seconds: float) -> str:
 
 
 def summary(
-    done: engine.Summary,
+    done: Summary,
     elapsed: float,
     issue: Path,
     outbox: str | None = None,
@@ -237,7 +237,7 @@ def skipped(count: int, shown: list[tuple[str, str]]) -> None:
         typer.echo("  … (`newsletter status ISSUE` lists them all)")
 
 
-def test_summary(done: engine.Summary, command: str) -> None:
+def test_summary(done: Summary, command: str) -> None:
     """A test send has no ledger: nothing resumes, and running it again sends every copy."""
     if done.failed:
         typer.echo(f"Failed permanently: {done.failed:,}:")
@@ -291,7 +291,7 @@ def status(book: ledger.Ledger, slug: str, recipients: bool) -> None:
             fields = [row.list, row.email, state_of(row.state), str(row.attempts), row.updated_at]
             typer.echo("\t".join([*fields, row.error or ""]))
         return
-    from newsletter.sending.engine import LISTED
+    from newsletter.sending.summary import LISTED
 
     unknown = [ledger.UNKNOWN] if sending else [ledger.UNKNOWN, ledger.IN_FLIGHT]
     for wanted, title in (([ledger.FAILED], "Failed"), (unknown, "Unknown")):

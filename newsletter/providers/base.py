@@ -100,6 +100,7 @@ class Provider:
     default_workers: ClassVar[int] = 1
     default_rate: ClassVar[float | None] = None  # messages per second, None = unlimited
     supports_send_at: ClassVar[bool] = False  # can deliver at SendOptions.send_at
+    max_schedule_ahead: ClassVar[int] = 72 * 3600  # seconds send_at may be ahead, if supported
     supports_sandbox: ClassVar[bool] = False  # can validate, not deliver (SendOptions.sandbox)
     # The engine journals each step reported to the Handover (a crash then leaves only the
     # step under way in doubt); otherwise the whole batch is in flight until send_batch returns.

@@ -12,14 +12,14 @@ from collections.abc import Sequence
 
 from newsletter.message import OutgoingMessage
 from newsletter.providers.base import Result, Status
-from newsletter.sending import ledger as states
 from newsletter.sending.journal import GO, Journal
+from newsletter.sending.ledger import FAILED, RETRY, SENT, UNKNOWN
 
 _STATE_OF = {
-    Status.ACCEPTED: states.SENT,
-    Status.REJECTED: states.FAILED,
-    Status.TEMPORARY: states.RETRY,
-    Status.UNKNOWN: states.UNKNOWN,
+    Status.ACCEPTED: SENT,
+    Status.REJECTED: FAILED,
+    Status.TEMPORARY: RETRY,
+    Status.UNKNOWN: UNKNOWN,
 }
 
 

@@ -5,25 +5,22 @@ once the provider accepted it, so a crash leaves `in_flight` rows behind; the ne
 of the issue turns them into `unknown` (they may or may not have been delivered) and
 never sends to them again unless asked to. Between a batch's writes, its steps are in its
 worker's journal (journal.py); opening the ledger, or claiming an issue, applies the journals
-a send that died left behind.
+a send that died left behind (recovery.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from filelock import FileLock, Timeout
-
-from newsletter.db import open_db
+from newsletter.db import Database
 from newsletter.errors import SendError
-from newsletter.sending import journal
+from newsletter.sending import journal, recovery
 
 LEDGER_NAME = "ledger.sqlite3"
 SCHEMA_VERSION = 1
@@ -98,23 +95,19 @@ class Outcome(NamedTuple):
     error: str | None = None
 
 
-class Ledger:
+class Ledger(Database):
     """One SQLite file per workspace, shared by worker threads (one lock, short transactions)."""
 
     def __init__(self, path: Path | None) -> None:
         """Open (creating it if needed) the ledger at path; None keeps it in memory only."""
-        self.path = path
-        self._lock = threading.Lock()
-        self._db = open_db(path, _SCHEMA, SCHEMA_VERSION, SendError, name="the send ledger")
+        super().__init__(path, _SCHEMA, SCHEMA_VERSION, SendError, name="the send ledger")
         self._fit_statements()
-        try:
-            self._apply_journals()
-        except sqlite3.DatabaseError as exc:
-            raise SendError(f"cannot open the send ledger: {exc}", where=str(path)) from None
+        recovery.apply_journals(self)
 
     def _fit_statements(self) -> None:
         """Rows per statement within this SQLite's variable limit: 999 before 3.32, then 32,766."""
-        room = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - 16
+        with self.connect() as db:
+            room = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - 16
         self._keys_per_statement = max(1, min(_CHUNK, room))
         self._pairs_per_statement = max(1, min(_CHUNK, room // 2))
 
@@ -122,21 +115,9 @@ class Ledger:
     def for_workspace(cls, state_dir: Path) -> Ledger:
         return cls(state_dir / LEDGER_NAME)
 
-    @contextmanager
-    def _transaction(self):
-        with self._lock:
-            try:
-                yield self._db
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-
     def _write(self, sql: str, rows: Iterable[Sequence]) -> None:
-        with self._transaction() as db:
-            db.execute("BEGIN IMMEDIATE")
+        with self.transaction() as db:
             db.executemany(sql, rows)
-            db.execute("COMMIT")
 
     def _write_chunks(self, statements: Iterable[tuple[str, Sequence]]) -> None:
         """Run statements that each cover many rows, in one transaction.
@@ -146,24 +127,13 @@ class Ledger:
         statement is a transaction of its own, without a BEGIN and a COMMIT to wait for.
         """
         statements = list(statements)
-        with self._transaction() as db:
-            if len(statements) == 1:
+        if len(statements) == 1:
+            with self.connect() as db:
                 db.execute(*statements[0])
-                return
-            db.execute("BEGIN IMMEDIATE")
+            return
+        with self.transaction() as db:
             for sql, params in statements:
                 db.execute(sql, params)
-            db.execute("COMMIT")
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # Runs -----------------------------------------------------------------------------
 
@@ -172,14 +142,14 @@ class Ledger:
         """One send of an issue at a time; in-flight rows left by a dead send become unknown."""
         lock = None
         if self.path is not None:
-            lock = self._issue_lock(issue)
+            lock = recovery.issue_lock(self.path.parent, issue)
             if lock is None:
                 raise SendError(
                     f"another `newsletter send` of {issue} is running (it holds "
                     f"{self.path.parent / f'send-{issue}.lock'}); wait for it to finish"
                 )
         try:
-            self._apply_journals(issue)
+            recovery.apply_journals(self, issue)
             self._write(
                 "UPDATE recipients SET state = ?, updated_at = ?, error = ? "
                 "WHERE issue = ? AND state = ?",
@@ -190,51 +160,22 @@ class Ledger:
             if lock is not None:
                 lock.release()
 
-    def _issue_lock(self, issue: str) -> FileLock | None:
-        """The send lock of an issue, taken; None when a send (another process) holds it."""
-        assert self.path is not None
-        lock = FileLock(self.path.parent / f"send-{issue}.lock", thread_local=False)
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            return None
-        return lock
-
     def is_sending(self, issue: str) -> bool:
         """Whether a send of the issue holds its lock right now (in another process)."""
         if self.path is None:
             return False
-        lock = self._issue_lock(issue)
+        lock = recovery.issue_lock(self.path.parent, issue)
         if lock is None:
             return True
         lock.release()
         return False
 
-    def _apply_journals(self, issue: str | None = None) -> None:
-        """Apply the journals of sends that died (journal.py): of `issue`, whose lock the caller
-        holds, or of every issue that nobody is sending now."""
-        if self.path is None:
-            return
-        for path, replay in journal.left_behind(self.path.parent):
-            if replay is None or (issue is not None and replay.issue != issue):
-                continue  # a newer program's, or unreadable: left for it / for a person
-            lock = self._issue_lock(replay.issue) if issue is None else None
-            if issue is None and lock is None:
-                continue  # that send is alive: its journal is not done
-            try:
-                self._settle(replay)
-                path.unlink(missing_ok=True)
-            finally:
-                if lock is not None:
-                    lock.release()
-
-    def _settle(self, replay: journal.Replay) -> None:
+    def settle(self, replay: journal.Replay) -> None:
         """Store the answers a journal holds; what it shows never handed over leaves flight."""
         issue, run, stamp = replay.issue, replay.run, now()
         steps = replay.last.items()
         answers = [step for _, step in steps if step not in (journal.GO, journal.IDLE)]
-        with self._transaction() as db:
-            db.execute("BEGIN IMMEDIATE")
+        with self.transaction() as db:
             db.executemany(
                 "UPDATE recipients SET state = ?, provider_id = coalesce(?, provider_id), "
                 "error = ?, updated_at = ?, sent_at = coalesce(?, sent_at) "
@@ -247,10 +188,9 @@ class Ledger:
             )
             idle = [key for key, step in steps if step == journal.IDLE]
             self._release(db, issue, idle, NOT_HANDED, stamp)
-            db.execute("COMMIT")
 
     def start_run(self, issue: str, list_name: str, provider: str) -> int:
-        with self._transaction() as db:
+        with self.connect() as db:
             cursor = db.execute(
                 "INSERT INTO runs (issue, list, provider, started_at) VALUES (?, ?, ?, ?)",
                 (issue, list_name, provider, now()),
@@ -278,8 +218,8 @@ class Ledger:
         for start in range(0, len(keys), step):
             chunk = keys[start : start + step]
             marks = ",".join("?" * len(chunk))
-            with self._lock:
-                rows = self._db.execute(
+            with self.connect() as db:
+                rows = db.execute(
                     f"SELECT key, state, attempts FROM recipients "
                     f"WHERE issue = ? AND key IN ({marks})",
                     (issue, *chunk),
@@ -327,10 +267,8 @@ class Ledger:
     def release(self, issue: str, keys: Sequence[str], reason: str = NOT_HANDED) -> None:
         """Take keys marked in flight that never went to the provider out of flight again:
         not sent, so the next send sends them (their attempt is not counted)."""
-        with self._transaction() as db:
-            db.execute("BEGIN IMMEDIATE")
+        with self.transaction() as db:
             self._release(db, issue, keys, reason, now())
-            db.execute("COMMIT")
 
     def _release(self, db, issue: str, keys: Sequence[str], reason: str, stamp: str) -> None:
         db.executemany(
@@ -411,7 +349,7 @@ class Ledger:
 
     def forget(self, key: str, replacement: str) -> int:
         """GDPR erasure: the address's rows keep their state but only `replacement` (a hash)."""
-        with self._transaction() as db:
+        with self.connect() as db:
             return db.execute(
                 "UPDATE recipients SET key = ?, email = ? WHERE key = ?",
                 (replacement, replacement, key),
@@ -419,8 +357,8 @@ class Ledger:
 
     def counts(self, issue: str) -> dict[str, dict[str, int]]:
         """{list: {state: count}} for an issue, lists in the order they were first sent to."""
-        with self._lock:
-            rows = self._db.execute(
+        with self.connect() as db:
+            rows = db.execute(
                 "SELECT list, state, count(*), min(first_at) FROM recipients WHERE issue = ? "
                 "GROUP BY list, state ORDER BY 4",
                 (issue,),
@@ -444,8 +382,8 @@ class Ledger:
             params.append(list_name)
         last = ""
         while True:
-            with self._lock:
-                page = self._db.execute(
+            with self.connect() as db:
+                page = db.execute(
                     f"SELECT * FROM recipients WHERE {where} AND key > ? ORDER BY key LIMIT 1000",
                     (*params, last),
                 ).fetchall()
@@ -454,3 +392,13 @@ class Ledger:
             for row in page:
                 yield Row(*row)
             last = page[-1][1]
+
+
+def issue_slug(issue: str) -> str:
+    """The ledger name of an issue given as a file path or as its slug."""
+    from newsletter.issue import slugify
+
+    path = Path(issue)
+    if path.suffix == ".md" or path.exists():
+        return slugify(path.stem)
+    return issue

@@ -10,22 +10,15 @@ from newsletter.errors import ConfigError
 
 def send_test(config: Config, issue_path: Path, as_email: str | None) -> str:
     """A [TEST] copy to [send] test_to through the configured provider; what happened."""
-    # The same steps as `newsletter send --test-to`; one sending function will serve both.
-    from newsletter import providers
-    from newsletter.providers import make_provider
-    from newsletter.sending import engine
+    from newsletter import sending
 
     test_to = list(config.send.test_to)
     if not test_to:
         raise ConfigError(
             'no test addresses: set [send] test_to = ["you@example.org"] in newsletter.toml'
         )
-    prepared = engine.prepare(config, issue_path, test_to=test_to, as_email=as_email)
-    provider = prepared.provider
-    settings = engine.settings_for(config, provider)
-    providers.check(provider, config)  # settings and secrets, before building
-    with engine.open_ledger(config, prepared) as ledger:
-        summary = engine.run(prepared, ledger, lambda: make_provider(provider, config), settings)
+    sent = sending.send(config, issue_path, test_to=test_to, as_email=as_email)
+    provider, summary = sent.prepared.provider, sent.summary
     if summary.sent == len(test_to):
         return f"Sent a test to {', '.join(test_to)} via {provider}"
     failures = "; ".join(f"{email}: {reason}" for email, reason in summary.failures)

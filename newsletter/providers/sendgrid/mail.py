@@ -104,6 +104,7 @@ class SendgridProvider(Provider):
     max_batch = MAX_PERSONALIZATIONS
     default_workers = 2
     supports_send_at = True
+    max_schedule_ahead = api.MAX_SCHEDULE_SECONDS
     supports_sandbox = True
     reports_handovers = True
     max_request_bytes = 30_000_000  # SendGrid's 30 MB, counted in the JSON actually sent

@@ -1,0 +1,101 @@
+"""One send from start to end, as both `newsletter send` and the studio's "Send test" run it."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+from newsletter.config import Config
+from newsletter.sending import engine
+from newsletter.sending.ledger import Ledger
+from newsletter.sending.options import (
+    OptionError,
+    Settings,
+    providers_supporting,
+    settings_for,
+    supports,
+)
+from newsletter.sending.planning import Plan, plan
+from newsletter.sending.prepared import Prepared, open_ledger, prepare
+from newsletter.sending.summary import Progress, Summary
+
+Reporter = Callable[[Progress], None]
+# Shown the plan before anything is sent: stops the send by raising, or lets it go on by
+# returning a context (a progress bar, say) that is open while the send runs and gives its
+# progress callback (or None).
+Approve = Callable[[Prepared, Plan, Settings, Ledger], AbstractContextManager[Reporter | None]]
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A finished send: what was sent, what became of it, and the seconds its run took."""
+
+    prepared: Prepared
+    summary: Summary
+    elapsed: float
+
+
+def send(
+    config: Config,
+    issue_path: Path,
+    *,
+    list_name: str | None = None,
+    provider: str | None = None,
+    test_to: Iterable[str] = (),
+    as_email: str | None = None,
+    workers: int | None = None,
+    rate: float | None = None,
+    limit: int | None = None,
+    resend_unknown: bool = False,
+    dry_run: bool = False,
+    sandbox: bool = False,
+    send_at: int | None = None,
+    approve: Approve | None = None,
+) -> Sent:
+    """Prepare (load and check the issue once), check the provider, plan, approve, run."""
+    from newsletter.providers import SendOptions, make_provider
+    from newsletter.providers import check as check_provider
+
+    provider = provider or config.send.provider
+    if sandbox and not supports(provider, "sandbox"):
+        able = providers_supporting("sandbox")
+        raise OptionError(
+            f"--sandbox needs a provider with a sandbox mode ({able}); {provider} has none"
+        )
+    options = SendOptions(sandbox=sandbox, send_at=send_at)
+    prepared = prepare(
+        config,
+        issue_path,
+        list_name=list_name,
+        provider=provider,
+        test_to=test_to,
+        as_email=as_email,
+    )
+    settings = settings_for(
+        config,
+        provider,
+        workers=workers,
+        rate=rate,
+        limit=limit,
+        resend_unknown=resend_unknown,
+        dry_run=dry_run,
+    )
+    check_provider(provider, config, options=options)  # settings and secrets, before asking
+    with open_ledger(config, prepared, sandbox=sandbox, dry_run=dry_run) as ledger:
+        planned = plan(prepared, ledger, settings)
+        shown = approve(prepared, planned, settings, ledger) if approve else None
+        with shown or contextlib.nullcontext() as reporter:
+            started = time.monotonic()
+            summary = engine.run(
+                prepared,
+                ledger,
+                lambda: make_provider(provider, config, options=options),
+                settings,
+                on_progress=reporter,
+                total=planned.to_send,
+            )
+    return Sent(prepared, summary, time.monotonic() - started)

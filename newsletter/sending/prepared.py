@@ -1,0 +1,139 @@
+"""A send made ready: the issue loaded, rendered and checked once, its campaign and recipients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from newsletter.config import Config
+from newsletter.errors import ExitCode, SendError
+from newsletter.message import Campaign
+from newsletter.providers import get_provider_class
+from newsletter.render import fill
+from newsletter.sample import CheckedIssue, check_issue, find_recipient
+from newsletter.sending.ledger import LEDGER_NAME, Ledger
+from newsletter.sending.options import OptionError
+from newsletter.tokens import load_secret
+
+TEST_PREFIX = "[TEST] "
+
+
+class ChecksFailed(SendError):
+    """The preview checks found errors: nothing is sent."""
+
+    exit_code = ExitCode.CHECKS_FAILED
+
+
+@dataclass(frozen=True)
+class SampleRecipient:
+    """A --test-to address, with the merge fields of a real subscriber (--as) or defaults."""
+
+    email: str
+    key: str
+    name: str
+    fields: dict[str, str]
+
+    def merge_fields(self) -> dict[str, str]:
+        return self.fields
+
+
+@dataclass
+class Prepared:
+    """A send that passed the checks: the campaign and where its recipients come from."""
+
+    config: Config
+    checked: CheckedIssue
+    campaign: Campaign
+    list_name: str
+    provider: str
+    test_recipients: list[SampleRecipient] = field(default_factory=list)
+
+    @property
+    def slug(self) -> str:
+        return self.checked.issue.slug
+
+    @property
+    def is_test(self) -> bool:
+        return bool(self.test_recipients)
+
+    @property
+    def subject(self) -> str:
+        """The subject with merge fields shown as written, e.g. `News for {{ subscriber.name }}`."""
+        rendered = self.checked.rendered
+        sources = {i: f"{{{{ {f.source} }}}}" for i, f in enumerate(rendered.merge_fields)}
+        return self.campaign.subject_prefix + fill(rendered.subject_parts, sources)
+
+    def recipients(self, dropped=None) -> Iterator:
+        """Who this send goes to, streamed: subscribed, not suppressed, not opted out (even
+        where the list does not show it yet), each address once; bad rows come as Skipped."""
+        # `dropped`, a subscribers.SendableStats, counts the rows left out as they stream by.
+        if self.is_test:
+            return iter(self.test_recipients)
+        from newsletter import optouts
+        from newsletter.subscribers import sendable
+
+        config = self.config
+        withdrawn = optouts.withdrawn(config.state_dir, self.list_name, self.campaign.secret)
+        return sendable(
+            config.subscribers_dir, self.list_name, dropped, withdrawn, skip_bad_rows=True
+        )
+
+
+def prepare(
+    config: Config,
+    issue_path: Path,
+    *,
+    list_name: str | None = None,
+    provider: str | None = None,
+    test_to: Iterable[str] = (),
+    as_email: str | None = None,
+) -> Prepared:
+    """Render and check the issue (ChecksFailed on errors) and set up the campaign."""
+    from newsletter.issue import load_issue
+
+    issue = load_issue(issue_path)
+    list_name = list_name or issue.list or config.list
+    provider = provider or config.send.provider
+    get_provider_class(provider)  # an unknown name fails before anything is rendered
+    secret = load_secret(config.state_dir)
+    fields, name = {}, ""
+    if as_email:
+        fields, name = find_recipient(config, list_name, as_email)
+    checked = check_issue(
+        config, issue, recipient=fields or None, name=name, list_name=list_name, secret=secret
+    )
+    if checked.errors:
+        raise ChecksFailed(
+            f"the issue has {len(checked.errors)} error(s); nothing was sent "
+            f"(first: {checked.errors[0]}); run `newsletter preview {issue_path}` for all"
+        )
+    test_to = list(test_to)
+    if not test_to:
+        from newsletter import optouts
+
+        optouts.catch_up(config, secret)  # unsubscribes and bounces the lists do not show yet
+    campaign = Campaign(
+        config, checked.rendered, list_name, secret, subject_prefix=TEST_PREFIX if test_to else ""
+    )
+    recipients = [_test_recipient(address, fields, name) for address in test_to]
+    return Prepared(config, checked, campaign, list_name, provider, recipients)
+
+
+def _test_recipient(address: str, fields: dict[str, str], name: str) -> SampleRecipient:
+    from newsletter.subscribers import email_key
+
+    address = address.strip()
+    if "@" not in address:
+        raise OptionError(f"--test-to {address!r} is not an email address")
+    return SampleRecipient(address, email_key(address), name, fields or {"email": address})
+
+
+def open_ledger(
+    config: Config, prepared: Prepared, *, sandbox: bool = False, dry_run: bool = False
+) -> Ledger:
+    """The workspace ledger; test and sandbox sends deliver nothing real and use a scratch one."""
+    path = config.state_dir / LEDGER_NAME
+    if prepared.is_test or sandbox or (dry_run and not path.exists()):
+        return Ledger(None)
+    return Ledger(path)
