@@ -305,18 +305,7 @@ class Ledger(Database):
         self, issue: str, list_name: str, run: int, failures: Iterable[tuple[str, str, str]]
     ) -> None:
         """Record (key, email, reason) of recipients whose message could not be built."""
-        stamp = now()
-        self._write(
-            "INSERT INTO recipients (issue, key, list, email, state, attempts, run, first_at, "
-            "updated_at, error) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?) "
-            "ON CONFLICT (issue, key) DO UPDATE SET state = excluded.state, "
-            "list = excluded.list, email = excluded.email, run = excluded.run, "
-            "updated_at = excluded.updated_at, error = excluded.error",
-            [
-                (issue, key, list_name, email, FAILED, run, stamp, stamp, reason)
-                for key, email, reason in failures
-            ],
-        )
+        self._record_unsent(issue, list_name, run, FAILED, failures)
 
     def record_invalid(
         self, issue: str, list_name: str, run: int, rows: Iterable[tuple[str, str, str]]
@@ -326,17 +315,29 @@ class Ledger(Database):
         Never over a recipient the provider may have (sent, failed, unknown): the row of an
         address already sent may have gone bad since, and the ledger must still say so.
         """
+        only = f"WHERE recipients.attempts = 0 OR recipients.state IN ('{RETRY}', '{INVALID}')"
+        self._record_unsent(issue, list_name, run, INVALID, rows, only)
+
+    def _record_unsent(
+        self,
+        issue: str,
+        list_name: str,
+        run: int,
+        state: str,
+        rows: Iterable[tuple[str, str, str]],
+        condition: str = "",
+    ) -> None:
+        """(key, email, reason) rows that never reached the provider, in `state`."""
         stamp = now()
         self._write(
             "INSERT INTO recipients (issue, key, list, email, state, attempts, run, first_at, "
             "updated_at, error) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?) "
             "ON CONFLICT (issue, key) DO UPDATE SET state = excluded.state, "
             "list = excluded.list, email = excluded.email, run = excluded.run, "
-            "updated_at = excluded.updated_at, error = excluded.error "
-            f"WHERE recipients.attempts = 0 OR recipients.state IN ('{RETRY}', '{INVALID}')",
+            f"updated_at = excluded.updated_at, error = excluded.error {condition}",
             [
-                (issue, key, list_name, email, INVALID, run, stamp, stamp, error)
-                for key, email, error in rows
+                (issue, key, list_name, email, state, run, stamp, stamp, reason)
+                for key, email, reason in rows
             ],
         )
 
