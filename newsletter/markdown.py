@@ -36,7 +36,7 @@ def inline_text(source: str) -> str:
     return " ".join(_inline(node) for node in tree.walk() if node.type == "inline").strip()
 
 
-def _wrap(text: str, width: int, first: str = "", rest: str = "") -> str:
+def wrap(text: str, width: int, first: str = "", rest: str = "") -> str:
     lines = []
     for para_line in text.split("\n"):
         wrapped = textwrap.wrap(
@@ -54,7 +54,7 @@ def _wrap(text: str, width: int, first: str = "", rest: str = "") -> str:
 def _block(node: SyntaxTreeNode, width: int) -> str:
     kind = node.type
     if kind == "paragraph":
-        return _wrap(_inline(node.children[0]), width)
+        return wrap(_inline(node.children[0]), width)
     if kind == "heading":
         return _inline(node.children[0]).upper()
     if kind in ("bullet_list", "ordered_list"):

@@ -8,8 +8,6 @@ fills them in for each recipient with one join.
 
 from __future__ import annotations
 
-import functools
-import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,76 +20,20 @@ from markupsafe import Markup, escape
 
 from newsletter import markdown
 from newsletter.config import Config
+from newsletter.emailhtml import compile_mjml
 from newsletter.errors import TemplateError
 from newsletter.issue import Issue, split_stories
+from newsletter.mergefields import (
+    PER_RECIPIENT,
+    TOKEN,
+    MergeField,
+    MergeRegistry,
+    compile_all,
+    fill,
+    simple_field,
+)
 
 BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
-PER_RECIPIENT = frozenset({"subscriber", "unsubscribe_url"})
-TOKEN = re.compile(r"zzm(\d+)zz")
-_EXPR = re.compile(r"\{\{(-|\+)?(.*?)(-|\+)?\}\}", re.S)
-_STMT = re.compile(r"\{%(.*?)%\}", re.S)
-
-
-@dataclass(frozen=True)
-class MergeField:
-    source: str  # the Jinja expression as written
-    where: str  # file:line it came from
-    evaluate: Any  # compiled expression: context -> value
-
-
-@dataclass
-class MergeRegistry:
-    """Per-recipient expressions found in templates and the issue, numbered by token."""
-
-    env: jinja2.Environment
-    fields: list[MergeField] = field(default_factory=list)
-    _index: dict[str, int] = field(default_factory=dict)
-
-    def protect(self, source: str, where: str, first_line: int = 1) -> str:
-        """Replace each per-recipient {{ expression }} with a literal token; refuse them in {% %}."""
-        for match in _STMT.finditer(source):
-            if _uses_recipient(self.env, "{{" + match.group(1).strip() + "}}"):
-                line = first_line + source.count("\n", 0, match.start())
-                raise TemplateError(
-                    "subscriber fields can only be used inside {{ … }}, not in {% … %}",
-                    where=f"{where}:{line}",
-                )
-
-        def swap(match: re.Match) -> str:
-            expr = match.group(2).strip()
-            if not _uses_recipient(self.env, "{{" + expr + "}}"):
-                return match.group(0)
-            line = first_line + source.count("\n", 0, match.start())
-            token = self.token_for(expr, f"{where}:{line}")
-            opening, closing = match.group(1) or "", match.group(3) or ""
-            return "{{" + f"{opening} {token!r} {closing}" + "}}"
-
-        return _EXPR.sub(swap, source)
-
-    def token_for(self, expr: str, where: str) -> str:
-        if expr not in self._index:
-            try:
-                compiled = self.env.compile_expression(expr, undefined_to_none=False)
-            except jinja2.TemplateSyntaxError as exc:
-                raise TemplateError(
-                    f"invalid merge field {{{{ {expr} }}}}: {exc.message}", where=where
-                ) from None
-            self._index[expr] = len(self.fields)
-            self.fields.append(MergeField(expr, where, compiled))
-        return f"zzm{self._index[expr]}zz"
-
-
-def _uses_recipient(env: jinja2.Environment, source: str) -> bool:
-    try:
-        tokens = list(env.lex(source))
-    except jinja2.TemplateSyntaxError:
-        return False  # let the real compile report it with its line
-    previous = None
-    for _, kind, value in tokens:
-        if kind == "name" and value in PER_RECIPIENT and previous != ".":
-            return True
-        previous = value if kind == "operator" else None
-    return False
 
 
 class _ProtectingLoader(jinja2.BaseLoader):
@@ -158,13 +100,13 @@ class Rendered:
         self.used_fields = {i: self.merge_fields[i] for i in sorted(used)}
         # The common fields (`subscriber.x`, `subscriber.x | default("…")`, `unsubscribe_url`)
         # are looked up directly; anything else goes through Jinja.
-        simple = [_simple_field(m.source) for m in self.used_fields.values()]
+        simple = [simple_field(m.source) for m in self.used_fields.values()]
         self._simple = None if None in simple else list(zip(self.used_fields, simple, strict=True))
         # All fields in one expression: one Jinja context per recipient instead of one per field.
         self._evaluate_all = None
         if self.env is not None and self.used_fields:
             sources = ", ".join(f"({m.source})" for m in self.used_fields.values())
-            self._evaluate_all = _compile_all(self.env, f"({sources},)")
+            self._evaluate_all = compile_all(self.env, f"({sources},)")
 
     def values(self, subscriber: dict[str, str], unsubscribe_url: str) -> dict[int, Any]:
         """Evaluate the merge fields this issue uses for one recipient (TemplateError names one)."""
@@ -239,40 +181,6 @@ class Rendered:
         )
 
 
-_SIMPLE_FIELD = re.compile(
-    r"""subscriber\.([A-Za-z_]\w*)(?:\s*\|\s*default\(\s*(?:"([^"\\{}]*)"|'([^'\\{}]*)')\s*\))?"""
-)
-
-
-def _simple_field(source: str) -> tuple[str | None, str | None] | None:
-    """(field, default) for `subscriber.x` or `subscriber.x | default("…")`; (None, None) for
-    `unsubscribe_url`; None for any other expression."""
-    source = source.strip()
-    if source == "unsubscribe_url":
-        return None, None
-    match = _SIMPLE_FIELD.fullmatch(source)
-    if not match or hasattr(dict, match.group(1)):  # Jinja would find dict.items, .keys, …
-        return None
-    default = match.group(2) if match.group(2) is not None else match.group(3)
-    return match.group(1), default
-
-
-@functools.lru_cache(maxsize=64)
-def _compile_all(env: jinja2.Environment, source: str):
-    """One compiled expression per set of merge fields: re-renders of an issue reuse it."""
-    return env.compile_expression(source, undefined_to_none=False)
-
-
-def fill(parts: list[str], values: dict[int, str]) -> str:
-    """Join TOKEN.split() output, putting values[i] where token i was."""
-    if len(parts) == 1:
-        return parts[0]
-    out = parts[:]
-    for i in range(1, len(parts), 2):
-        out[i] = values[int(parts[i])]
-    return "".join(out)
-
-
 class Renderer:
     """Holds the Jinja environment so that templates compile once per process."""
 
@@ -290,7 +198,7 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self.env.filters["wrap"] = lambda text, width=markdown.WIDTH: markdown._wrap(text, width)
+        self.env.filters["wrap"] = lambda text, width=markdown.WIDTH: markdown.wrap(text, width)
         self.text_env = self.env.overlay(autoescape=False)
         self._compiled: dict[tuple[str, str, int], jinja2.Template] = {}
         self.registry.env = self.env
@@ -467,57 +375,6 @@ def _template_line(exc: BaseException, fallback: str = "template") -> str:
             where = f"{_short(filename)}:{tb.tb_lineno}"
         tb = tb.tb_next
     return where
-
-
-_INLINE_STYLE = re.compile(r"<mj-style\s+inline=\"inline\"\s*>(.*?)</mj-style>", re.S)
-
-
-def compile_mjml(source: str, where: str = "MJML") -> str:
-    """MJML -> HTML; `<mj-style inline="inline">` rules are inlined (premailer) into the result."""
-    from mjml import mjml2html
-
-    inline_rules = _INLINE_STYLE.findall(source)
-    try:
-        html = mjml2html(_INLINE_STYLE.sub("", source), disable_comments=True)
-    except ValueError as exc:
-        raise TemplateError(f"invalid MJML: {exc}{_xml_hint(source)}", where=where) from None
-    return inline_css(html, inline_rules)
-
-
-def _xml_hint(source: str) -> str:
-    """Where an XML parser trips over the rendered MJML: mrml's own errors have no line."""
-    from lxml import etree
-
-    try:
-        etree.fromstring(source.encode(), etree.XMLParser(recover=False, resolve_entities=False))
-    except etree.XMLSyntaxError as exc:
-        return f" (rendered MJML line {exc.lineno}: {exc.msg})"
-    return ""
-
-
-def inline_css(html: str, rules: list[str]) -> str:
-    """Inline the given CSS into style attributes; the head's own <style> blocks stay as written.
-
-    MJML's head styles are resets, Outlook fixes, media queries and dark-mode rules that
-    work only from a <style> block; inlining them would bloat every cell towards Gmail's
-    102 KB clip for nothing, so premailer is told to leave them alone.
-    """
-    from premailer import Premailer
-
-    html = html.replace("<style", '<style data-premailer="ignore"')
-    return (
-        Premailer(
-            html,
-            css_text=rules,
-            remove_classes=False,
-            strip_important=False,
-            disable_validation=True,
-            cssutils_logging_level=logging.CRITICAL,
-            allow_network=False,
-        )
-        .transform(pretty_print=False)
-        .replace(' data-premailer="ignore"', "")
-    )
 
 
 def _tidy_text(text: str) -> str:

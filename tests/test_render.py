@@ -112,6 +112,7 @@ def test_merge_fields_are_filled_per_recipient_and_escaped_in_html(workspace):
 
 
 def test_personalizing_does_not_rerun_the_pipeline(workspace, monkeypatch):
+    import newsletter.emailhtml as emailhtml
     import newsletter.render as render
 
     config = load_config(workspace / "newsletter.toml")
@@ -121,7 +122,7 @@ def test_personalizing_does_not_rerun_the_pipeline(workspace, monkeypatch):
         raise AssertionError("the pipeline ran again")
 
     monkeypatch.setattr(render, "compile_mjml", boom)
-    monkeypatch.setattr(render, "inline_css", boom)
+    monkeypatch.setattr(emailhtml, "inline_css", boom)
     for n in range(50):
         out = rendered.personalize({"email": f"r{n}@example.org", "first_name": f"R{n}"}, "u")
         assert f"Hi R{n} from" in out.html

@@ -1,0 +1,58 @@
+"""MJML -> responsive HTML (mjml-python), with premailer inlining the CSS that belongs inline."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from newsletter.errors import TemplateError
+
+_INLINE_STYLE = re.compile(r"<mj-style\s+inline=\"inline\"\s*>(.*?)</mj-style>", re.S)
+
+
+def compile_mjml(source: str, where: str = "MJML") -> str:
+    """MJML -> HTML; `<mj-style inline="inline">` rules are inlined (premailer) into the result."""
+    from mjml import mjml2html
+
+    inline_rules = _INLINE_STYLE.findall(source)
+    try:
+        html = mjml2html(_INLINE_STYLE.sub("", source), disable_comments=True)
+    except ValueError as exc:
+        raise TemplateError(f"invalid MJML: {exc}{_xml_hint(source)}", where=where) from None
+    return inline_css(html, inline_rules)
+
+
+def _xml_hint(source: str) -> str:
+    """Where an XML parser trips over the rendered MJML: mrml's own errors have no line."""
+    from lxml import etree
+
+    try:
+        etree.fromstring(source.encode(), etree.XMLParser(recover=False, resolve_entities=False))
+    except etree.XMLSyntaxError as exc:
+        return f" (rendered MJML line {exc.lineno}: {exc.msg})"
+    return ""
+
+
+def inline_css(html: str, rules: list[str]) -> str:
+    """Inline the given CSS into style attributes; the head's own <style> blocks stay as written.
+
+    MJML's head styles are resets, Outlook fixes, media queries and dark-mode rules that
+    work only from a <style> block; inlining them would bloat every cell towards Gmail's
+    102 KB clip for nothing, so premailer is told to leave them alone.
+    """
+    from premailer import Premailer
+
+    html = html.replace("<style", '<style data-premailer="ignore"')
+    return (
+        Premailer(
+            html,
+            css_text=rules,
+            remove_classes=False,
+            strip_important=False,
+            disable_validation=True,
+            cssutils_logging_level=logging.CRITICAL,
+            allow_network=False,
+        )
+        .transform(pretty_print=False)
+        .replace(' data-premailer="ignore"', "")
+    )
