@@ -34,7 +34,7 @@ RULES: dict[str, ProviderRules] = {
             "sendgrid.net",
             ("s1", "s2"),
             dkim_all=True,
-            envelope="em1234.{domain} (the return-path CNAME of domain authentication)",
+            envelope="em1234.{domain}",
             setup="SendGrid: Settings > Sender Authentication > Authenticate Your Domain",
         ),
         ProviderRules(
@@ -43,7 +43,7 @@ RULES: dict[str, ProviderRules] = {
             "amazonses.com",
             (),
             dkim_all=True,
-            envelope="amazonses.com, unless a custom MAIL FROM domain is set",
+            envelope="amazonses.com",  # unless a custom MAIL FROM domain is set
             setup="SES console: Identities > your domain > Easy DKIM (three CNAME tokens)",
         ),
         ProviderRules(
@@ -52,7 +52,7 @@ RULES: dict[str, ProviderRules] = {
             "spf.mtasv.net",
             ("pm",),
             dkim_all=False,
-            envelope="pm-bounces.{domain} (the custom Return-Path CNAME)",
+            envelope="pm-bounces.{domain}",
             setup="Postmark: Sender Signatures > your domain > DNS settings",
         ),
         ProviderRules(
@@ -61,7 +61,7 @@ RULES: dict[str, ProviderRules] = {
             "mailgun.org",
             ("smtp", "mx", "krs", "k1"),
             dkim_all=False,
-            envelope="{domain} (the Mailgun sending domain)",
+            envelope="{domain}",
             setup="Mailgun: Sending > Domains > your domain > DNS records",
         ),
         ProviderRules(
@@ -80,7 +80,7 @@ RULES: dict[str, ProviderRules] = {
             None,
             (),
             dkim_all=True,
-            envelope="{domain} (from_email is the envelope sender)",
+            envelope="{domain}",
             setup="your SMTP server's DKIM signing settings",
         ),
     )
