@@ -152,6 +152,12 @@ def test_one_click_is_not_checked_when_serve_cannot_be_reached(ws):
             "from_email news@nomail.test: nomail.test has no MX and no A record",
             "publish an MX record for the domain (replies and bounces are lost without one)",
         ),
+        (
+            "nullmx.test",
+            "mx",
+            "from_email news@nullmx.test: nullmx.test publishes a null MX (accepts no mail)",
+            "publish an MX record for the domain (replies and bounces are lost without one)",
+        ),
     ],
 )
 def test_a_broken_record_fails_its_rule_only_and_says_what_to_publish(

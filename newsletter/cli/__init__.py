@@ -69,10 +69,10 @@ for command in (
     issues.init,
     issues.new,
     issues.preview,
+    doctor.doctor,
     send.send,
     send.status,
     serve.serve,
-    doctor.doctor,
 ):
     app.command()(command)
 app.add_typer(subscribers.app, name="subscribers")

@@ -64,7 +64,13 @@ class Lookup:
                 for ns in self.nameservers
             ]
         else:
-            self._resolver = dns.resolver.Resolver()
+            try:
+                self._resolver = dns.resolver.Resolver()
+            except dns.resolver.NoResolverConfiguration:
+                raise ConfigError(
+                    f"this system has no DNS resolver configured: set {self.where} "
+                    "(or NEWSLETTER_DOCTOR_NAMESERVERS)"
+                ) from None
         self._resolver.lifetime = self.timeout
         self._resolver.timeout = self.timeout
 
