@@ -71,6 +71,14 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class DoctorConfig:
+    nameservers: list[str] = field(default_factory=list)  # host or host:port; [] = the system's
+    dkim_selectors: list[str] = field(default_factory=list)  # [] = the provider's usual ones
+    serve_url: str | None = None  # where to POST the one-click check instead of base_url
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     from_email: str
@@ -84,6 +92,7 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     sendgrid: SendgridConfig = field(default_factory=SendgridConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    doctor: DoctorConfig = field(default_factory=DoctorConfig)
     # Where the file was found; every workspace path is relative to it.
     root: Path = Path(".")
     path: Path | None = None
@@ -123,6 +132,7 @@ SECTIONS: dict[str, type] = {
     "smtp": SmtpConfig,
     "sendgrid": SendgridConfig,
     "serve": ServeConfig,
+    "doctor": DoctorConfig,
 }
 _INTERNAL = {"root", "path"}
 
@@ -182,6 +192,10 @@ def config_from_dict(
         env_name = ENV_PREFIX + "BASE_URL"
         check_base_url(config.base_url, env_name if env_name in env else f"{source}: base_url")
     _check_from_email(config.from_email, env, source)
+    if config.doctor.serve_url is not None:
+        env_name = ENV_PREFIX + "DOCTOR_SERVE_URL"
+        where = env_name if env_name in env else f"{source}: doctor.serve_url"
+        check_base_url(config.doctor.serve_url, where)
     return dataclasses.replace(config, root=root, path=path)
 
 

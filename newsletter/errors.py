@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     INPUT = 4  # an issue, template or subscriber file is wrong
     PROVIDER = 5  # the mail provider refused or could not be reached
     INCOMPLETE = 6  # a send finished with failed or unknown recipients
+    NOT_READY = 7  # `newsletter doctor`: a rule about the sending domain failed
     INTERRUPTED = 130
 
 

@@ -22,6 +22,8 @@ SECRET_ENV = "NEWSLETTER_SECRET"
 SECRET_FILE = "secret"
 MIN_SECRET = 32  # bytes of key material, from the file or the environment
 _ID_BYTES = 12
+# `newsletter doctor`'s one-click check: serve answers such a token 200 and changes nothing.
+PROBE_PURPOSE = "probe"
 _SIG_BYTES = 16
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from newsletter.cli import issues, send, serve, subscribers
+from newsletter.cli import doctor, issues, send, serve, subscribers
 from newsletter.errors import ExitCode, NewsletterError
 
 
@@ -65,7 +65,15 @@ def options(
     pass
 
 
-for command in (issues.init, issues.new, issues.preview, send.send, send.status, serve.serve):
+for command in (
+    issues.init,
+    issues.new,
+    issues.preview,
+    doctor.doctor,
+    send.send,
+    send.status,
+    serve.serve,
+):
     app.command()(command)
 app.add_typer(subscribers.app, name="subscribers")
 

@@ -103,9 +103,12 @@ def send(
 
 def _approve(prepared, plan, settings, ledger, *, send_at: int | None, yes: bool):
     """Show the plan; ask unless told not to; a progress reporter for the run."""
+    from newsletter.doctor import send_notes
     from newsletter.sending import Summary
 
     show.plan(prepared, plan, settings, send_at, ledger)
+    for note in send_notes(prepared.config, prepared.provider):
+        typer.echo(note)
     if plan.to_send == 0:
         show.skipped(plan.invalid, plan.skipped)
         typer.echo("Nothing to send.")

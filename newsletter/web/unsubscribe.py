@@ -8,11 +8,11 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from newsletter import subscribers as subs
 from newsletter.errors import NewsletterError, SubscriberError
-from newsletter.tokens import Claims
+from newsletter.tokens import PROBE_PURPOSE, Claims, verify_token
 from newsletter.web.events import web_event
 from newsletter.web.service import Service
 
@@ -41,6 +41,11 @@ async def unsubscribe(service: Service, request: Request) -> Response:
     token = request.path_params["token"]
     form, found = await posted(service, request)
     if found is None:
+        if (
+            verify_token(service.secret, token, PROBE_PURPOSE)
+            and form.get(ONE_CLICK[0]) == ONE_CLICK[1]
+        ):
+            return PlainTextResponse("One-click unsubscribe answers here.\n")  # doctor's probe
         return service.invalid_link(request)
     one_click = form.get(ONE_CLICK[0]) == ONE_CLICK[1]
     if not one_click and not service.csrf_ok(request, form):
