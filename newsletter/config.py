@@ -23,6 +23,8 @@ ENV_PREFIX = "NEWSLETTER_"
 SECRET_KEYS = {
     ("smtp", "password"): "NEWSLETTER_SMTP_PASSWORD",
     ("sendgrid", "api_key"): "SENDGRID_API_KEY",
+    ("postmark", "server_token"): "POSTMARK_SERVER_TOKEN",
+    ("postmark", "webhook_password"): "NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD",
     (None, "secret"): "NEWSLETTER_SECRET",
 }
 
@@ -57,6 +59,14 @@ class SendgridConfig:
 
 
 @dataclass(frozen=True)
+class PostmarkConfig:
+    host: str = "https://api.postmarkapp.com"
+    message_stream: str = "broadcast"  # a Broadcast stream: newsletters must not go Transactional
+    webhook_username: str = "postmark"  # the user in the webhook URL's basic auth credentials
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -83,6 +93,7 @@ class Config:
     send: SendConfig = field(default_factory=SendConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     sendgrid: SendgridConfig = field(default_factory=SendgridConfig)
+    postmark: PostmarkConfig = field(default_factory=PostmarkConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     # Where the file was found; every workspace path is relative to it.
     root: Path = Path(".")
@@ -122,6 +133,7 @@ SECTIONS: dict[str, type] = {
     "send": SendConfig,
     "smtp": SmtpConfig,
     "sendgrid": SendgridConfig,
+    "postmark": PostmarkConfig,
     "serve": ServeConfig,
 }
 _INTERNAL = {"root", "path"}
