@@ -63,6 +63,7 @@ class PostmarkConfig:
     host: str = "https://api.postmarkapp.com"
     message_stream: str = "broadcast"  # a Broadcast stream: newsletters must not go Transactional
     webhook_username: str = "postmark"  # the user in the webhook URL's basic auth credentials
+    webhook_allow_ips: list[str] = field(default_factory=list)  # [] = any; else IPs or networks
     timeout: float = 30.0
 
 
