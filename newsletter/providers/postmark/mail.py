@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formataddr
+from json.encoder import encode_basestring_ascii
 
 import requests
 
@@ -27,7 +28,7 @@ MAX_METADATA_VALUE = 80
 
 def _json_len(text: str) -> int:
     """Bytes a string takes inside a JSON string as requests encodes it (ASCII, escaped)."""
-    return len(json.dumps(text)) - 2
+    return len(encode_basestring_ascii(text)) - 2
 
 
 @dataclass
