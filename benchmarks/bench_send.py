@@ -1,16 +1,18 @@
 """Send throughput and peak memory: the send engine against a raw client loop, same run.
 
-For SendGrid (the loopback v3 Mail Send server) and SMTP (the loopback aiosmtpd server,
-several connections), 100,000 recipients go through `newsletter.sending.sending.run` (list streamed,
-ledger, retries, rate, progress) and, with the same workers and batch size, through a bare
-loop over pre-built messages calling the provider. Then the peak memory of dry runs of
+For SendGrid (the loopback v3 Mail Send server), Postmark (the loopback batch Email API) and
+SMTP (the loopback aiosmtpd server, several connections), 100,000 recipients go through
+`newsletter.sending.run` (list streamed, ledger, retries, rate, progress) and, with the
+same workers and batch size, through a bare loop over pre-built messages calling the
+provider (for Postmark: postmarker's own client, filling in each message and posting
+batches of 500 to /email/batch). Then the peak memory of dry runs of
 100,000 and 1,000,000 recipients. Servers run in their own processes; each measurement
 runs in a fresh process. Memory is the peak of the sending process and the read-ahead
-process it forks to read the list (newsletter/readahead.py) together, as PSS sampled every
+process it forks to read the list (newsletter/sending/readahead.py) together, as PSS sampled every
 100 ms, and the peak RSS of each.
 
 Run: python benchmarks/bench_send.py [--recipients 100000] [--dry-run-recipients 1000000]
-     [--providers sendgrid,smtp] [--rounds 1] [--workers N] [--smtp-server HOST:PORT]
+     [--providers sendgrid,postmark,smtp] [--rounds 1] [--workers N] [--smtp-server HOST:PORT]
 
 --smtp-server sends to a server already running instead of aiosmtpd, e.g. Postfix's
 smtp-sink (`apt-get install postfix`, then `/usr/sbin/smtp-sink -u nobody 127.0.0.1:2525
@@ -62,6 +64,9 @@ class _Count:
     def append(self, _item) -> None:
         self.n += 1
 
+    def extend(self, items) -> None:
+        self.n += len(items)
+
     def __len__(self) -> int:
         return self.n
 
@@ -69,8 +74,13 @@ class _Count:
 def _serve(kind: str, conn) -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from loopback import SendgridServer, SmtpServer
+    from loopback_postmark import PostmarkServer
 
-    server = SmtpServer() if kind == "smtp" else SendgridServer(api_key=KEY)
+    if kind == "postmark":
+        server = PostmarkServer(token=KEY)
+        server.tested = _Count()
+    else:
+        server = SmtpServer() if kind == "smtp" else SendgridServer(api_key=KEY)
     server.messages = _Count()
     server.requests, server.headers, server.attempts = _Count(), _Count(), _Count()
     server.start()
@@ -100,6 +110,12 @@ def environment(kind: str, address: str) -> dict[str, str]:
             "NEWSLETTER_SMTP_HOST": host,
             "NEWSLETTER_SMTP_PORT": port,
             "NEWSLETTER_SMTP_SECURITY": "none",
+        }
+    if kind == "postmark":
+        return {
+            "NEWSLETTER_SEND_PROVIDER": "postmark",
+            "NEWSLETTER_POSTMARK_HOST": address,
+            "POSTMARK_SERVER_TOKEN": KEY,
         }
     return {
         "NEWSLETTER_SEND_PROVIDER": "sendgrid",
@@ -131,12 +147,14 @@ def child(mode: str, root: Path) -> dict:
             for s in prepared.recipients()
         ]
         shares = [messages[i :: settings.workers] for i in range(settings.workers)]
+        loop = _raw_loop(provider, config, settings.batch_size)
 
-        def loop(share) -> None:
+        def provider_loop(share) -> None:
             with factory() as client:
                 for start in range(0, len(share), settings.batch_size):
                     client.send_batch(share[start : start + settings.batch_size])
 
+        loop = loop or provider_loop
         threads = [threading.Thread(target=loop, args=(share,)) for share in shares]
         started = time.perf_counter()
         for thread in threads:
@@ -162,6 +180,50 @@ def child(mode: str, root: Path) -> dict:
         "own_mb": own_mb,
         "reader_mb": reader_mb,
     }
+
+
+def _raw_loop(provider: str, config, batch_size: int):
+    """A plain loop with the provider's own client, where there is one here (else None)."""
+    if provider != "postmark":
+        return None
+    from email.utils import formataddr
+
+    from postmarker.core import PostmarkClient
+
+    def loop(share) -> None:
+        # What any Postmark client must do per message: fill it in, add its headers.
+        client = PostmarkClient(
+            server_token=KEY, root_api_url=config.postmark.host.rstrip("/") + "/"
+        )
+        sender = formataddr((config.from_name or config.name, config.from_email))
+        for start in range(0, len(share), batch_size):
+            payloads = []
+            for message in share[start : start + batch_size]:
+                filled = message.personalized()
+                campaign = message.campaign
+                payloads.append(
+                    {
+                        "From": sender,
+                        "To": formataddr((message.to_name, message.to_email)),
+                        "Subject": filled.subject,
+                        "HtmlBody": filled.html,
+                        "TextBody": filled.text,
+                        "MessageStream": "broadcast",
+                        "Tag": campaign.issue_slug,
+                        "TrackOpens": False,
+                        "TrackLinks": "None",
+                        "Headers": {
+                            "List-Id": campaign.list_id_header,
+                            **message.personal_headers(),
+                        },  # fmt: skip
+                        "Metadata": {"issue": campaign.issue_slug, "list": campaign.list_name},
+                    }
+                )
+            answers = client.emails.send_batch(*payloads)
+            assert all(a["ErrorCode"] == 0 for a in answers)
+        client.session.close()
+
+    return loop
 
 
 class PssSampler(threading.Thread):
@@ -301,7 +363,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipients", type=int, default=100_000)
     parser.add_argument("--dry-run-recipients", type=int, default=1_000_000)
-    parser.add_argument("--providers", default="sendgrid,smtp")
+    parser.add_argument("--providers", default="sendgrid,postmark,smtp")
     parser.add_argument("--workers", type=int, help="default: each provider's own")
     parser.add_argument("--rounds", type=int, default=1, help="raw/engine pairs per provider")
     parser.add_argument("--smtp-server", metavar="HOST:PORT", help="default: aiosmtpd")

@@ -23,6 +23,8 @@ ENV_PREFIX = "NEWSLETTER_"
 SECRET_KEYS = {
     ("smtp", "password"): "NEWSLETTER_SMTP_PASSWORD",
     ("sendgrid", "api_key"): "SENDGRID_API_KEY",
+    ("postmark", "server_token"): "POSTMARK_SERVER_TOKEN",
+    ("postmark", "webhook_password"): "NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD",
     (None, "secret"): "NEWSLETTER_SECRET",
 }
 
@@ -53,6 +55,15 @@ class SendgridConfig:
     categories: list[str] = field(default_factory=list)
     asm_group_id: int | None = None
     sandbox: bool = False
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class PostmarkConfig:
+    host: str = "https://api.postmarkapp.com"
+    message_stream: str = "broadcast"  # a Broadcast stream: newsletters must not go Transactional
+    webhook_username: str = "postmark"  # the user in the webhook URL's basic auth credentials
+    webhook_allow_ips: list[str] = field(default_factory=list)  # [] = any; else IPs or networks
     timeout: float = 30.0
 
 
@@ -91,6 +102,7 @@ class Config:
     send: SendConfig = field(default_factory=SendConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     sendgrid: SendgridConfig = field(default_factory=SendgridConfig)
+    postmark: PostmarkConfig = field(default_factory=PostmarkConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
     # Where the file was found; every workspace path is relative to it.
@@ -131,6 +143,7 @@ SECTIONS: dict[str, type] = {
     "send": SendConfig,
     "smtp": SmtpConfig,
     "sendgrid": SendgridConfig,
+    "postmark": PostmarkConfig,
     "serve": ServeConfig,
     "doctor": DoctorConfig,
 }

@@ -100,7 +100,7 @@ def test_outbox_is_the_default_provider(workspace):
         ),
         (
             SendOptions(sandbox=True),
-            "the outbox provider has no sandbox mode (--sandbox); use sendgrid, or drop --sandbox",
+            "the outbox provider has no sandbox mode (--sandbox); use sendgrid or postmark, or drop --sandbox",
         ),
     ],
 )

@@ -386,7 +386,7 @@ def test_smtp_check_refuses_a_password_over_an_unencrypted_remote_connection(wor
         ),
         (
             SendOptions(sandbox=True),
-            "the smtp provider has no sandbox mode (--sandbox); use sendgrid, or drop --sandbox",
+            "the smtp provider has no sandbox mode (--sandbox); use sendgrid or postmark, or drop --sandbox",
         ),
     ],
 )

@@ -2,8 +2,9 @@
 
 Endpoints: one-click unsubscribe (RFC 8058) and its confirmation page (web.unsubscribe),
 double opt-in subscribe and confirm (web.subscribe, web.optin), SendGrid's signed Event
-Webhook (web.webhooks), the web version of issues (web.archive), /healthz. Every list change
-goes through newsletter.subscribers' locked, atomic writes.
+Webhook (web.webhooks), Postmark's webhooks (web.webhooks_postmark), the web version of issues
+(web.archive), /healthz. Every list change goes through newsletter.subscribers' locked,
+atomic writes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from newsletter import subscribers as subs
 from newsletter.config import Config, is_loopback
 from newsletter.errors import ConfigError, SubscriberError
 from newsletter.tokens import load_secret
-from newsletter.web import archive, guards, subscribe, unsubscribe, webhooks
+from newsletter.web import archive, guards, subscribe, unsubscribe, webhooks, webhooks_postmark
 from newsletter.web.archive import ARCHIVE_MODES, Archive
 from newsletter.web.directory import Directory
 from newsletter.web.events import EventStore
@@ -72,6 +73,7 @@ def allowed_hosts(config: Config) -> Callable[[str], bool]:
 def make_service(config: Config, env: Mapping[str, str] | None = None) -> Service:
     """The workspace's state for serving; ConfigError when misconfigured."""
     from newsletter import providers
+    from newsletter.providers.postmark.webhook import Credentials
     from newsletter.providers.sendgrid.webhook import load_public_key
 
     check(config)
@@ -106,6 +108,7 @@ def make_service(config: Config, env: Mapping[str, str] | None = None) -> Servic
         webhook_key=webhook_key,
         per_ip=guards.RateLimiter(serve.subscribe_per_ip_per_hour, 3600),
         journal=optouts.Journal(config.state_dir),
+        postmark_webhook=Credentials.load(config, env),
     )
 
 
@@ -129,6 +132,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
         route("/confirm/{token}", subscribe.confirm_page, "GET"),
         route("/confirm/{token}", subscribe.confirm, "POST"),
         route("/webhooks/sendgrid", webhooks.receive, "POST"),
+        route("/webhooks/postmark", webhooks_postmark.receive, "POST"),
         route("/issues/{name}", archive.issue_page, "GET"),
         route("/healthz", healthz, "GET"),
     ]

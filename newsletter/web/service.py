@@ -49,6 +49,7 @@ class Service:
     # List writes from this process take turns here before the file lock, which waiters only
     # poll for: 200 unsubscribes at once then queue on a lock that wakes them at once.
     writes: threading.Lock = field(default_factory=threading.Lock)
+    postmark_webhook: Any = None  # providers.postmark.webhook.Credentials; None = refused
 
     @property
     def lists(self) -> list[str]:

@@ -1,0 +1,1 @@
+"""Postmark: the batch Email API through postmarker, and its bounce/complaint webhooks."""
