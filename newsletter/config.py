@@ -23,6 +23,8 @@ ENV_PREFIX = "NEWSLETTER_"
 SECRET_KEYS = {
     ("smtp", "password"): "NEWSLETTER_SMTP_PASSWORD",
     ("sendgrid", "api_key"): "SENDGRID_API_KEY",
+    ("resend", "api_key"): "RESEND_API_KEY",
+    ("resend", "webhook_secret"): "RESEND_WEBHOOK_SECRET",
     (None, "secret"): "NEWSLETTER_SECRET",
 }
 
@@ -57,6 +59,12 @@ class SendgridConfig:
 
 
 @dataclass(frozen=True)
+class ResendConfig:
+    host: str = "https://api.resend.com"
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -83,6 +91,7 @@ class Config:
     send: SendConfig = field(default_factory=SendConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     sendgrid: SendgridConfig = field(default_factory=SendgridConfig)
+    resend: ResendConfig = field(default_factory=ResendConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     # Where the file was found; every workspace path is relative to it.
     root: Path = Path(".")
@@ -122,6 +131,7 @@ SECTIONS: dict[str, type] = {
     "send": SendConfig,
     "smtp": SmtpConfig,
     "sendgrid": SendgridConfig,
+    "resend": ResendConfig,
     "serve": ServeConfig,
 }
 _INTERNAL = {"root", "path"}

@@ -32,6 +32,7 @@ PROVIDERS = {
     "outbox": "newsletter.providers.outbox:OutboxProvider",
     "smtp": "newsletter.providers.smtp:SmtpProvider",
     "sendgrid": "newsletter.providers.sendgrid.mail:SendgridProvider",
+    "resend": "newsletter.providers.resend.mail:ResendProvider",
 }
 
 
