@@ -40,6 +40,7 @@ class ReAction:
     drop: bool = False  # read the request, close without an answer, deliver nothing
     accept_then_drop: bool = False  # process it as usual (deliver), then close unanswered
     delay: float = 0.0
+    answer_after: float = 0.0  # process it as usual, then wait this long before answering
 
 
 def _error(status: int, name: str, message: str) -> tuple[int, dict, dict]:
@@ -275,6 +276,8 @@ class _Handler(BaseHTTPRequestHandler):
             owner.answers.append(action.status)
             return self._answer(action.status, body, action.headers)
         status, body, headers = owner.process(self.headers, raw)
+        if action and action.answer_after:
+            owner.release.wait(action.answer_after)
         owner.answers.append(status)
         self._answer(status, body, headers)
 

@@ -34,6 +34,7 @@ from newsletter.sending import readahead
 from newsletter.sending.handover import JournalHandover, outcome_of
 from newsletter.sending.journal import Journal
 from newsletter.sending.ledger import LEDGER_NAME, Ledger, Outcome
+from newsletter.sending.regroup import regroup
 from newsletter.subscribers.sending import Skipped
 from newsletter.tokens import load_secret
 
@@ -483,8 +484,11 @@ class _Run:
             ]
             for thread in threads:
                 thread.start()
+            groups = {}
+            if self.settings.resend_unknown and get_provider_class(prepared.provider).idempotent:
+                groups = ledger.unknown_batches(prepared.slug)  # sent as before: same keys
             try:
-                for batch in self._batches(built):
+                for batch in regroup(self._batches(built), groups):
                     if not self._put(work, batch):
                         break
                 for _ in threads:
