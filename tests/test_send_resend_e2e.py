@@ -7,6 +7,7 @@ so the batches a killed send left unknown go again, as they were, and nobody get
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 from loopback_resend import ReAction, ResendServer
 from test_send import write_list
@@ -15,7 +16,6 @@ from test_send_e2e import (
     cli,
     in_flight,
     ledger_states,
-    root,  # noqa: F401 - the fixture
     wait_until,
 )
 
@@ -25,9 +25,9 @@ from newsletter.sending.ledger import UNKNOWN
 KEY = "re_loopback_e2e"
 
 
-def add_newcomer_first(root, n: int) -> str:
+def add_newcomer_first(folder: Path, n: int) -> str:
     """A subscriber joins at the top of the list: every later batch boundary moves."""
-    path = root / "subscribers" / "main.csv"
+    path = folder / "subscribers" / "main.csv"
     header, first, *rest = path.read_text(encoding="utf-8").splitlines(keepends=True)
     email = f"newcomer{n}@example.org"
     joined = first.split(",", 1)[1]
@@ -46,8 +46,9 @@ def resend_env(server: ResendServer) -> dict[str, str]:
 
 
 def test_resend_send_killed_mid_request_resumes_with_resend_unknown_and_mails_nobody_twice(
-    root,  # noqa: F811
+    workspace: Path,
 ):
+    root = workspace
     emails = write_list(root, 2000)
     # Between runs the list grows at the top, so the unknown recipients would be batched
     # with others (a new key) unless they go again as they went.
