@@ -1,6 +1,7 @@
 """Send throughput and peak memory: the send engine against a raw client loop, same run.
 
-For SendGrid (the loopback v3 Mail Send server) and SMTP (the loopback aiosmtpd server,
+For SendGrid (the loopback v3 Mail Send server), Resend (the loopback batch API: its raw
+loop is the plain `resend` SDK, --providers resend) and SMTP (the loopback aiosmtpd server,
 several connections), 100,000 recipients go through `newsletter.sending.engine.run` (list streamed,
 ledger, retries, rate, progress) and, with the same workers and batch size, through a bare
 loop over pre-built messages calling the provider. Then the peak memory of dry runs of
@@ -69,10 +70,15 @@ class _Count:
 def _serve(kind: str, conn) -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from loopback import SendgridServer, SmtpServer
+    from loopback_resend import ResendServer
 
-    server = SmtpServer() if kind == "smtp" else SendgridServer(api_key=KEY)
-    server.messages = _Count()
-    server.requests, server.headers, server.attempts = _Count(), _Count(), _Count()
+    if kind == "resend":
+        server = ResendServer(api_key=KEY)
+        server.sent, server.answers, server.keep_requests = _Count(), _Count(), False
+    else:
+        server = SmtpServer() if kind == "smtp" else SendgridServer(api_key=KEY)
+        server.messages = _Count()
+        server.requests, server.headers, server.attempts = _Count(), _Count(), _Count()
     server.start()
     conn.send(f"{server.host}:{server.port}" if kind == "smtp" else server.url)
     conn.recv()  # until told to stop
@@ -100,6 +106,12 @@ def environment(kind: str, address: str) -> dict[str, str]:
             "NEWSLETTER_SMTP_HOST": host,
             "NEWSLETTER_SMTP_PORT": port,
             "NEWSLETTER_SMTP_SECURITY": "none",
+        }
+    if kind == "resend":
+        return {
+            "NEWSLETTER_SEND_PROVIDER": "resend",
+            "NEWSLETTER_RESEND_HOST": address,
+            "RESEND_API_KEY": KEY,
         }
     return {
         "NEWSLETTER_SEND_PROVIDER": "sendgrid",
@@ -133,6 +145,8 @@ def child(mode: str, root: Path) -> dict:
         shares = [messages[i :: settings.workers] for i in range(settings.workers)]
 
         def loop(share) -> None:
+            if provider == "resend":
+                return resend_loop(config, env, share, settings.batch_size)
             with factory() as client:
                 for start in range(0, len(share), settings.batch_size):
                     client.send_batch(share[start : start + settings.batch_size])
@@ -162,6 +176,35 @@ def child(mode: str, root: Path) -> dict:
         "own_mb": own_mb,
         "reader_mb": reader_mb,
     }
+
+
+def resend_loop(config, env, share, batch_size: int) -> None:
+    """The plain `resend` SDK loop: each batch's emails filled in, sent with a key."""
+    import hashlib
+    from email.utils import formataddr
+
+    import resend
+
+    from newsletter.providers.resend import api
+
+    api.use(config, env)  # the same kept-alive HTTP session as the provider's
+    sender = formataddr((config.from_name or config.name, config.from_email))
+    for start in range(0, len(share), batch_size):
+        emails = []
+        for message in share[start : start + batch_size]:
+            filled = message.campaign.rendered.fill_values(message.values)
+            emails.append(
+                {
+                    "from": sender,
+                    "to": [message.to_email],
+                    "subject": filled.subject,
+                    "html": filled.html,
+                    "text": filled.text,
+                    "headers": message.personal_headers(),
+                }
+            )
+        key = hashlib.sha256("".join(e["to"][0] for e in emails).encode()).hexdigest()
+        resend.Batch.send(emails, {"idempotency_key": key})
 
 
 class PssSampler(threading.Thread):
