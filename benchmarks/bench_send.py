@@ -1,7 +1,7 @@
 """Send throughput and peak memory: the send engine against a raw client loop, same run.
 
-For SendGrid (the loopback v3 Mail Send server), Postmark (the loopback batch Email API) and
-SMTP (the loopback aiosmtpd server, several connections), 100,000 recipients go through
+For SendGrid (the loopback v3 Mail Send server), Postmark (the loopback batch Email API),
+Resend (the loopback batch API; its raw loop is the plain `resend` SDK) and SMTP (the loopback aiosmtpd server, several connections), 100,000 recipients go through
 `newsletter.sending.run` (list streamed, ledger, retries, rate, progress) and, with the
 same workers and batch size, through a bare loop over pre-built messages calling the
 provider (for Postmark: postmarker's own client, filling in each message and posting
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import multiprocessing
 import os
@@ -75,8 +76,12 @@ def _serve(kind: str, conn) -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from loopback import SendgridServer, SmtpServer
     from loopback_postmark import PostmarkServer
+    from loopback_resend import ResendServer
 
-    if kind == "postmark":
+    if kind == "resend":
+        server = ResendServer(api_key=KEY)
+        server.sent, server.answers, server.keep_requests = _Count(), _Count(), False
+    elif kind == "postmark":
         server = PostmarkServer(token=KEY)
         server.tested = _Count()
     else:
@@ -110,6 +115,12 @@ def environment(kind: str, address: str) -> dict[str, str]:
             "NEWSLETTER_SMTP_HOST": host,
             "NEWSLETTER_SMTP_PORT": port,
             "NEWSLETTER_SMTP_SECURITY": "none",
+        }
+    if kind == "resend":
+        return {
+            "NEWSLETTER_SEND_PROVIDER": "resend",
+            "NEWSLETTER_RESEND_HOST": address,
+            "RESEND_API_KEY": KEY,
         }
     if kind == "postmark":
         return {
@@ -148,6 +159,8 @@ def child(mode: str, root: Path) -> dict:
         ]
         shares = [messages[i :: settings.workers] for i in range(settings.workers)]
         loop = _raw_loop(provider, config, settings.batch_size)
+        if provider == "resend":
+            loop = functools.partial(resend_loop, config, env, batch_size=settings.batch_size)
 
         def provider_loop(share) -> None:
             with factory() as client:
@@ -224,6 +237,35 @@ def _raw_loop(provider: str, config, batch_size: int):
         client.session.close()
 
     return loop
+
+
+def resend_loop(config, env, share, batch_size: int) -> None:
+    """The plain `resend` SDK loop: each batch's emails filled in, sent with a key."""
+    import hashlib
+    from email.utils import formataddr
+
+    import resend
+
+    from newsletter.providers.resend import api
+
+    api.use(config, env)  # the same kept-alive HTTP session as the provider's
+    sender = formataddr((config.from_name or config.name, config.from_email))
+    for start in range(0, len(share), batch_size):
+        emails = []
+        for message in share[start : start + batch_size]:
+            filled = message.campaign.rendered.fill_values(message.values)
+            emails.append(
+                {
+                    "from": sender,
+                    "to": [message.to_email],
+                    "subject": filled.subject,
+                    "html": filled.html,
+                    "text": filled.text,
+                    "headers": message.personal_headers(),
+                }
+            )
+        key = hashlib.sha256("".join(e["to"][0] for e in emails).encode()).hexdigest()
+        resend.Batch.send(emails, {"idempotency_key": key})
 
 
 class PssSampler(threading.Thread):

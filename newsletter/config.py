@@ -25,6 +25,8 @@ SECRET_KEYS = {
     ("sendgrid", "api_key"): "SENDGRID_API_KEY",
     ("postmark", "server_token"): "POSTMARK_SERVER_TOKEN",
     ("postmark", "webhook_password"): "NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD",
+    ("resend", "api_key"): "RESEND_API_KEY",
+    ("resend", "webhook_secret"): "RESEND_WEBHOOK_SECRET",
     (None, "secret"): "NEWSLETTER_SECRET",
 }
 
@@ -68,6 +70,12 @@ class PostmarkConfig:
 
 
 @dataclass(frozen=True)
+class ResendConfig:
+    host: str = "https://api.resend.com"
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -103,6 +111,7 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     sendgrid: SendgridConfig = field(default_factory=SendgridConfig)
     postmark: PostmarkConfig = field(default_factory=PostmarkConfig)
+    resend: ResendConfig = field(default_factory=ResendConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
     # Where the file was found; every workspace path is relative to it.
@@ -144,6 +153,7 @@ SECTIONS: dict[str, type] = {
     "smtp": SmtpConfig,
     "sendgrid": SendgridConfig,
     "postmark": PostmarkConfig,
+    "resend": ResendConfig,
     "serve": ServeConfig,
     "doctor": DoctorConfig,
 }

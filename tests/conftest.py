@@ -10,6 +10,13 @@ import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
+# Secrets a developer may have exported: a test workspace never sees them.
+PROVIDER_SECRETS = {
+    "SENDGRID_API_KEY",
+    "POSTMARK_SERVER_TOKEN",
+    "RESEND_API_KEY",
+    "RESEND_WEBHOOK_SECRET",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +31,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     import os
 
     for name in list(os.environ):
-        if name.startswith("NEWSLETTER_") or name == "SENDGRID_API_KEY":
+        if name.startswith("NEWSLETTER_") or name in PROVIDER_SECRETS:
             monkeypatch.delenv(name)
     monkeypatch.setenv("NEWSLETTER_SPAMASSASSIN", "off")  # as _no_spamassassin: kept off here too
     root = tmp_path / "ws"

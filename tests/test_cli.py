@@ -91,7 +91,7 @@ def test_every_help_shows_what_it_says():
 @pytest.mark.parametrize(
     ("words", "shown"),
     [
-        (["send"], "outbox, smtp or sendgrid ([send] provider)."),
+        (["send"], "outbox, smtp, sendgrid or resend ([send] provider)."),
         (["send"], "([send] rate)"),
         (["serve"], "([serve] host, 127.0.0.1)"),
     ],

@@ -26,7 +26,9 @@ def send(
     ] = None,
     provider: Annotated[
         str | None,
-        typer.Option("--provider", "-p", help="outbox, smtp or sendgrid ([send] provider)."),
+        typer.Option(
+            "--provider", "-p", help="outbox, smtp, sendgrid or resend ([send] provider)."
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Do everything but hand the messages to the provider.")

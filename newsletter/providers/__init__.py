@@ -33,6 +33,7 @@ PROVIDERS = {
     "smtp": "newsletter.providers.smtp:SmtpProvider",
     "sendgrid": "newsletter.providers.sendgrid.mail:SendgridProvider",
     "postmark": "newsletter.providers.postmark.mail:PostmarkProvider",
+    "resend": "newsletter.providers.resend.mail:ResendProvider",
 }
 
 

@@ -105,6 +105,9 @@ class Provider:
     # The engine journals each step reported to the Handover (a crash then leaves only the
     # step under way in doubt); otherwise the whole batch is in flight until send_batch returns.
     reports_handovers: ClassVar[bool] = False
+    # A step sent again with the same recipients is not delivered again (an idempotency key
+    # within the provider's window): unknown outcomes are safe to retry (--resend-unknown).
+    idempotent: ClassVar[bool] = False
 
     def __init__(
         self, config: Config, env: Mapping[str, str], options: SendOptions | None = None

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 from newsletter.errors import ProviderError
 from newsletter.message import OutgoingMessage
-from newsletter.providers import Provider
+from newsletter.providers import Provider, get_provider_class
 from newsletter.sending import readahead
 from newsletter.sending.delivery import Delivery
 from newsletter.sending.journal import Journal
@@ -25,6 +25,7 @@ from newsletter.sending.ledger import Ledger
 from newsletter.sending.options import Settings
 from newsletter.sending.planning import Plan, admit, count_left_out
 from newsletter.sending.prepared import Prepared
+from newsletter.sending.regroup import regroup
 from newsletter.sending.summary import LISTED, Progress, Summary, Tally
 from newsletter.subscribers.sending import Skipped
 
@@ -88,8 +89,11 @@ class _Run:
             ]
             for thread in threads:
                 thread.start()
+            groups = {}
+            if self.settings.resend_unknown and get_provider_class(prepared.provider).idempotent:
+                groups = ledger.unknown_batches(prepared.slug)  # sent as before: same keys
             try:
-                for batch in self._batches(built):
+                for batch in regroup(self._batches(built), groups):
                     if not self._put(work, batch):
                         break
                 for _ in threads:

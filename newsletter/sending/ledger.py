@@ -356,6 +356,16 @@ class Ledger(Database):
                 (replacement, replacement, key),
             ).rowcount
 
+    def unknown_batches(self, issue: str) -> dict[str, tuple[int, int]]:
+        """{key: (run, batch)} of the recipients whose outcome is unknown: how they last went."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, run, batch FROM recipients WHERE issue = ? AND state = ? "
+                "AND run IS NOT NULL AND batch IS NOT NULL",
+                (issue, UNKNOWN),
+            ).fetchall()
+        return {key: (run, batch) for key, run, batch in rows}
+
     def counts(self, issue: str) -> dict[str, dict[str, int]]:
         """{list: {state: count}} for an issue, lists in the order they were first sent to."""
         with self.connect() as db:

@@ -10,6 +10,7 @@ atomic writes.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
@@ -26,7 +27,15 @@ from newsletter import subscribers as subs
 from newsletter.config import Config, is_loopback
 from newsletter.errors import ConfigError, SubscriberError
 from newsletter.tokens import load_secret
-from newsletter.web import archive, guards, subscribe, unsubscribe, webhooks, webhooks_postmark
+from newsletter.web import (
+    archive,
+    guards,
+    subscribe,
+    unsubscribe,
+    webhooks,
+    webhooks_postmark,
+    webhooks_resend,
+)
 from newsletter.web.archive import ARCHIVE_MODES, Archive
 from newsletter.web.directory import Directory
 from newsletter.web.events import EventStore
@@ -74,6 +83,7 @@ def make_service(config: Config, env: Mapping[str, str] | None = None) -> Servic
     """The workspace's state for serving; ConfigError when misconfigured."""
     from newsletter import providers
     from newsletter.providers.postmark.webhook import Credentials
+    from newsletter.providers.resend import webhook as resend_webhook
     from newsletter.providers.sendgrid.webhook import load_public_key
 
     check(config)
@@ -81,6 +91,7 @@ def make_service(config: Config, env: Mapping[str, str] | None = None) -> Servic
     providers.check(config.send.provider, config, env)  # confirmations need it working
     key = config.serve.webhook_public_key
     webhook_key = load_public_key(key) if key else None
+    resend_secret = resend_webhook.load_secret(os.environ if env is None else env)
     pages = Pages(config)
     directory = Directory(config.subscribers_dir, secret)
     events = EventStore.for_workspace(config.state_dir)
@@ -109,6 +120,7 @@ def make_service(config: Config, env: Mapping[str, str] | None = None) -> Servic
         per_ip=guards.RateLimiter(serve.subscribe_per_ip_per_hour, 3600),
         journal=optouts.Journal(config.state_dir),
         postmark_webhook=Credentials.load(config, env),
+        resend_webhook_secret=resend_secret,
     )
 
 
@@ -133,6 +145,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
         route("/confirm/{token}", subscribe.confirm, "POST"),
         route("/webhooks/sendgrid", webhooks.receive, "POST"),
         route("/webhooks/postmark", webhooks_postmark.receive, "POST"),
+        route("/webhooks/resend", webhooks_resend.receive, "POST"),
         route("/issues/{name}", archive.issue_page, "GET"),
         route("/healthz", healthz, "GET"),
     ]

@@ -46,6 +46,7 @@ class Service:
     webhook_key: Any
     per_ip: guards.RateLimiter
     journal: optouts.Journal  # unsubscribes and provider events, kept before the lists change
+    resend_webhook_secret: bytes | None = None  # RESEND_WEBHOOK_SECRET, decoded
     # List writes from this process take turns here before the file lock, which waiters only
     # poll for: 200 unsubscribes at once then queue on a lock that wakes them at once.
     writes: threading.Lock = field(default_factory=threading.Lock)

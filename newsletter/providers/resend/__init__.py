@@ -1,0 +1,1 @@
+"""Resend: batch sends through the official SDK, and its Svix-signed webhooks."""
