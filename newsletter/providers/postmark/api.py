@@ -20,6 +20,7 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
 from newsletter.config import SECRET_KEYS, Config
 from newsletter.errors import ConfigError
+from newsletter.providers.settings import api_base, env_secret
 
 TOKEN_ENV = SECRET_KEYS[("postmark", "server_token")]
 TEST_TOKEN = "POSTMARK_API_TEST"  # Postmark validates requests with it and delivers nothing
@@ -67,22 +68,13 @@ def server_token(env: Mapping[str, str], sandbox: bool = False) -> str:
     """The server token from the environment (Postmark's test token for a sandbox send)."""
     if sandbox:
         return TEST_TOKEN
-    token = env.get(TOKEN_ENV, "").strip()
-    if not token:
-        raise ConfigError(
-            f"{TOKEN_ENV} is not set: copy the Server API token from your Postmark server's "
-            f"API Tokens tab and export it as {TOKEN_ENV}"
-        )
-    if not (token.isascii() and token.isprintable()) or " " in token:
-        raise ConfigError(f"{TOKEN_ENV} contains spaces or control characters: copy it again")
-    return token
+    how = "copy the Server API token from your Postmark server's API Tokens tab"
+    return env_secret(env, TOKEN_ENV, how)
 
 
 def api_host(config: Config) -> str:
     """[postmark] host without a trailing slash; ConfigError when it is not a URL."""
-    host = config.postmark.host.rstrip("/")
-    if not host.startswith(("https://", "http://")):
-        raise ConfigError(f"[postmark] host {host!r} is not a URL: use https://api.postmarkapp.com")
+    host = api_base(config.postmark.host, "[postmark] host", "https://api.postmarkapp.com")
     if "/" in host.partition("://")[2]:
         # postmarker joins "/email/batch" to it, which would drop a path silently.
         raise ConfigError(

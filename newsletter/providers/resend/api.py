@@ -16,7 +16,7 @@ import resend
 from resend.http_client import HTTPClient
 
 from newsletter.config import SECRET_KEYS, Config
-from newsletter.errors import ConfigError
+from newsletter.providers.settings import api_base, env_secret
 
 API_KEY_ENV = SECRET_KEYS[("resend", "api_key")]
 MAX_BATCH = 100  # emails per POST /emails/batch
@@ -25,23 +25,12 @@ IDEMPOTENCY_WINDOW = 24 * 3600  # how long Resend answers a repeated key with it
 
 def api_key(env: Mapping[str, str]) -> str:
     """The API key from the environment; ConfigError saying how to make one when unusable."""
-    key = env.get(API_KEY_ENV, "").strip()
-    if not key:
-        raise ConfigError(
-            f"{API_KEY_ENV} is not set: create a Resend API key with sending access and "
-            f"export it as {API_KEY_ENV}"
-        )
-    if not (key.isascii() and key.isprintable()) or " " in key:
-        raise ConfigError(f"{API_KEY_ENV} contains spaces or control characters: copy it again")
-    return key
+    return env_secret(env, API_KEY_ENV, "create a Resend API key with sending access")
 
 
 def api_host(config: Config) -> str:
     """[resend] host without a trailing slash; ConfigError when it is not a URL."""
-    host = config.resend.host.rstrip("/")
-    if not host.startswith(("https://", "http://")):
-        raise ConfigError(f"[resend] host {host!r} is not a URL: use https://api.resend.com")
-    return host
+    return api_base(config.resend.host, "[resend] host", "https://api.resend.com")
 
 
 class Transport(Exception):

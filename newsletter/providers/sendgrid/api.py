@@ -13,6 +13,7 @@ from python_http_client.client import Client
 
 from newsletter.config import SECRET_KEYS, Config
 from newsletter.errors import ConfigError
+from newsletter.providers.settings import api_base, env_secret
 
 API_KEY_ENV = SECRET_KEYS[("sendgrid", "api_key")]
 MAIL_SEND = "Mail Send"  # the API key permissions each use needs, as SendGrid names them
@@ -22,26 +23,18 @@ MAX_SCHEDULE_SECONDS = 72 * 3600  # how far ahead send_at may be
 
 def api_key(env: Mapping[str, str], permission: str) -> str:
     """The API key from the environment; ConfigError saying how to make one when it is unusable."""
-    key = env.get(API_KEY_ENV, "").strip()
-    if not key:
-        raise ConfigError(
-            f"{API_KEY_ENV} is not set: create a SendGrid API key with the {permission} "
-            f"permission and export it as {API_KEY_ENV}"
-        )
-    if not (key.isascii() and key.isprintable()) or " " in key:
-        raise ConfigError(f"{API_KEY_ENV} contains spaces or control characters: copy it again")
-    return key
+    return env_secret(
+        env, API_KEY_ENV, f"create a SendGrid API key with the {permission} permission"
+    )
 
 
 def api_host(config: Config) -> str:
     """[sendgrid] host without a trailing slash; ConfigError when it is not a URL."""
-    host = config.sendgrid.host.rstrip("/")
-    if not host.startswith(("https://", "http://")):
-        raise ConfigError(
-            f"[sendgrid] host {host!r} is not a URL: use https://api.sendgrid.com "
-            "(or https://api.eu.sendgrid.com for EU data residency)"
-        )
-    return host
+    return api_base(
+        config.sendgrid.host,
+        "[sendgrid] host",
+        "https://api.sendgrid.com (or https://api.eu.sendgrid.com for EU data residency)",
+    )
 
 
 def check_send_at(send_at: int | None) -> None:
