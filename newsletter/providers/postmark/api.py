@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -20,7 +18,7 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
 from newsletter.config import SECRET_KEYS, Config
 from newsletter.errors import ConfigError
-from newsletter.providers.settings import api_base, env_secret
+from newsletter.providers.common import api_base, env_secret, seconds_from
 
 TOKEN_ENV = SECRET_KEYS[("postmark", "server_token")]
 TEST_TOKEN = "POSTMARK_API_TEST"  # Postmark validates requests with it and delivers nothing
@@ -156,13 +154,4 @@ def sent(exc: requests.RequestException) -> bool:
 
 def retry_after(headers) -> float | None:
     """Seconds to wait from Retry-After (seconds or an HTTP date); None without one."""
-    value = (headers or {}).get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
+    return seconds_from((headers or {}).get("Retry-After"))

@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-import email.utils
 import threading
-import time
 from collections.abc import Mapping
 
 import requests
@@ -16,7 +14,7 @@ import resend
 from resend.http_client import HTTPClient
 
 from newsletter.config import SECRET_KEYS, Config
-from newsletter.providers.settings import api_base, env_secret
+from newsletter.providers.common import api_base, env_secret, seconds_from
 
 API_KEY_ENV = SECRET_KEYS[("resend", "api_key")]
 MAX_BATCH = 100  # emails per POST /emails/batch
@@ -99,15 +97,9 @@ def header(headers: Mapping[str, str] | None, name: str) -> str | None:
 
 def retry_after(headers: Mapping[str, str] | None) -> float | None:
     """Seconds to wait, from retry-after or ratelimit-reset (seconds); None if neither."""
-    value = header(headers, "retry-after")
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
+    waited = seconds_from(header(headers, "retry-after"))
+    if waited is not None:
+        return waited
     reset = header(headers, "ratelimit-reset")
     if reset:
         try:

@@ -12,11 +12,11 @@ import base64
 import binascii
 import hashlib
 import hmac
-import time
 from collections.abc import Mapping
 
 from newsletter.config import SECRET_KEYS
 from newsletter.errors import ConfigError
+from newsletter.providers.common import timestamp_age
 
 SECRET_ENV = SECRET_KEYS[("resend", "webhook_secret")]
 ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER = "svix-id", "svix-timestamp", "svix-signature"
@@ -69,11 +69,6 @@ def verify(
         for given in signatures.split()
     ):
         raise WebhookRefused("signature does not match")
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        raise WebhookRefused("timestamp is not a number") from None
-    age = (time.time() if now is None else now) - sent
-    if abs(age) > tolerance:
-        raise WebhookRefused(f"timestamp is {age:.0f} s off (allowed: {tolerance:.0f} s)")
+    if stale := timestamp_age(timestamp, tolerance, now):
+        raise WebhookRefused(stale)
     return message_id

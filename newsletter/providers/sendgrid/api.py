@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import json
 import time
 from collections.abc import Mapping
@@ -13,7 +12,7 @@ from python_http_client.client import Client
 
 from newsletter.config import SECRET_KEYS, Config
 from newsletter.errors import ConfigError
-from newsletter.providers.settings import api_base, env_secret
+from newsletter.providers.common import api_base, env_secret, seconds_from
 
 API_KEY_ENV = SECRET_KEYS[("sendgrid", "api_key")]
 MAIL_SEND = "Mail Send"  # the API key permissions each use needs, as SendGrid names them
@@ -84,16 +83,9 @@ def _text(body) -> str:
 def retry_after(headers) -> float | None:
     """Seconds to wait, from Retry-After or X-RateLimit-Reset (a unix time); None if neither."""
     headers = headers if headers is not None else {}
-    retry = headers.get("Retry-After")
-    if retry:
-        try:
-            return max(0.0, float(retry))
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(retry)
-                return max(0.0, when.timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
+    waited = seconds_from(headers.get("Retry-After"))
+    if waited is not None:
+        return waited
     reset = headers.get("X-RateLimit-Reset")
     if reset:
         try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from collections.abc import Mapping
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from newsletter.errors import ConfigError
+from newsletter.providers.common import timestamp_age
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -65,10 +65,5 @@ def verify(
         key.verify(raw, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         raise WebhookRefused("signature does not match") from None
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        raise WebhookRefused("timestamp is not a number") from None
-    age = (time.time() if now is None else now) - sent
-    if abs(age) > tolerance:
-        raise WebhookRefused(f"timestamp is {age:.0f} s off (allowed: {tolerance:.0f} s)")
+    if stale := timestamp_age(timestamp, tolerance, now):
+        raise WebhookRefused(stale)

@@ -1,0 +1,54 @@
+"""What providers do alike: secrets from the environment, API base URLs, Retry-After, and
+the age of a signed webhook delivery."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+
+from newsletter.errors import ConfigError
+
+
+def env_secret(env: Mapping[str, str], name: str, how: str) -> str:
+    """The secret in env[name], stripped; ConfigError saying `how` to get one when unusable."""
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{name} is not set: {how} and export it as {name}")
+    if not (value.isascii() and value.isprintable()) or " " in value:
+        raise ConfigError(f"{name} contains spaces or control characters: copy it again")
+    return value
+
+
+def api_base(value: str, key: str, example: str) -> str:
+    """An API base URL without its trailing slash; ConfigError naming `key` when it is not one."""
+    host = value.rstrip("/")
+    if not host.startswith(("https://", "http://")):
+        raise ConfigError(f"{key} {host!r} is not a URL: use {example}")
+    return host
+
+
+def seconds_from(value: str | None) -> float | None:
+    """A Retry-After value (seconds or an HTTP date) as seconds to wait; None if unusable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def timestamp_age(timestamp: str, tolerance: float, now: float | None = None) -> str | None:
+    """Why a signed delivery's unix timestamp is refused (not a number, too old or too far
+    ahead), or None when it is within `tolerance` seconds."""
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        return "timestamp is not a number"
+    age = (time.time() if now is None else now) - sent
+    if abs(age) > tolerance:
+        return f"timestamp is {age:.0f} s off (allowed: {tolerance:.0f} s)"
+    return None
