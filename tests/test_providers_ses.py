@@ -248,3 +248,22 @@ def test_ses_send_killed_at_several_points_resumes_without_loss_or_duplicates(wo
     assert max(collections.Counter(received).values()) == 1
     unknown = assert_exactly_once(emails, received, ledger_states(workspace))
     assert len(unknown) <= len(kills) * workers
+
+
+def test_ses_without_any_aws_credentials_stops_before_sending(
+    workspace, server, tmp_path, monkeypatch
+):
+    # boto3's chain reads the process environment: point it at nothing.
+    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(name, str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_WEB_IDENTITY_TOKEN_FILE", raising=False)
+    env = {k: v for k, v in ses_env(server).items() if not k.startswith("AWS_")}
+    config = load_config(workspace / "newsletter.toml", env=env)
+    with (
+        make_provider("ses", config, env=env) as provider,
+        pytest.raises(ProviderError, match="^no AWS credentials found: set AWS_ACCESS_KEY_ID"),
+    ):
+        provider.send_batch(many(config, 2))
+    assert server.attempts == []

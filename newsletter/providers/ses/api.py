@@ -124,13 +124,6 @@ def answer_of(exc: bx.ClientError) -> Answer:
     )
 
 
-def sent(exc: BaseException) -> bool:
-    """Whether a transport failure may have happened after SES received the request."""
-    not_sent = (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ProxyConnectionError,
-                bx.SSLError)  # fmt: skip
-    return not isinstance(exc, not_sent)
-
-
 def tag(value: str) -> str:
     """An EmailTags value: SES allows letters, digits, _ and - only, up to 256."""
     return _TAG_UNSAFE.sub("_", value)[:256] or "_"

@@ -86,11 +86,20 @@ class SesProvider(Provider):
             answer = self._api().send_email(**params)
         except bx.ClientError as exc:
             return self._refusal(key, api.answer_of(exc))
-        except (bx.BotoCoreError, OSError) as exc:
-            if api.sent(exc):
-                reason = f"no answer from {self.where} after sending: {api.one_line(exc)}"
-                return Result(key, Status.UNKNOWN, reason)
+        except bx.ConnectionError as exc:  # refused, unresolvable, TLS: nothing went out
             raise Unavailable(f"cannot reach {self.where}: {api.one_line(exc)}") from None
+        except (bx.HTTPClientError, OSError) as exc:  # lost or timed out after sending
+            reason = f"no answer from {self.where} after sending: {api.one_line(exc)}"
+            return Result(key, Status.UNKNOWN, reason)
+        except bx.ParamValidationError as exc:
+            return Result(key, Status.REJECTED, f"SES cannot take this message: {exc}")
+        except (bx.NoCredentialsError, bx.PartialCredentialsError):
+            raise ProviderError(
+                f"no AWS credentials found: set {api.KEY_ID_ENV} and {api.SECRET_ENV}, "
+                "or AWS_PROFILE, or give the machine a role"
+            ) from None
+        except bx.BotoCoreError as exc:  # raised before anything was sent
+            raise ProviderError(f"SES client error: {api.one_line(exc)}") from None
         return Result(key, Status.ACCEPTED, provider_id=answer.get("MessageId"))
 
     def _refusal(self, key: str, answer: api.Answer) -> Result:
