@@ -57,6 +57,12 @@ class SnsHost:
 
             def do_GET(self):  # noqa: N802 - http.server's name
                 owner.visits.append(self.path)
+                if self.path.startswith("/redirect"):
+                    self.send_response(302)
+                    self.send_header("Location", owner.base + "/SimpleNotificationService-1.pem")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = (
                     owner.pem if self.path.endswith(".pem") else b"<ConfirmSubscriptionResponse/>"
                 )
@@ -194,6 +200,11 @@ def test_ses_forged_notifications_are_refused(live, workspace, sns):
             **genuine,
             "SigningCertURL": "https://sns.x.amazonaws.com.evil.example/c.pem",
         },
+        "redirected cert": signed(
+            sns,
+            {k: v for k, v in genuine.items() if k not in ("Signature", "SigningCertURL")}
+            | {"SigningCertURL": f"{sns.base}/redirect-elsewhere.pem"},
+        ),
         "other topic": notification(sns, bounce("ada@example.org"), TopicArn=TOPIC + "-theirs"),
     }
     with live.client() as client:

@@ -16,6 +16,7 @@ import fnmatch
 import ipaddress
 import json
 import threading
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -89,8 +90,18 @@ def allowed_url(config: Config, url: str) -> bool:
     return False
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """The host was checked, not wherever it might send us on to."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise urllib.error.HTTPError(newurl, code, "redirect refused", headers, fp)
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
 def _get(url: str, timeout: float) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 - checked URL
+    with _opener.open(url, timeout=timeout) as answer:
         return answer.read(MAX_CERTIFICATE + 1)
 
 
