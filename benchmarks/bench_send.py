@@ -1,7 +1,8 @@
 """Send throughput and peak memory: the send engine against a raw client loop, same run.
 
 For SendGrid (the loopback v3 Mail Send server), Postmark (the loopback batch Email API),
-Resend (the loopback batch API; its raw loop is the plain `resend` SDK) and SMTP (the loopback aiosmtpd server, several connections), 100,000 recipients go through
+Resend (the loopback batch API; its raw loop is the plain `resend` SDK), SES (the loopback
+SES v2 SendEmail server; its raw loop is a plain boto3 `sesv2` client) and SMTP (the loopback aiosmtpd server, several connections), 100,000 recipients go through
 `newsletter.sending.run` (list streamed, ledger, retries, rate, progress) and, with the
 same workers and batch size, through a bare loop over pre-built messages calling the
 provider (for Postmark: postmarker's own client, filling in each message and posting
@@ -38,6 +39,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "SG.bench-key"
+AWS_KEY_ID = "AKIABENCH000000000000"  # the loopback SES server checks its shape
 
 
 def write_workspace(folder: Path, count: int) -> Path:
@@ -77,8 +79,11 @@ def _serve(kind: str, conn) -> None:
     from loopback import SendgridServer, SmtpServer
     from loopback_postmark import PostmarkServer
     from loopback_resend import ResendServer
+    from loopback_ses import SesServer
 
-    if kind == "resend":
+    if kind == "ses":
+        server = SesServer(key_id=AWS_KEY_ID)
+    elif kind == "resend":
         server = ResendServer(api_key=KEY)
         server.sent, server.answers, server.keep_requests = _Count(), _Count(), False
     elif kind == "postmark":
@@ -115,6 +120,14 @@ def environment(kind: str, address: str) -> dict[str, str]:
             "NEWSLETTER_SMTP_HOST": host,
             "NEWSLETTER_SMTP_PORT": port,
             "NEWSLETTER_SMTP_SECURITY": "none",
+        }
+    if kind == "ses":
+        return {
+            "NEWSLETTER_SEND_PROVIDER": "ses",
+            "NEWSLETTER_SES_REGION": "eu-west-1",
+            "NEWSLETTER_SES_ENDPOINT_URL": address,
+            "AWS_ACCESS_KEY_ID": AWS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": "bench-secret",
         }
     if kind == "resend":
         return {
@@ -161,6 +174,8 @@ def child(mode: str, root: Path) -> dict:
         loop = _raw_loop(provider, config, settings.batch_size)
         if provider == "resend":
             loop = functools.partial(resend_loop, config, env, batch_size=settings.batch_size)
+        if provider == "ses":
+            loop = functools.partial(ses_loop, config, env)
 
         def provider_loop(share) -> None:
             with factory() as client:
@@ -266,6 +281,29 @@ def resend_loop(config, env, share, batch_size: int) -> None:
             )
         key = hashlib.sha256("".join(e["to"][0] for e in emails).encode()).hexdigest()
         resend.Batch.send(emails, {"idempotency_key": key})
+
+
+def ses_loop(config, env, share) -> None:
+    """A plain boto3 sesv2 loop: each message's MIME bytes in one SendEmail, no retries."""
+    import boto3
+    import botocore.config
+
+    client = boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    ).client(
+        "sesv2",
+        region_name=config.ses.region,
+        endpoint_url=config.ses.endpoint_url,
+        config=botocore.config.Config(retries={"total_max_attempts": 1}),
+    )
+    for message in share:
+        client.send_email(
+            FromEmailAddress=config.from_email,
+            Destination={"ToAddresses": [message.to_email]},
+            Content={"Raw": {"Data": message.as_bytes()}},
+        )
+    client.close()
 
 
 class PssSampler(threading.Thread):

@@ -27,6 +27,8 @@ SECRET_KEYS = {
     ("postmark", "webhook_password"): "NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD",
     ("resend", "api_key"): "RESEND_API_KEY",
     ("resend", "webhook_secret"): "RESEND_WEBHOOK_SECRET",
+    ("ses", "aws_access_key_id"): "AWS_ACCESS_KEY_ID",
+    ("ses", "aws_secret_access_key"): "AWS_SECRET_ACCESS_KEY",
     (None, "secret"): "NEWSLETTER_SECRET",
 }
 
@@ -76,6 +78,17 @@ class ResendConfig:
 
 
 @dataclass(frozen=True)
+class SesConfig:
+    region: str | None = None  # None = the AWS chain's (AWS_REGION, ~/.aws/config)
+    endpoint_url: str | None = None  # None = SES's own endpoint for the region
+    configuration_set: str | None = None
+    timeout: float = 30.0
+    # Where SNS signing certificates may be fetched from (host globs, https only).
+    sns_certificate_hosts: list[str] = field(default_factory=lambda: ["sns.*.amazonaws.com"])
+    sns_topic_arns: list[str] = field(default_factory=list)  # [] = any topic
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -112,6 +125,7 @@ class Config:
     sendgrid: SendgridConfig = field(default_factory=SendgridConfig)
     postmark: PostmarkConfig = field(default_factory=PostmarkConfig)
     resend: ResendConfig = field(default_factory=ResendConfig)
+    ses: SesConfig = field(default_factory=SesConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
     # Where the file was found; every workspace path is relative to it.
@@ -154,6 +168,7 @@ SECTIONS: dict[str, type] = {
     "sendgrid": SendgridConfig,
     "postmark": PostmarkConfig,
     "resend": ResendConfig,
+    "ses": SesConfig,
     "serve": ServeConfig,
     "doctor": DoctorConfig,
 }

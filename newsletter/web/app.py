@@ -35,6 +35,7 @@ from newsletter.web import (
     webhooks,
     webhooks_postmark,
     webhooks_resend,
+    webhooks_ses,
 )
 from newsletter.web.archive import ARCHIVE_MODES, Archive
 from newsletter.web.directory import Directory
@@ -146,6 +147,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
         route("/webhooks/sendgrid", webhooks.receive, "POST"),
         route("/webhooks/postmark", webhooks_postmark.receive, "POST"),
         route("/webhooks/resend", webhooks_resend.receive, "POST"),
+        route("/webhooks/ses", webhooks_ses.receive, "POST"),
         route("/issues/{name}", archive.issue_page, "GET"),
         route("/healthz", healthz, "GET"),
     ]

@@ -1,0 +1,1 @@
+"""Amazon SES (v2 API through boto3): sending, and bounce/complaint events through SNS."""
