@@ -27,7 +27,9 @@ def send(
     provider: Annotated[
         str | None,
         typer.Option(
-            "--provider", "-p", help="outbox, smtp, sendgrid or resend ([send] provider)."
+            "--provider",
+            "-p",
+            help="outbox, smtp, sendgrid, postmark, resend or ses ([send] provider).",
         ),
     ] = None,
     dry_run: Annotated[
