@@ -243,3 +243,13 @@ def test_preview_as_says_which_subscriber_it_rendered_as(workspace):
     assert "As:        Ada Lovelace <ada@example.org> (list main)\n" in result.output
     plain = run("preview", "issues/merge.md")
     assert "As:" not in plain.output
+
+
+def test_preview_writes_the_mjml_the_jinja_step_produced_beside_the_html(workspace):
+    result = run("preview", "issues/sample.md")
+    assert result.exit_code == 0, result.output
+    assert f"Wrote      {Path('build/sample/email.mjml')}" in result.output
+    mjml = (workspace / "build" / "sample" / "email.mjml").read_text(encoding="utf-8")
+    assert mjml.lstrip().startswith("<mjml")
+    assert "NATO Weekly Roundup" in mjml
+    assert "zzm" not in mjml  # merge fields are filled in, as in email.html
