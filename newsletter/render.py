@@ -308,6 +308,8 @@ class Renderer:
             if issue.date
             else "",
             "slug": issue.slug,
+            "lang": issue.lang or self.config.lang,
+            "dir": issue.dir or self.config.dir,
             "intro_html": Markup(intro_html),
             "intro_text": intro_text,
             "stories": [

@@ -101,7 +101,13 @@ def prepare(
     if as_email:
         fields, name = find_recipient(config, list_name, as_email)
     checked = check_issue(
-        config, issue, recipient=fields or None, name=name, list_name=list_name, secret=secret
+        config,
+        issue,
+        recipient=fields or None,
+        name=name,
+        list_name=list_name,
+        secret=secret,
+        sending=True,
     )
     if checked.errors:
         raise ChecksFailed(
