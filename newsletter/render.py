@@ -319,6 +319,7 @@ class Renderer:
                     "link": s.link,
                     "image": s.image,
                     "image_alt": s.image_alt,
+                    "image_text": markdown.image_text(s.image_alt, s.image),
                     "body_html": Markup(body_html),
                     "body_text": body_text,
                     "line": s.line,
