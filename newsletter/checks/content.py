@@ -178,7 +178,8 @@ def init_placeholders(c: Context) -> Iterator[Problem]:
     """Text `newsletter init` wrote as an example: an error when sending, a warning before."""
     severity = ERROR if c.sending else WARNING
     postal = " ".join((c.config.postal_address or "").split())
-    seen = "\n".join((c.sample.subject, c.rendered.preheader or "", c.sample.text))
+    # whitespace collapsed: the text part may have wrapped a phrase onto two lines
+    seen = " ".join(" ".join((c.sample.subject, c.rendered.preheader or "", c.sample.text)).split())
     for phrase in INIT_PLACEHOLDERS:
         if phrase in postal:
             yield Problem(
