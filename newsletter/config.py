@@ -120,6 +120,8 @@ class Config:
     base_url: str | None = None
     template: str = "default"
     list: str = "main"
+    lang: str = "en"  # the <html lang>, unless an issue's front matter says otherwise
+    dir: str = "auto"  # ltr, rtl or auto (the reader's client decides)
     send: SendConfig = field(default_factory=SendConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     sendgrid: SendgridConfig = field(default_factory=SendgridConfig)
@@ -230,6 +232,7 @@ def config_from_dict(
         env_name = ENV_PREFIX + "BASE_URL"
         check_base_url(config.base_url, env_name if env_name in env else f"{source}: base_url")
     _check_from_email(config.from_email, env, source)
+    _check_language(config, env, source)
     if config.doctor.serve_url is not None:
         env_name = ENV_PREFIX + "DOCTOR_SERVE_URL"
         where = env_name if env_name in env else f"{source}: doctor.serve_url"
@@ -296,6 +299,15 @@ def _check_from_email(value: str, env: Mapping[str, str], source: str) -> None:
         raise ConfigError(
             f"{where}: from_email {value!r} is not an email address ({exc})"
         ) from None
+
+
+def _check_language(config: Config, env: Mapping[str, str], source: str) -> None:
+    from newsletter.language import dir_problem, lang_problem
+
+    for key, problem in (("lang", lang_problem(config.lang)), ("dir", dir_problem(config.dir))):
+        if problem:
+            name = ENV_PREFIX + key.upper()
+            raise ConfigError(f"{name if name in env else source}: {problem}")
 
 
 def _build(cls, values, env, source, section, extra=None):

@@ -8,6 +8,19 @@ import re
 from newsletter.errors import TemplateError
 
 _INLINE_STYLE = re.compile(r"<mj-style\s+inline=\"inline\"\s*>(.*?)</mj-style>", re.S)
+_DOCTYPE = re.compile(r"\s*<!doctype[^>]*>", re.I)
+_PADDING = re.compile(r'(\spadding(?:-[a-z]+)?=")([^"]*)(")')
+_BARE_ZERO = re.compile(r"(?<![\w.])0(?![\w.%])")
+
+
+def _unitless_zeros(source: str) -> str:
+    """`padding="0 28px"` -> `padding="0px 28px"`.
+
+    mrml drops a padding shorthand holding a unitless 0 when it works out an image's box,
+    so a full-width image in a padded column got width="600" where npm mjml writes 544,
+    and Outlook for Windows, which sizes images by that attribute, overflowed.
+    """
+    return _PADDING.sub(lambda m: m[1] + _BARE_ZERO.sub("0px", m[2]) + m[3], source)
 
 
 def compile_mjml(source: str, where: str = "MJML") -> str:
@@ -16,7 +29,7 @@ def compile_mjml(source: str, where: str = "MJML") -> str:
 
     inline_rules = _INLINE_STYLE.findall(source)
     try:
-        html = mjml2html(_INLINE_STYLE.sub("", source), disable_comments=True)
+        html = mjml2html(_unitless_zeros(_INLINE_STYLE.sub("", source)), disable_comments=True)
     except ValueError as exc:
         raise TemplateError(f"invalid MJML: {exc}{_xml_hint(source)}", where=where) from None
     return inline_css(html, inline_rules)
@@ -42,8 +55,10 @@ def inline_css(html: str, rules: list[str]) -> str:
     """
     from premailer import Premailer
 
+    # lxml serializes the tree without the doctype, which puts every client in quirks mode.
+    doctype = _DOCTYPE.match(html)
     html = html.replace("<style", '<style data-premailer="ignore"')
-    return (
+    inlined = (
         Premailer(
             html,
             css_text=rules,
@@ -56,3 +71,6 @@ def inline_css(html: str, rules: list[str]) -> str:
         .transform(pretty_print=False)
         .replace(' data-premailer="ignore"', "")
     )
+    if doctype and not _DOCTYPE.match(inlined):
+        inlined = doctype.group().strip() + inlined
+    return inlined

@@ -11,8 +11,9 @@ from pathlib import Path
 import yaml
 
 from newsletter.errors import IssueError
+from newsletter.language import dir_problem, lang_problem
 
-FRONT_MATTER_KEYS = {"title", "subject", "preheader", "date", "template", "list"}
+FRONT_MATTER_KEYS = {"title", "subject", "preheader", "date", "template", "list", "lang", "dir"}
 _FENCE = re.compile(r"^---[ \t]*$")
 _SLUG_STRIP = re.compile(r"[^a-z0-9]+")
 
@@ -39,6 +40,8 @@ class Issue:
     list: str | None
     body: str  # the Markdown body as written (may hold Jinja merge fields)
     body_line: int  # line of the file where the body starts
+    lang: str | None = None  # None: newsletter.toml's
+    dir: str | None = None
     # line of each front matter key, so errors about a value can name it
     key_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
 
@@ -121,6 +124,13 @@ def parse_issue(text: str, path: Path) -> Issue:
             raise IssueError(f"date: expected YYYY-MM-DD, got {date!r}", where=date_where) from None
     elif date is not None and not isinstance(date, dt.date):
         raise IssueError(f"date: expected YYYY-MM-DD, got {date!r}", where=date_where)
+    lang, direction = text("lang"), text("dir")
+    for key, problem in (
+        ("lang", lang and lang_problem(lang)),
+        ("dir", direction and dir_problem(direction)),
+    ):
+        if problem:
+            raise IssueError(problem, where=f"{path}:{key_lines.get(key, 1)}")
     return Issue(
         path=path,
         slug=slugify(path.stem),
@@ -132,6 +142,8 @@ def parse_issue(text: str, path: Path) -> Issue:
         list=text("list"),
         body="\n".join(lines[body_start:]),
         body_line=body_start + 1,
+        lang=lang,
+        dir=direction,
         key_lines=key_lines,
     )
 

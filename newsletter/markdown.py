@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import re
 import textwrap
 
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
 WIDTH = 72
+_TAG = re.compile(r"<[^>]*>")
 
 
 @functools.cache
@@ -51,6 +53,20 @@ def wrap(text: str, width: int, first: str = "", rest: str = "") -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def image_text(alt: str | None, src: str | None) -> str:
+    """An image in the text part: its alt text and where it is; nothing for a decorative one."""
+    if not alt:
+        return ""
+    return f"[{alt}] ({src})" if src else f"[{alt}]"
+
+
+def html_text(source: str) -> str:
+    """The words of a piece of raw HTML, tags dropped, whitespace collapsed."""
+    import html
+
+    return " ".join(html.unescape(_TAG.sub(" ", source)).split())
+
+
 def _block(node: SyntaxTreeNode, width: int) -> str:
     kind = node.type
     if kind == "paragraph":
@@ -76,7 +92,8 @@ def _block(node: SyntaxTreeNode, width: int) -> str:
     if kind == "hr":
         return "-" * 20
     if kind == "html_block":
-        return ""
+        # the HTML shows what raw HTML says, so the text part says it too (MPART_ALT_DIFF)
+        return wrap(html_text(node.content), width)
     if kind == "table":
         rows = []
         for row in node.walk():
@@ -100,7 +117,7 @@ def _inline(node: SyntaxTreeNode) -> str:
             out.append(child.content)
         elif kind == "image":
             alt = _inline(child) or child.content
-            out.append(f"[{alt}]" if alt else "")
+            out.append(image_text(alt, str(child.attrs.get("src", ""))))
         elif kind == "link":
             label = _inline(child)
             href = str(child.attrs.get("href", ""))

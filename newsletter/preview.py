@@ -1,4 +1,4 @@
-"""`newsletter preview`: render, check, and write build/<slug>/email.{html,txt,eml}."""
+"""`newsletter preview`: render, check, and write build/<slug>/email.{html,txt,eml,mjml}."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class PreviewResult:
     html_path: Path
     text_path: Path
     eml_path: Path
+    mjml_path: Path
     list_name: str = ""
     subscriber: tuple[str, str] | None = None  # (address, name) of the --as subscriber
 
@@ -57,8 +58,9 @@ def preview(
     )
     sample = checked.sample
     folder = make_folder(config.build_dir / issue.slug)
-    paths = folder / "email.html", folder / "email.txt", folder / "email.eml"
-    contents = (sample.html.encode(), sample.text.encode(), sample.eml)
+    paths = (folder / name for name in ("email.html", "email.txt", "email.eml", "email.mjml"))
+    paths = tuple(paths)
+    contents = (sample.html.encode(), sample.text.encode(), sample.eml, _mjml(checked, recipient))
     for path, data in zip(paths, contents, strict=True):
         tmp = path.with_name(path.name + ".tmp")
         try:
@@ -68,3 +70,13 @@ def preview(
             raise OutputError(f"cannot write: {exc.strerror or exc}", where=show(path)) from None
     subscriber = (recipient["email"], name) if as_email else None
     return PreviewResult(checked, folder, *paths, list_name=list_name, subscriber=subscriber)
+
+
+def _mjml(checked: CheckedIssue, recipient: dict[str, str]) -> bytes:
+    """What the Jinja step produced, with the sample reader's merge fields filled in."""
+    from newsletter.mergefields import TOKEN, fill
+
+    rendered = checked.rendered
+    values = rendered.values(recipient, checked.sample.unsubscribe_url)
+    html_values, _, _ = rendered.part_values(values)
+    return fill(TOKEN.split(rendered.mjml), html_values).encode()

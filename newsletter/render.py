@@ -308,6 +308,8 @@ class Renderer:
             if issue.date
             else "",
             "slug": issue.slug,
+            "lang": issue.lang or self.config.lang,
+            "dir": issue.dir or self.config.dir,
             "intro_html": Markup(intro_html),
             "intro_text": intro_text,
             "stories": [
@@ -317,6 +319,7 @@ class Renderer:
                     "link": s.link,
                     "image": s.image,
                     "image_alt": s.image_alt,
+                    "image_text": markdown.image_text(s.image_alt, s.image),
                     "body_html": Markup(body_html),
                     "body_text": body_text,
                     "line": s.line,

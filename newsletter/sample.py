@@ -81,6 +81,7 @@ def check_issue(
     secret: bytes = b"preview",
     score_spam: bool = False,
     check_links: bool = False,
+    sending: bool = False,
 ) -> CheckedIssue:
     """Render an issue once, build the sample reader's message, and run every check on it."""
     rendered = (renderer or Renderer(config)).render(issue)
@@ -101,5 +102,6 @@ def check_issue(
         compat_reports=checked.compat,
         spam_report=checked.spam.report if checked.spam else None,
         link_results=checked.links,
+        sending=sending,
     )
     return checked

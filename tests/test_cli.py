@@ -91,22 +91,23 @@ def test_every_help_shows_what_it_says():
 @pytest.mark.parametrize(
     ("words", "shown"),
     [
-        (["send"], "or ses ([send] provider)."),
+        (["send"], "([send] provider)."),
         (["send"], "([send] rate)"),
         (["serve"], "([serve] host, 127.0.0.1)"),
     ],
 )
 def test_help_keeps_the_bracketed_config_keys(words, shown):
     result = runner.invoke(app, [*words, "--help"], env={"COLUMNS": "200"})
-    assert shown in result.output
+    assert shown in " ".join(result.output.split())  # wherever the help wraps its lines
 
 
 def test_send_help_names_every_provider():
     from newsletter.providers import PROVIDERS
 
     result = runner.invoke(app, ["send", "--help"], env={"COLUMNS": "200"})
-    line = next(line for line in result.output.splitlines() if "--provider" in line)
-    assert [name for name in PROVIDERS if name not in line] == []
+    text = " ".join(result.output.split())
+    shown = text[text.index("--provider") : text.index("([send] provider)")]
+    assert [name for name in PROVIDERS if name not in shown] == []
 
 
 def test_a_usage_error_from_a_command_is_one_line_with_exit_code_2(workspace):

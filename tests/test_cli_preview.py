@@ -64,7 +64,7 @@ def test_preview_text_prints_the_plain_text_part(workspace):
     [
         ("bad/bad-yaml.md", "issues/bad/bad-yaml.md:4: invalid front matter: expected ',' or ']', but got ':'"),
         ("bad/no-front-matter.md", "issues/bad/no-front-matter.md:1: must start with a '---' line opening the YAML front matter"),
-        ("bad/unknown-key.md", "issues/bad/unknown-key.md:3: unknown front matter key 'subjet' (known: date, list, preheader, subject, template, title)"),
+        ("bad/unknown-key.md", "issues/bad/unknown-key.md:3: unknown front matter key 'subjet' (known: date, dir, lang, list, preheader, subject, template, title)"),
         ("bad/unknown-template.md", "issues/bad/unknown-template.md:3: template 'nonexistent' not found: no nonexistent.mjml.j2 in templates/ or the built-in templates"),
         ("bad/undefined-variable.md", "issues/bad/undefined-variable.md:8: undefined variable: 'dict object' has no attribute 'nonexistent_field'"),
         ("bad/invalid-mjml.md", "template broken-mjml.mjml.j2: invalid MJML: unexpected end of stream in root template (rendered MJML line 6: Opening and ending tag mismatch: mj-text line 5 and mj-body, line 6, column 13)"),
@@ -243,3 +243,13 @@ def test_preview_as_says_which_subscriber_it_rendered_as(workspace):
     assert "As:        Ada Lovelace <ada@example.org> (list main)\n" in result.output
     plain = run("preview", "issues/merge.md")
     assert "As:" not in plain.output
+
+
+def test_preview_writes_the_mjml_the_jinja_step_produced_beside_the_html(workspace):
+    result = run("preview", "issues/sample.md")
+    assert result.exit_code == 0, result.output
+    assert f"Wrote      {Path('build/sample/email.mjml')}" in result.output
+    mjml = (workspace / "build" / "sample" / "email.mjml").read_text(encoding="utf-8")
+    assert mjml.lstrip().startswith("<mjml")
+    assert "NATO Weekly Roundup" in mjml
+    assert "zzm" not in mjml  # merge fields are filled in, as in email.html

@@ -32,7 +32,7 @@ def test_environment_overrides_top_level_and_section_keys_with_types():
     ("data", "env", "message"),
     [
         ({"name": "N"}, {}, "newsletter.toml: missing required key from_email"),
-        ({**BASE, "colour": "red"}, {}, "newsletter.toml: unknown key colour (known: name, from_email, from_name, reply_to, postal_address, base_url, template, list)"),
+        ({**BASE, "colour": "red"}, {}, "newsletter.toml: unknown key colour (known: name, from_email, from_name, reply_to, postal_address, base_url, template, list, lang, dir)"),
         ({**BASE, "smtp": {"prot": 1}}, {}, "newsletter.toml: unknown key smtp.prot (known: host, port, security, username, timeout)"),
         ({**BASE, "smtp": {"port": "25"}}, {}, "newsletter.toml: smtp.port: expected a number, got a string"),
         ({**BASE, "smtp": {"port": 2.5}}, {}, "newsletter.toml: smtp.port: expected a whole number, got 2.5"),

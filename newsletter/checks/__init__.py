@@ -30,6 +30,7 @@ CHECKERS = (
     links.images,
     links.links,
     content.placeholders,
+    content.init_placeholders,
     content.mjml,
 )
 
@@ -42,9 +43,10 @@ def run_checks(
     compat_reports: list[compat.FeatureReport] | None = None,
     spam_report: spam.SpamReport | None = None,
     link_results: list[LinkResult] | None = None,
+    sending: bool = False,
 ) -> list[Problem]:
     """Every checker on the sample, then client support, and the spam and link results given."""
-    context = Context(config, rendered, sample)
+    context = Context(config, rendered, sample, sending)
     problems = [problem for checker in CHECKERS for problem in checker(context)]
     problems += compat.check_compat(sample.html, reports=compat_reports)
     if spam_report is not None:

@@ -56,6 +56,15 @@ MJML_TAGS = {
 _MJ_TAG = re.compile(r"<(mj-[a-z-]+)")
 _LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|\*\|[A-Z0-9_]+\|\*")
 _PLACEHOLDER = re.compile(r"\bTK\b|\blorem ipsum\b|\bTODO\b|\bXXX\b", re.I)
+# Markdown reads `*|FNAME|*` as emphasis, so the output shows only `|FNAME|`: look in the source.
+_MERGE_TAG = re.compile(r"\*\|[A-Z0-9_]+\|\*")
+# What `newsletter init` writes for the author to replace (skeleton/newsletter.toml, importer.py).
+INIT_PLACEHOLDERS = (
+    "Your street address, city and country",
+    "A two- or three-sentence summary of the story",
+    "Write the summary here",
+    "One line that shows after the subject",
+)
 
 
 def size(c: Context) -> Iterator[Problem]:
@@ -124,6 +133,18 @@ def address(c: Context) -> Iterator[Problem]:
 def leftovers(c: Context) -> Iterator[Problem]:
     """Template tags or merge fields that reached the reader unfilled (the first per part)."""
     sample = c.sample
+    issue = c.rendered.issue
+    if issue is not None:
+        source = "\n".join(filter(None, (issue.subject, issue.preheader, issue.body)))
+        tag = _MERGE_TAG.search(source)
+        if tag:
+            yield Problem(
+                "unresolved-merge-field",
+                ERROR,
+                c.locate.find(tag.group(0), c.locate.issue_path),
+                f"{tag.group(0)} is another service's merge tag and reaches the reader as "
+                "text; use {{ subscriber.first_name }}-style fields",
+            )
     for part, text in (
         ("subject", sample.subject),
         ("email.html", sample.html),
@@ -153,6 +174,29 @@ def placeholders(c: Context) -> Iterator[Problem]:
         )
 
 
+def init_placeholders(c: Context) -> Iterator[Problem]:
+    """Text `newsletter init` wrote as an example: an error when sending, a warning before."""
+    severity = ERROR if c.sending else WARNING
+    postal = " ".join((c.config.postal_address or "").split())
+    # whitespace collapsed: the text part may have wrapped a phrase onto two lines
+    seen = " ".join(" ".join((c.sample.subject, c.rendered.preheader or "", c.sample.text)).split())
+    for phrase in INIT_PLACEHOLDERS:
+        if phrase in postal:
+            yield Problem(
+                "init-placeholder",
+                severity,
+                _config_line(c, "postal_address"),
+                f"postal_address is still the example {phrase!r}…; set your real address",
+            )
+        elif phrase in seen:
+            yield Problem(
+                "init-placeholder",
+                severity,
+                c.locate.find(phrase, c.locate.issue_path),
+                f"{phrase!r}… is the example text `newsletter init` wrote; replace it",
+            )
+
+
 def mjml(c: Context) -> Iterator[Problem]:
     """mj-* elements the compiler does not know, and so drops."""
     for tag in sorted(set(_MJ_TAG.findall(c.rendered.mjml)) - MJML_TAGS):
@@ -162,3 +206,16 @@ def mjml(c: Context) -> Iterator[Problem]:
             f"template {c.locate.template}",
             f"unknown MJML element <{tag}> is dropped from the email",
         )
+
+
+def _config_line(c: Context, key: str) -> str:
+    """newsletter.toml:line of a top-level key, or just the file."""
+    where = c.locate.config_file
+    try:
+        lines = c.config.path.read_text(encoding="utf-8").split("\n") if c.config.path else []
+    except OSError:
+        return where
+    for number, line in enumerate(lines, 1):
+        if re.match(rf"\s*{key}\s*=", line):
+            return f"{where}:{number}"
+    return where

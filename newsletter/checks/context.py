@@ -18,6 +18,7 @@ class Context:
     config: Config
     rendered: Rendered
     sample: Sample
+    sending: bool = False  # a send refuses what a preview only warns about
 
     @cached_property
     def locate(self) -> Locator:

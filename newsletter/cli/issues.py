@@ -102,7 +102,7 @@ def preview(
     ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Render an issue, check it, and write build/<slug>/email.html, email.txt and email.eml.
+    """Render an issue, check it, and write build/<slug>/email.html, .txt, .eml and .mjml.
 
     Example: newsletter preview issues/2022-01-21-nato-weekly-roundup-week-of-january-21st.md
 
@@ -113,7 +113,7 @@ def preview(
     problems = []
     if result is not None:
         problems = show.preview_report(result)
-        written = [result.html_path, result.text_path, result.eml_path]
+        written = [result.html_path, result.text_path, result.eml_path, result.mjml_path]
         if screenshot:
             from newsletter.screenshots import take_screenshots
 

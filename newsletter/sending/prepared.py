@@ -93,6 +93,7 @@ def prepare(
     from newsletter.issue import load_issue
 
     issue = load_issue(issue_path)
+    test_to = list(test_to)
     list_name = list_name or issue.list or config.list
     provider = provider or config.send.provider
     get_provider_class(provider)  # an unknown name fails before anything is rendered
@@ -101,14 +102,21 @@ def prepare(
     if as_email:
         fields, name = find_recipient(config, list_name, as_email)
     checked = check_issue(
-        config, issue, recipient=fields or None, name=name, list_name=list_name, secret=secret
+        config,
+        issue,
+        recipient=fields or None,
+        name=name,
+        list_name=list_name,
+        secret=secret,
+        # A test copy goes to the editors, who are still writing it: init's example text
+        # warns there as in a preview, and stops only a send to the list.
+        sending=not test_to,
     )
     if checked.errors:
         raise ChecksFailed(
             f"the issue has {len(checked.errors)} error(s); nothing was sent "
             f"(first: {checked.errors[0]}); run `newsletter preview {issue_path}` for all"
         )
-    test_to = list(test_to)
     if not test_to:
         from newsletter import optouts
 
