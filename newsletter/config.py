@@ -27,6 +27,8 @@ SECRET_KEYS = {
     ("postmark", "webhook_password"): "NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD",
     ("resend", "api_key"): "RESEND_API_KEY",
     ("resend", "webhook_secret"): "RESEND_WEBHOOK_SECRET",
+    ("mailgun", "api_key"): "MAILGUN_API_KEY",
+    ("mailgun", "webhook_signing_key"): "MAILGUN_WEBHOOK_SIGNING_KEY",
     (None, "secret"): "NEWSLETTER_SECRET",
 }
 
@@ -76,6 +78,13 @@ class ResendConfig:
 
 
 @dataclass(frozen=True)
+class MailgunConfig:
+    domain: str | None = None  # the sending domain as Mailgun knows it, e.g. mg.example.org
+    base_url: str = "https://api.mailgun.net"  # EU accounts: https://api.eu.mailgun.net
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -112,6 +121,7 @@ class Config:
     sendgrid: SendgridConfig = field(default_factory=SendgridConfig)
     postmark: PostmarkConfig = field(default_factory=PostmarkConfig)
     resend: ResendConfig = field(default_factory=ResendConfig)
+    mailgun: MailgunConfig = field(default_factory=MailgunConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
     # Where the file was found; every workspace path is relative to it.
@@ -154,6 +164,7 @@ SECTIONS: dict[str, type] = {
     "sendgrid": SendgridConfig,
     "postmark": PostmarkConfig,
     "resend": ResendConfig,
+    "mailgun": MailgunConfig,
     "serve": ServeConfig,
     "doctor": DoctorConfig,
 }

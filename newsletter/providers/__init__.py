@@ -34,6 +34,7 @@ PROVIDERS = {
     "sendgrid": "newsletter.providers.sendgrid.mail:SendgridProvider",
     "postmark": "newsletter.providers.postmark.mail:PostmarkProvider",
     "resend": "newsletter.providers.resend.mail:ResendProvider",
+    "mailgun": "newsletter.providers.mailgun.mail:MailgunProvider",
 }
 
 
