@@ -3,8 +3,8 @@
 Endpoints: one-click unsubscribe (RFC 8058) and its confirmation page (web.unsubscribe),
 double opt-in subscribe and confirm (web.subscribe, web.optin), SendGrid's signed Event
 Webhook (web.webhooks), Postmark's webhooks (web.webhooks_postmark), Mailgun's signed
-webhooks (web.webhooks_mailgun), the web version of issues (web.archive), /healthz. Every list change goes through newsletter.subscribers' locked,
-atomic writes.
+webhooks (web.webhooks_mailgun), the web version of issues (web.archive), /healthz. Every
+list change goes through newsletter.subscribers' locked, atomic writes.
 """
 
 from __future__ import annotations
