@@ -175,7 +175,7 @@ class MailgunServer:
         message_id = f"<{uuid.uuid4().hex}@{match.group('domain')}>"
         with self.lock:
             (self.tested if testmode else self.messages).extend(
-                {**m, "id": message_id} for m in delivered
+                [{**m, "id": message_id} for m in delivered]
             )
             self.requests.append(fields)
             self.headers.append(dict(headers))
