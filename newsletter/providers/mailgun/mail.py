@@ -251,6 +251,10 @@ class MailgunProvider(Provider):
                 return _store(results, items, Status.UNKNOWN, reason + api.describe(inner))
             reason = f"cannot reach Mailgun at {self.where}: {api.describe(inner)}"
             return _store(results, items, Status.TEMPORARY, reason)
+        except (ValueError, TypeError) as exc:  # the SDK's own checks of what it is given
+            raise ProviderError(
+                f"Mailgun client refused the request: {api.one_line(exc)}"
+            ) from None
         if response.status_code == 200:
             try:
                 message_id = response.json().get("id")
