@@ -328,6 +328,34 @@ def test_mailgun_test_mode_is_accepted_and_delivers_nothing(workspace, server):
     assert server.messages == [] and len(server.tested) == 3
 
 
+def test_send_with_provider_mailgun_and_sandbox_from_the_command_line(
+    workspace, server, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from newsletter.cli import app
+
+    for name, value in mailgun_env(server).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("NEWSLETTER_SEND_PROVIDER")  # chosen by --provider alone
+    args = ["send", "issues/merge.md", "--provider", "mailgun", "--sandbox", "--yes"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == ExitCode.OK, result.output
+    assert KEY not in result.output
+    assert server.messages == [] and len(server.tested) == 2  # the list's subscribed two
+    assert {dict(r)["o:testmode"] for r in server.requests} == {"yes"}
+
+
+def test_mailgun_413_splits_the_request_until_it_fits(workspace, server):
+    provider, config = provider_for(workspace, server)
+    server.payload_limit = 40_000  # smaller than the provider believes
+    with provider:
+        results = provider.send_batch(many(config, 400))
+    assert all(r.status is Status.ACCEPTED for r in results)
+    assert 413 in {s for s, _ in server.attempts}
+    assert sorted(server.recipients()) == sorted(f"reader{i}@example.org" for i in range(400))
+
+
 # --- killed and resumed --------------------------------------------------------------------
 
 
