@@ -2,7 +2,9 @@
 
 For SendGrid (the loopback v3 Mail Send server), Postmark (the loopback batch Email API),
 Resend (the loopback batch API; its raw loop is the plain `resend` SDK), SES (the loopback
-SES v2 SendEmail server; its raw loop is a plain boto3 `sesv2` client) and SMTP (the loopback aiosmtpd server, several connections), 100,000 recipients go through
+SES v2 SendEmail server; its raw loop is a plain boto3 `sesv2` client), Mailgun (the
+loopback Messages API; its raw loop is the plain `mailgun` SDK with recipient-variables)
+and SMTP (the loopback aiosmtpd server, several connections), 100,000 recipients go through
 `newsletter.sending.run` (list streamed, ledger, retries, rate, progress) and, with the
 same workers and batch size, through a bare loop over pre-built messages calling the
 provider (for Postmark: postmarker's own client, filling in each message and posting
@@ -40,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 KEY = "SG.bench-key"
 AWS_KEY_ID = "AKIABENCH000000000000"  # the loopback SES server checks its shape
+MAILGUN_DOMAIN = "mg.example.org"
 
 
 def write_workspace(folder: Path, count: int) -> Path:
@@ -83,6 +86,11 @@ def _serve(kind: str, conn) -> None:
 
     if kind == "ses":
         server = SesServer(key_id=AWS_KEY_ID)
+    elif kind == "mailgun":
+        from loopback_mailgun import MailgunServer
+
+        server = MailgunServer(api_key=KEY, domain=MAILGUN_DOMAIN)
+        server.tested = _Count()
     elif kind == "resend":
         server = ResendServer(api_key=KEY)
         server.sent, server.answers, server.keep_requests = _Count(), _Count(), False
@@ -128,6 +136,13 @@ def environment(kind: str, address: str) -> dict[str, str]:
             "NEWSLETTER_SES_ENDPOINT_URL": address,
             "AWS_ACCESS_KEY_ID": AWS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": "bench-secret",
+        }
+    if kind == "mailgun":
+        return {
+            "NEWSLETTER_SEND_PROVIDER": "mailgun",
+            "NEWSLETTER_MAILGUN_BASE_URL": address,
+            "NEWSLETTER_MAILGUN_DOMAIN": MAILGUN_DOMAIN,
+            "MAILGUN_API_KEY": KEY,
         }
     if kind == "resend":
         return {
@@ -176,6 +191,8 @@ def child(mode: str, root: Path) -> dict:
             loop = functools.partial(resend_loop, config, env, batch_size=settings.batch_size)
         if provider == "ses":
             loop = functools.partial(ses_loop, config, env)
+        if provider == "mailgun":
+            loop = functools.partial(mailgun_loop, config, batch_size=settings.batch_size)
 
         def provider_loop(share) -> None:
             with factory() as client:
@@ -303,6 +320,45 @@ def ses_loop(config, env, share) -> None:
             Destination={"ToAddresses": [message.to_email]},
             Content={"Raw": {"Data": message.as_bytes()}},
         )
+
+
+def mailgun_loop(config, share, batch_size: int) -> None:
+    """The plain `mailgun` SDK loop: content once per request, recipient-variables per address."""
+    import json
+    from email.utils import formataddr
+
+    from mailgun.client import Client
+    from mailgun.config import RetryPolicy
+
+    client = Client(
+        auth=("api", KEY),
+        api_url=config.mailgun.base_url,
+        retry_policy=RetryPolicy(max_retries=0),
+    )
+    sender = formataddr((config.from_name or config.name, config.from_email))
+    for start in range(0, len(share), batch_size):
+        batch = share[start : start + batch_size]
+        rendered = batch[0].campaign.rendered
+        _, html, text = rendered.with_tokens("%recipient.h{}%", "%recipient.t{}%")
+        variables = {}
+        for message in batch:
+            html_values, text_values, _ = rendered.part_values(message.values)
+            mine = {f"h{i}": v for i, v in html_values.items()}
+            mine.update({f"t{i}": v for i, v in text_values.items()})
+            mine["unsubscribe"] = message.list_unsubscribe
+            variables[message.to_email] = mine
+        fields = [
+            ("from", sender),
+            ("subject", rendered.subject_parts[0]),
+            ("html", html),
+            ("text", text),
+            ("h:List-Unsubscribe", "%recipient.unsubscribe%"),
+            *(("to", formataddr((m.to_name, m.to_email))) for m in batch),
+            ("recipient-variables", json.dumps(variables)),
+        ]
+        files = [(name, (None, value)) for name, value in fields]
+        answer = client.messages.create(domain=MAILGUN_DOMAIN, files=files)
+        assert answer.status_code == 200, answer.text
     client.close()
 
 

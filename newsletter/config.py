@@ -29,6 +29,8 @@ SECRET_KEYS = {
     ("resend", "webhook_secret"): "RESEND_WEBHOOK_SECRET",
     ("ses", "aws_access_key_id"): "AWS_ACCESS_KEY_ID",
     ("ses", "aws_secret_access_key"): "AWS_SECRET_ACCESS_KEY",
+    ("mailgun", "api_key"): "MAILGUN_API_KEY",
+    ("mailgun", "webhook_signing_key"): "MAILGUN_WEBHOOK_SIGNING_KEY",
     (None, "secret"): "NEWSLETTER_SECRET",
 }
 
@@ -89,6 +91,13 @@ class SesConfig:
 
 
 @dataclass(frozen=True)
+class MailgunConfig:
+    domain: str | None = None  # the sending domain as Mailgun knows it, e.g. mg.example.org
+    base_url: str = "https://api.mailgun.net"  # EU accounts: https://api.eu.mailgun.net
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -128,6 +137,7 @@ class Config:
     postmark: PostmarkConfig = field(default_factory=PostmarkConfig)
     resend: ResendConfig = field(default_factory=ResendConfig)
     ses: SesConfig = field(default_factory=SesConfig)
+    mailgun: MailgunConfig = field(default_factory=MailgunConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
     # Where the file was found; every workspace path is relative to it.
@@ -171,6 +181,7 @@ SECTIONS: dict[str, type] = {
     "postmark": PostmarkConfig,
     "resend": ResendConfig,
     "ses": SesConfig,
+    "mailgun": MailgunConfig,
     "serve": ServeConfig,
     "doctor": DoctorConfig,
 }

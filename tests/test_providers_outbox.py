@@ -95,12 +95,12 @@ def test_outbox_is_the_default_provider(workspace):
     [
         (
             SendOptions(send_at=2_000_000_000),
-            "the outbox provider cannot schedule (--at); use sendgrid, "
+            "the outbox provider cannot schedule (--at); use sendgrid or mailgun, "
             "or run `newsletter send` from cron at that time",
         ),
         (
             SendOptions(sandbox=True),
-            "the outbox provider has no sandbox mode (--sandbox); use sendgrid or postmark, or drop --sandbox",
+            "the outbox provider has no sandbox mode (--sandbox); use sendgrid or postmark or mailgun, or drop --sandbox",
         ),
     ],
 )

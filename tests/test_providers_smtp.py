@@ -381,12 +381,12 @@ def test_smtp_check_refuses_a_password_over_an_unencrypted_remote_connection(wor
     [
         (
             SendOptions(send_at=2_000_000_000),
-            "the smtp provider cannot schedule (--at); use sendgrid, "
+            "the smtp provider cannot schedule (--at); use sendgrid or mailgun, "
             "or run `newsletter send` from cron at that time",
         ),
         (
             SendOptions(sandbox=True),
-            "the smtp provider has no sandbox mode (--sandbox); use sendgrid or postmark, or drop --sandbox",
+            "the smtp provider has no sandbox mode (--sandbox); use sendgrid or postmark or mailgun, or drop --sandbox",
         ),
     ],
 )

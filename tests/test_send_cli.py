@@ -137,7 +137,7 @@ def test_sandbox_with_a_provider_that_has_none_is_refused(workspace):
     assert result.exit_code == 2
     assert (
         result.output
-        == "Error: --sandbox needs a provider with a sandbox mode (sendgrid or postmark); outbox has none\n"
+        == "Error: --sandbox needs a provider with a sandbox mode (sendgrid or postmark or mailgun); outbox has none\n"
     )
 
 

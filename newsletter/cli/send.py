@@ -29,7 +29,7 @@ def send(
         typer.Option(
             "--provider",
             "-p",
-            help="outbox, smtp, sendgrid, postmark, resend or ses ([send] provider).",
+            help="outbox, smtp, sendgrid, postmark, resend, ses or mailgun ([send] provider).",
         ),
     ] = None,
     dry_run: Annotated[

@@ -35,6 +35,7 @@ PROVIDERS = {
     "postmark": "newsletter.providers.postmark.mail:PostmarkProvider",
     "resend": "newsletter.providers.resend.mail:ResendProvider",
     "ses": "newsletter.providers.ses.mail:SesProvider",
+    "mailgun": "newsletter.providers.mailgun.mail:MailgunProvider",
 }
 
 

@@ -2,9 +2,9 @@
 
 Endpoints: one-click unsubscribe (RFC 8058) and its confirmation page (web.unsubscribe),
 double opt-in subscribe and confirm (web.subscribe, web.optin), SendGrid's signed Event
-Webhook (web.webhooks), Postmark's webhooks (web.webhooks_postmark), the web version of issues
-(web.archive), /healthz. Every list change goes through newsletter.subscribers' locked,
-atomic writes.
+Webhook (web.webhooks), Postmark's webhooks (web.webhooks_postmark), Mailgun's signed
+webhooks (web.webhooks_mailgun), the web version of issues (web.archive), /healthz. Every
+list change goes through newsletter.subscribers' locked, atomic writes.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from newsletter.web import (
     subscribe,
     unsubscribe,
     webhooks,
+    webhooks_mailgun,
     webhooks_postmark,
     webhooks_resend,
     webhooks_ses,
@@ -83,6 +84,7 @@ def allowed_hosts(config: Config) -> Callable[[str], bool]:
 def make_service(config: Config, env: Mapping[str, str] | None = None) -> Service:
     """The workspace's state for serving; ConfigError when misconfigured."""
     from newsletter import providers
+    from newsletter.providers.mailgun import webhook as mailgun_webhook
     from newsletter.providers.postmark.webhook import Credentials
     from newsletter.providers.resend import webhook as resend_webhook
     from newsletter.providers.sendgrid.webhook import load_public_key
@@ -93,6 +95,7 @@ def make_service(config: Config, env: Mapping[str, str] | None = None) -> Servic
     key = config.serve.webhook_public_key
     webhook_key = load_public_key(key) if key else None
     resend_secret = resend_webhook.load_secret(os.environ if env is None else env)
+    mailgun_key = mailgun_webhook.load_key(os.environ if env is None else env)
     pages = Pages(config)
     directory = Directory(config.subscribers_dir, secret)
     events = EventStore.for_workspace(config.state_dir)
@@ -122,6 +125,8 @@ def make_service(config: Config, env: Mapping[str, str] | None = None) -> Servic
         journal=optouts.Journal(config.state_dir),
         postmark_webhook=Credentials.load(config, env),
         resend_webhook_secret=resend_secret,
+        mailgun_webhook_key=mailgun_key,
+        mailgun_tokens=mailgun_webhook.Tokens(),
     )
 
 
@@ -148,6 +153,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
         route("/webhooks/postmark", webhooks_postmark.receive, "POST"),
         route("/webhooks/resend", webhooks_resend.receive, "POST"),
         route("/webhooks/ses", webhooks_ses.receive, "POST"),
+        route("/webhooks/mailgun", webhooks_mailgun.receive, "POST"),
         route("/issues/{name}", archive.issue_page, "GET"),
         route("/healthz", healthz, "GET"),
     ]

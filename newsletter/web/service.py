@@ -51,6 +51,8 @@ class Service:
     # poll for: 200 unsubscribes at once then queue on a lock that wakes them at once.
     writes: threading.Lock = field(default_factory=threading.Lock)
     postmark_webhook: Any = None  # providers.postmark.webhook.Credentials; None = refused
+    mailgun_webhook_key: bytes | None = None  # MAILGUN_WEBHOOK_SIGNING_KEY; None = refused
+    mailgun_tokens: Any = None  # providers.mailgun.webhook.Tokens: signatures already used
 
     @property
     def lists(self) -> list[str]:

@@ -1,0 +1,1 @@
+"""Mailgun: the Messages API (batch sending with recipient-variables) and its webhooks."""
