@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -151,6 +151,40 @@ def process(
             len(actions),
         )
     return Outcome(len(events), len(new), changed, suppressed)
+
+
+# What a provider's event asks of the lists: (email, status, list or None for every list,
+# suppression reason or None), as the opt-out journal keeps it.
+Change = tuple[str, str, str | None, str | None]
+
+
+def record_and_apply(
+    service: Service, source: str, events: list[Event], changes: Callable[[Event], Iterable[Change]]
+) -> Outcome:
+    """Record the events; journal the changes of the new ones in the same transaction (so a
+    failure leaves them unrecorded and the provider's retry brings them again); then apply
+    what the journal holds to the lists and the suppression file where they can be written."""
+    with service.events.recording(events) as new:
+        found = [change for event in new for change in changes(event)]
+        service.journal.record_actions(found)
+    changed, suppressed = optouts.apply_pending(
+        service.config, service.secret, service.journal, service.directory.resolve
+    )
+    if new:
+        log.info(
+            "%s webhook: %d event(s), %d new, %d change(s)",
+            source,
+            len(events),
+            len(new),
+            len(found),
+        )
+    return Outcome(len(events), len(new), changed, suppressed)
+
+
+def in_turn(service: Service, process: Callable[..., Outcome], *args) -> Outcome:
+    """Run `process` with this process's list writers taking turns (see Service.writes)."""
+    with service.writes:
+        return process(service, *args)
 
 
 async def receive(service: Service, request: Request) -> Response:

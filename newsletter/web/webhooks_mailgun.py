@@ -9,7 +9,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from newsletter import optouts
 from newsletter.errors import NewsletterError
 from newsletter.providers.mailgun.webhook import (
     KEY_ENV,
@@ -21,7 +20,7 @@ from newsletter.providers.mailgun.webhook import (
     verify,
 )
 from newsletter.web.events import Event
-from newsletter.web.webhooks import Outcome
+from newsletter.web.webhooks import Change, Outcome, in_turn, record_and_apply
 
 if TYPE_CHECKING:
     from newsletter.web.service import Service
@@ -44,23 +43,13 @@ def to_event(data: dict) -> Event:
 
 
 def process(service: Service, data: dict) -> Outcome:
-    """Record the event; when it is new, journal its change, then apply what is pending.
+    """Record the event and apply what it asks of the lists (see webhooks.record_and_apply)."""
+    return record_and_apply(service, "mailgun", [to_event(data)], _changes)
 
-    As for the other providers: the change is journaled in the event's transaction, so a
-    failure leaves the event unrecorded and Mailgun's retry brings it again.
-    """
-    event = to_event(data)
-    with service.events.recording([event]) as new:
-        found = [c for e in new if (c := change(e.event, e.email, e.payload))]
-        service.journal.record_actions(
-            (event.email, status, None, reason) for status, reason in found
-        )
-    changed, suppressed = optouts.apply_pending(
-        service.config, service.secret, service.journal, service.directory.resolve
-    )
-    if new:
-        log.info("mailgun webhook: %s, %d change(s)", event.event, len(found))
-    return Outcome(1, len(new), changed, suppressed)
+
+def _changes(event: Event) -> list[Change]:
+    found = change(event.event, event.email, event.payload)
+    return [(event.email, found[0], None, found[1])] if found else []
 
 
 async def receive(service: Service, request: Request) -> Response:
@@ -81,14 +70,9 @@ async def receive(service: Service, request: Request) -> Response:
         log.warning("mailgun webhook refused: %s", exc)
         return PlainTextResponse("forbidden\n", status_code=403)
     try:
-        outcome = await run_in_threadpool(_in_turn, service, data)
+        outcome = await run_in_threadpool(in_turn, service, process, data)
     except NewsletterError as exc:
         service.mailgun_tokens.release(token)
         log.error("mailgun webhook not processed (Mailgun will retry): %s", exc)
         return PlainTextResponse("not processed\n", status_code=500)
     return JSONResponse({"received": outcome.received, "new": outcome.new})
-
-
-def _in_turn(service: Service, data: dict) -> Outcome:
-    with service.writes:
-        return process(service, data)

@@ -9,11 +9,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from newsletter import optouts
 from newsletter.errors import NewsletterError
 from newsletter.providers.postmark.webhook import SOURCE, WebhookRefused, change, parse, read
 from newsletter.web.events import Event
-from newsletter.web.webhooks import Outcome
+from newsletter.web.webhooks import Change, Outcome, in_turn, record_and_apply
 
 if TYPE_CHECKING:
     from newsletter.web.service import Service
@@ -36,23 +35,13 @@ def to_event(raw: dict) -> Event:
 
 
 def process(service: Service, raw: dict) -> Outcome:
-    """Record the event; when it is new, journal its change, then apply what is pending.
+    """Record the event and apply what it asks of the lists (see webhooks.record_and_apply)."""
+    return record_and_apply(service, "postmark", [to_event(raw)], _changes)
 
-    As for SendGrid's: the change is journaled in the event's transaction, so a failure
-    leaves the event unrecorded and Postmark's retry brings it again.
-    """
-    event = to_event(raw)
-    with service.events.recording([event]) as new:
-        found = [c for e in new if (c := change(e.event, e.email, e.payload))]
-        service.journal.record_actions(
-            (event.email, status, None, reason) for status, reason in found
-        )
-    changed, suppressed = optouts.apply_pending(
-        service.config, service.secret, service.journal, service.directory.resolve
-    )
-    if new:
-        log.info("postmark webhook: %s, %d change(s)", event.event, len(found))
-    return Outcome(1, len(new), changed, suppressed)
+
+def _changes(event: Event) -> list[Change]:
+    found = change(event.event, event.email, event.payload)
+    return [(event.email, found[0], None, found[1])] if found else []
 
 
 async def receive(service: Service, request: Request) -> Response:
@@ -75,13 +64,8 @@ async def receive(service: Service, request: Request) -> Response:
         log.warning("postmark webhook not understood: %s", exc)
         return PlainTextResponse("not a Postmark event\n", status_code=400)
     try:
-        outcome = await run_in_threadpool(_process_in_turn, service, raw)
+        outcome = await run_in_threadpool(in_turn, service, process, raw)
     except NewsletterError as exc:
         log.error("postmark webhook not processed (Postmark will retry): %s", exc)
         return PlainTextResponse("not processed\n", status_code=500)
     return JSONResponse({"received": outcome.received, "new": outcome.new})
-
-
-def _process_in_turn(service: Service, raw: dict) -> Outcome:
-    with service.writes:
-        return process(service, raw)

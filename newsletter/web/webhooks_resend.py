@@ -11,12 +11,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from newsletter import optouts
 from newsletter import subscribers as subs
 from newsletter.errors import NewsletterError
 from newsletter.providers.resend.webhook import WebhookRefused, verify
 from newsletter.web.events import Event
-from newsletter.web.webhooks import Action, Outcome
+from newsletter.web.webhooks import Action, Change, Outcome, in_turn, record_and_apply
 
 if TYPE_CHECKING:
     from newsletter.web.service import Service
@@ -95,20 +94,17 @@ def action_for(event: Event) -> Action | None:
 
 
 def process(service: Service, events: list[Event]) -> Outcome:
-    """Record the events; journal the actions of new ones; apply the journal (as SendGrid's)."""
-    with service.events.recording(events) as new:
-        actions = [a for e in new if (a := action_for(e))]
-        service.journal.record_actions(
-            (a.email, a.status, name, a.suppress) for a in actions for name in (a.lists or (None,))
-        )
-    changed, suppressed = optouts.apply_pending(
-        service.config, service.secret, service.journal, service.directory.resolve
-    )
-    if new:
-        log.info(
-            "resend webhook: %d event(s), %d new, %d action(s)", len(events), len(new), len(actions)
-        )
-    return Outcome(len(events), len(new), changed, suppressed)
+    """Record the events and apply what they ask of the lists (see webhooks.record_and_apply)."""
+    return record_and_apply(service, "resend", events, _changes)
+
+
+def _changes(event: Event) -> list[Change]:
+    action = action_for(event)
+    if action is None:
+        return []
+    return [
+        (action.email, action.status, name, action.suppress) for name in action.lists or (None,)
+    ]
 
 
 async def receive(service: Service, request: Request) -> Response:
@@ -127,13 +123,8 @@ async def receive(service: Service, request: Request) -> Response:
         log.warning("resend webhook refused: %s", exc)
         return PlainTextResponse("forbidden\n", status_code=403)
     try:
-        outcome = await run_in_threadpool(_in_turn, service, events)
+        outcome = await run_in_threadpool(in_turn, service, process, events)
     except NewsletterError as exc:
         log.error("resend webhook not processed (Resend will retry): %s", exc)
         return PlainTextResponse("not processed\n", status_code=500)
     return JSONResponse({"received": outcome.received, "new": outcome.new})
-
-
-def _in_turn(service: Service, events: list[Event]) -> Outcome:
-    with service.writes:
-        return process(service, events)

@@ -9,11 +9,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from newsletter import optouts
 from newsletter.errors import NewsletterError
 from newsletter.providers.ses import webhook
 from newsletter.web.events import Event
-from newsletter.web.webhooks import Outcome
+from newsletter.web.webhooks import Change, Outcome, in_turn, record_and_apply
 
 if TYPE_CHECKING:
     from newsletter.web.service import Service
@@ -28,17 +27,12 @@ def process(service: Service, message: dict) -> Outcome:
               list_name=p.list_name, issue=p.issue, occurred_at=p.occurred_at, payload=p.payload)
         for p in webhook.read(message)
     ]  # fmt: skip
-    with service.events.recording(events) as new:
-        found = [(e.email, *c) for e in new if (c := webhook.change(e.event, e.email))]
-        service.journal.record_actions(
-            (email, status, None, reason) for email, status, reason in found
-        )
-    changed, suppressed = optouts.apply_pending(
-        service.config, service.secret, service.journal, service.directory.resolve
-    )
-    if new:
-        log.info("ses notification: %s, %d change(s)", events[0].event, len(found))
-    return Outcome(len(events), len(new), changed, suppressed)
+    return record_and_apply(service, "ses", events, _changes)
+
+
+def _changes(event: Event) -> list[Change]:
+    found = webhook.change(event.event, event.email)
+    return [(event.email, found[0], None, found[1])] if found else []
 
 
 async def receive(service: Service, request: Request) -> Response:
@@ -68,13 +62,8 @@ async def receive(service: Service, request: Request) -> Response:
     if message["Type"] == "UnsubscribeConfirmation":
         return JSONResponse({"received": 0, "new": 0})
     try:
-        outcome = await run_in_threadpool(_process_in_turn, service, message)
+        outcome = await run_in_threadpool(in_turn, service, process, message)
     except NewsletterError as exc:
         log.error("ses notification not processed (SNS will retry): %s", exc)
         return PlainTextResponse("not processed\n", status_code=500)
     return JSONResponse({"received": outcome.received, "new": outcome.new})
-
-
-def _process_in_turn(service: Service, message: dict) -> Outcome:
-    with service.writes:
-        return process(service, message)
