@@ -13,7 +13,9 @@ import yaml
 from newsletter.errors import IssueError
 from newsletter.language import dir_problem, lang_problem
 
-FRONT_MATTER_KEYS = {"title", "subject", "preheader", "date", "template", "list", "lang", "dir"}
+FRONT_MATTER_KEYS = {
+    "title", "subject", "preheader", "date", "template", "list", "lang", "dir", "archive",
+}  # fmt: skip
 _FENCE = re.compile(r"^---[ \t]*$")
 _SLUG_STRIP = re.compile(r"[^a-z0-9]+")
 
@@ -42,6 +44,7 @@ class Issue:
     body_line: int  # line of the file where the body starts
     lang: str | None = None  # None: newsletter.toml's
     dir: str | None = None
+    archive: bool = True  # False: never in the public archive, the feed or a "view in browser" link
     # line of each front matter key, so errors about a value can name it
     key_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
 
@@ -125,6 +128,10 @@ def parse_issue(text: str, path: Path) -> Issue:
     elif date is not None and not isinstance(date, dt.date):
         raise IssueError(f"date: expected YYYY-MM-DD, got {date!r}", where=date_where)
     lang, direction = text("lang"), text("dir")
+    archive = meta.get("archive", True)
+    if not isinstance(archive, bool):
+        where = f"{path}:{key_lines.get('archive', 1)}"
+        raise IssueError(f"archive: expected true or false, got {archive!r}", where=where)
     for key, problem in (
         ("lang", lang and lang_problem(lang)),
         ("dir", direction and dir_problem(direction)),
@@ -144,6 +151,7 @@ def parse_issue(text: str, path: Path) -> Issue:
         body_line=body_start + 1,
         lang=lang,
         dir=direction,
+        archive=archive,
         key_lines=key_lines,
     )
 

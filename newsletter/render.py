@@ -359,7 +359,7 @@ def base_context(config: Config, issue: Issue) -> dict[str, Any]:
             "postal_address": config.postal_address,
             "base_url": base or None,
         },
-        "view_url": f"{base}/issues/{issue.slug}.html" if base else None,
+        "view_url": f"{base}/archive/{issue.slug}.html" if base and issue.archive else None,
     }
 
 

@@ -21,7 +21,9 @@ from newsletter.cli import app
 REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
-COMMANDS = ["init", "new", "preview", "doctor", "send", "status", "serve", "subscribers"]
+COMMANDS = [
+    "init", "new", "preview", "doctor", "send", "status", "serve", "subscribers", "archive",
+]  # fmt: skip
 SUBSCRIBER_COMMANDS = [
     "list", "count", "add", "remove", "forget", "import", "export", "validate", "sync",
 ]  # fmt: skip

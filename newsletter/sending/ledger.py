@@ -379,6 +379,15 @@ class Ledger(Database):
             out.setdefault(list_name, {})[state] = count
         return out
 
+    def first_sent(self) -> dict[str, str]:
+        """{issue: when its first message was accepted} for every issue sent to anyone."""
+        with self.connect() as db:
+            rows = db.execute(
+                "SELECT issue, min(sent_at) FROM recipients WHERE state = ? GROUP BY issue",
+                (SENT,),
+            ).fetchall()
+        return {issue: stamp for issue, stamp in rows if stamp}
+
     def rows(
         self, issue: str, states: Sequence[str] | None = None, list_name: str | None = None
     ) -> Iterator[Row]:

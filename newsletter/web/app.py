@@ -3,7 +3,8 @@
 Endpoints: one-click unsubscribe (RFC 8058) and its confirmation page (web.unsubscribe),
 double opt-in subscribe and confirm (web.subscribe, web.optin), SendGrid's signed Event
 Webhook (web.webhooks), Postmark's webhooks (web.webhooks_postmark), Mailgun's signed
-webhooks (web.webhooks_mailgun), the web version of issues (web.archive), /healthz. Every
+webhooks (web.webhooks_mailgun), the web version of issues (web.archive), the archive and its
+Atom feed (web.site), /healthz. Every
 list change goes through newsletter.subscribers' locked, atomic writes.
 """
 
@@ -30,6 +31,7 @@ from newsletter.tokens import load_secret
 from newsletter.web import (
     archive,
     guards,
+    site,
     subscribe,
     unsubscribe,
     webhooks,
@@ -155,6 +157,9 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
         route("/webhooks/ses", webhooks_ses.receive, "POST"),
         route("/webhooks/mailgun", webhooks_mailgun.receive, "POST"),
         route("/issues/{name}", archive.issue_page, "GET"),
+        route("/archive/", site.archive_index, "GET"),
+        route("/archive/{name}", site.archive_page, "GET"),
+        route("/feed.xml", site.feed, "GET"),
         route("/healthz", healthz, "GET"),
     ]
     app = Starlette(

@@ -34,7 +34,7 @@ ARCHIVE_CSP = (
 )
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 ARCHIVE_MODES = ("sent", "all", "off")
-_CACHE_SIZE = 8
+_CACHE_SIZE = 24  # enough for the feed's entries and the pages read most
 
 
 def anonymous_html(rendered: Rendered, unsubscribe_url: str) -> str:
@@ -59,7 +59,7 @@ class Archive:
         self.config = config
         self.mode = config.serve.archive
         self._renderer: Renderer | None = None
-        self._cache: OrderedDict[tuple[Path, int], str] = OrderedDict()
+        self._cache: OrderedDict[tuple[Path, int, str], str] = OrderedDict()
         self._lock = threading.Lock()  # the renderer's template registry is not thread-safe
 
     def find(self, slug: str) -> Path | None:
@@ -91,22 +91,29 @@ class Archive:
         if path is None or not self.published(slug):
             return None
         try:
+            return self.render(path, subscribe_url)
+        except NewsletterError:
+            return None
+
+    def render(self, path: Path, subscribe_url: str) -> str | None:
+        """The web page of the issue in `path`; None when its front matter says `archive: false`."""
+        try:
             stamp = path.stat().st_mtime_ns
         except OSError:
             return None
         with self._lock:
-            cached = self._cache.get((path, stamp))
+            key = (path, stamp, subscribe_url)
+            cached = self._cache.get(key)
             if cached is not None:
-                self._cache.move_to_end((path, stamp))
+                self._cache.move_to_end(key)
                 return cached
             if self._renderer is None:
                 self._renderer = Renderer(self.config)
-            try:
-                rendered = self._renderer.render(load_issue(path))
-                html = anonymous_html(rendered, subscribe_url)
-            except NewsletterError:
+            issue = load_issue(path)
+            if not issue.archive:
                 return None
-            self._cache[(path, stamp)] = html
+            html = anonymous_html(self._renderer.render(issue), subscribe_url)
+            self._cache[key] = html
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
             return html
