@@ -81,6 +81,7 @@ def test_build_writes_sent_issues_index_newest_first_and_feed_without_personal_d
     assert merged.updated_parsed is not None and feed.feed.updated_parsed is not None
     assert merged.content[0].type == "text/html"
     assert "Hi there from nowhere" in merged.content[0].value
+    assert "<style" not in merged.content[0].value and "<head" not in merged.content[0].value
 
 
 def test_rebuilding_keeps_ids_and_drops_an_issue_that_left_the_archive(workspace, sent):

@@ -9,6 +9,7 @@ anonymous reader exactly as `/issues/<slug>.html` is.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "archive"
 _CACHED = {"Cache-Control": "public, max-age=300", "Content-Security-Policy": ARCHIVE_CSP}
+_BODY = re.compile(r"<body\b[^>]*>(.*)</body>", re.S | re.I)
 FEED_ENTRIES = 20  # feed readers only look at the newest; the index lists every issue
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -123,7 +125,7 @@ def feed_xml(config: Config, archive: Archive, found: list[Entry], urls: Urls) -
                 "updated": entry.sent_at,
                 "url": urls.page(entry.slug),
                 "preheader": entry.preheader,
-                "html": html,
+                "html": body_of(html),
             }
         )
     newest = max((item["updated"] for item in items), default="1970-01-01T00:00:00Z")
@@ -138,6 +140,12 @@ def feed_xml(config: Config, archive: Archive, found: list[Entry], urls: Urls) -
         index_url=f"{urls.site}/",
         entries=items,
     )
+
+
+def body_of(html: str) -> str:
+    """The page's <body> content: feed readers drop <head>, and its <style> would show as text."""
+    found = _BODY.search(html)
+    return found.group(1).strip() if found else html
 
 
 def site_urls(config: Config, site_url: str | None = None) -> Urls:
@@ -186,7 +194,9 @@ async def archive_index(service: Service, request: Request) -> Response:
     if service.archive.mode == "off":
         return service.message(request, 404, "Not found", "There is no archive here.")
     urls = served_urls(service, request)
-    html = await run_in_threadpool(lambda: index_html(service.config, entries(service.config, skip_broken=True), urls))
+    html = await run_in_threadpool(
+        lambda: index_html(service.config, entries(service.config, skip_broken=True), urls)
+    )
     return HTMLResponse(html, headers=_CACHED)
 
 
@@ -204,7 +214,9 @@ async def feed(service: Service, request: Request) -> Response:
     urls = served_urls(service, request)
 
     def render() -> str:
-        return feed_xml(service.config, service.archive, entries(service.config, skip_broken=True), urls)
+        return feed_xml(
+            service.config, service.archive, entries(service.config, skip_broken=True), urls
+        )
 
     xml = await run_in_threadpool(render)
     return Response(xml, media_type="application/atom+xml; charset=utf-8", headers=_CACHED)
