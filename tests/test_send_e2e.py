@@ -264,10 +264,14 @@ def test_ctrl_c_stops_after_the_batch_in_flight_and_says_how_to_resume(root):
     emails = write_list(root, 1500)
     with SmtpServer() as server:
         server.script.data_delay = 0.002
+        # The send waits at 300 until Ctrl-C is sent: on a loaded machine it could otherwise
+        # finish all 1,500 before this process got round to sending the signal.
+        server.script.hold_after = 300
         env = {**smtp_env(server), "NEWSLETTER_SEND_BATCH_SIZE": "20"}
         process = cli(root, env)
         wait_until(lambda: len(server.messages) >= 300, process)
         process.send_signal(signal.SIGINT)
+        server.script.release.set()
         out, err = process.communicate(timeout=60)
         assert process.returncode == ExitCode.INTERRUPTED, err
         assert f"Run `newsletter send {ISSUE}` again to resume" in err
