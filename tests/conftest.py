@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 from pathlib import Path
 
@@ -23,6 +24,23 @@ PROVIDER_SECRETS = {
     "MAILGUN_API_KEY",
     "MAILGUN_WEBHOOK_SIGNING_KEY",
 }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ctrl_c_reaches_subprocesses():
+    """Tests send SIGINT to the commands they start, as Ctrl-C would. A pytest started in the
+    background by a script (`pytest &`) inherits SIGINT ignored, and an ignored signal stays
+    ignored across exec: the command would never see the Ctrl-C. Python's own handler in this
+    process makes children start with the default, which Python turns into KeyboardInterrupt.
+    """
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture(autouse=True)

@@ -149,6 +149,10 @@ class SmtpScript:
     data_delay: float = 0.0  # seconds to wait before answering the message
     close_after: int | None = None  # hang up on the next MAIL after this many messages
     refuse_logins_after: int | None = None  # then refuse every login (a revoked password)
+    # After this many messages, answer no more until `release` is set: what a test does
+    # meanwhile (a signal to the sender) lands mid-send however slowly the machine runs.
+    hold_after: int | None = None
+    release: threading.Event = field(default_factory=threading.Event)
 
 
 class _Handler:
@@ -177,6 +181,9 @@ class _Handler:
         rcpt = envelope.rcpt_tos[0].lower()
         if script.data_delay:
             await asyncio.sleep(script.data_delay)
+        if script.hold_after is not None and len(self.server.messages) >= script.hold_after:
+            while not script.release.is_set():
+                await asyncio.sleep(0.005)
         if rcpt in script.drop_on_data:
             self.server.dropped.append(rcpt)
             server.transport.close()
@@ -265,6 +272,7 @@ class SmtpServer:
         return self
 
     def stop(self) -> None:
+        self.script.release.set()  # nothing is left waiting on a hold
         self.controller.stop()
 
     def __enter__(self) -> SmtpServer:
