@@ -158,6 +158,21 @@ def process(
 Change = tuple[str, str, str | None, str | None]
 
 
+def event_of(source: str, parsed) -> Event:
+    """The stored Event of a provider event read by its webhook module's `read` (any object
+    with event_id, event, email, list_name, issue, occurred_at and payload)."""
+    return Event(
+        source=source,
+        event_id=parsed.event_id,
+        event=parsed.event,
+        email=parsed.email,
+        list_name=parsed.list_name,
+        issue=parsed.issue,
+        occurred_at=parsed.occurred_at,
+        payload=parsed.payload,
+    )
+
+
 def record_and_apply(
     service: Service, source: str, events: list[Event], changes: Callable[[Event], Iterable[Change]]
 ) -> Outcome:

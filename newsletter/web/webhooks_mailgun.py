@@ -20,7 +20,7 @@ from newsletter.providers.mailgun.webhook import (
     verify,
 )
 from newsletter.web.events import Event
-from newsletter.web.webhooks import Change, Outcome, in_turn, record_and_apply
+from newsletter.web.webhooks import Change, Outcome, event_of, in_turn, record_and_apply
 
 if TYPE_CHECKING:
     from newsletter.web.service import Service
@@ -29,17 +29,7 @@ log = logging.getLogger("newsletter.webhooks")
 
 
 def to_event(data: dict) -> Event:
-    parsed = read(data)
-    return Event(
-        source=SOURCE,
-        event_id=parsed.event_id,
-        event=parsed.event,
-        email=parsed.email,
-        list_name=parsed.list_name,
-        issue=parsed.issue,
-        occurred_at=parsed.occurred_at,
-        payload=parsed.payload,
-    )
+    return event_of(SOURCE, read(data))
 
 
 def process(service: Service, data: dict) -> Outcome:

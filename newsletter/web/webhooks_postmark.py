@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from newsletter.errors import NewsletterError
 from newsletter.providers.postmark.webhook import SOURCE, WebhookRefused, change, parse, read
 from newsletter.web.events import Event
-from newsletter.web.webhooks import Change, Outcome, in_turn, record_and_apply
+from newsletter.web.webhooks import Change, Outcome, event_of, in_turn, record_and_apply
 
 if TYPE_CHECKING:
     from newsletter.web.service import Service
@@ -21,17 +21,7 @@ log = logging.getLogger("newsletter.webhooks")
 
 
 def to_event(raw: dict) -> Event:
-    parsed = read(raw)
-    return Event(
-        source=SOURCE,
-        event_id=parsed.event_id,
-        event=parsed.event,
-        email=parsed.email,
-        list_name=parsed.list_name,
-        issue=parsed.issue,
-        occurred_at=parsed.occurred_at,
-        payload=parsed.payload,
-    )
+    return event_of(SOURCE, read(raw))
 
 
 def process(service: Service, raw: dict) -> Outcome:

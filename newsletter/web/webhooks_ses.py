@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from newsletter.errors import NewsletterError
 from newsletter.providers.ses import webhook
 from newsletter.web.events import Event
-from newsletter.web.webhooks import Change, Outcome, in_turn, record_and_apply
+from newsletter.web.webhooks import Change, Outcome, event_of, in_turn, record_and_apply
 
 if TYPE_CHECKING:
     from newsletter.web.service import Service
@@ -22,11 +22,7 @@ log = logging.getLogger("newsletter.webhooks")
 
 def process(service: Service, message: dict) -> Outcome:
     """Record the events; journal the changes of new ones in the same transaction, then apply."""
-    events = [
-        Event(source=webhook.SOURCE, event_id=p.event_id, event=p.event, email=p.email,
-              list_name=p.list_name, issue=p.issue, occurred_at=p.occurred_at, payload=p.payload)
-        for p in webhook.read(message)
-    ]  # fmt: skip
+    events = [event_of(webhook.SOURCE, parsed) for parsed in webhook.read(message)]
     return record_and_apply(service, "ses", events, _changes)
 
 
