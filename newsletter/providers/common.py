@@ -1,11 +1,12 @@
-"""What providers do alike: secrets from the environment, API base URLs, Retry-After, and
-the age of a signed webhook delivery."""
+"""What providers do alike: secrets from the environment, API base URLs, Retry-After, packing
+recipients into requests, and the age of a signed webhook delivery."""
 
 from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from newsletter.errors import ConfigError
 
@@ -52,3 +53,32 @@ def timestamp_age(timestamp: str, tolerance: float, now: float | None = None) ->
     if abs(age) > tolerance:
         return f"timestamp is {age:.0f} s off (allowed: {tolerance:.0f} s)"
     return None
+
+
+def place(
+    open_requests: list[Any],
+    new: Callable[[], Any],
+    size: int,
+    address: str,
+    *,
+    max_items: int,
+    max_bytes: int,
+) -> tuple[Any, bool]:
+    """The first open request with room for one more recipient of `size` bytes (under
+    `max_items` recipients and `max_bytes`, `address` not in it yet), else a `new()` one
+    (True); the recipient's size and address are counted into it. A request has `items`,
+    `size` and `addresses`."""
+    for request in open_requests:
+        if (
+            len(request.items) < max_items
+            and address not in request.addresses
+            and request.size + size <= max_bytes
+        ):
+            opened = False
+            break
+    else:
+        request, opened = new(), True
+        open_requests.append(request)
+    request.size += size
+    request.addresses.add(address)
+    return request, opened

@@ -25,6 +25,7 @@ from newsletter.message import (
     wire_address,
 )
 from newsletter.providers.base import Provider, Result, SendOptions, Status, Step
+from newsletter.providers.common import place
 from newsletter.providers.mailgun import api
 
 HTML_VAR = "h{}"  # recipient variable names of the merge fields
@@ -206,22 +207,17 @@ class MailgunProvider(Provider):
                 reason = "the issue is too large for one Mailgun request (25 MB)"
                 refused[index] = Result(message.key, Status.REJECTED, reason)
                 continue
-            key = item.address.lower()
-            candidates = open_requests.setdefault(id(shared.campaign), [])
-            for request in candidates:
-                if (
-                    len(request.items) < api.MAX_RECIPIENTS
-                    and key not in request.addresses
-                    and request.size + item.size <= self.max_request_bytes
-                ):
-                    break
-            else:
-                request = _Request(shared, size=shared.size)
-                candidates.append(request)
+            request, opened = place(
+                open_requests.setdefault(id(shared.campaign), []),
+                lambda shared=shared: _Request(shared, size=shared.size),
+                item.size,
+                item.address.lower(),
+                max_items=api.MAX_RECIPIENTS,
+                max_bytes=self.max_request_bytes,
+            )
+            if opened:
                 requests_.append(request)
             request.items.append(item)
-            request.size += item.size
-            request.addresses.add(key)
         return [Step(tuple(i.index for i in r.items), r) for r in requests_], refused
 
     # --- transport -----------------------------------------------------------------------

@@ -27,6 +27,7 @@ from newsletter.message import (
     wire_address,
 )
 from newsletter.providers.base import Provider, Result, SendOptions, Status, Step
+from newsletter.providers.common import place
 from newsletter.providers.sendgrid import api
 from newsletter.providers.sendgrid.api import API_KEY_ENV
 from newsletter.tokens import address_id
@@ -252,21 +253,17 @@ class SendgridProvider(Provider):
                 reason = "the issue is too large for one SendGrid request"
                 refused[index] = Result(message.key, Status.REJECTED, reason)
                 continue
-            candidates = open_requests.setdefault(id(shared.campaign), [])
-            for request in candidates:
-                if (
-                    len(request.items) < MAX_PERSONALIZATIONS
-                    and item.address not in request.addresses
-                    and request.size + item.size <= self.max_request_bytes
-                ):
-                    break
-            else:
-                request = _Request(shared, size=shared.base_size)
-                candidates.append(request)
+            request, opened = place(
+                open_requests.setdefault(id(shared.campaign), []),
+                lambda shared=shared: _Request(shared, size=shared.base_size),
+                item.size,
+                item.address,
+                max_items=MAX_PERSONALIZATIONS,
+                max_bytes=self.max_request_bytes,
+            )
+            if opened:
                 requests.append(request)
             request.items.append(item)
-            request.size += item.size
-            request.addresses.add(item.address)
         steps = [Step(tuple(item.index for item in r.items), r) for r in requests]
         return steps, refused
 
