@@ -501,7 +501,27 @@ def substitute(text: str | None, substitutions: dict[str, str]) -> str | None:
     return pattern.sub(lambda m: substitutions[m.group(0)], text)
 
 
-class SendgridServer:
+class HttpLoopback:
+    """Start, stop and `with` for a loopback HTTP server that has .httpd, .thread and .release."""
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.release.set()  # whatever a scripted delay is waiting for
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class SendgridServer(HttpLoopback):
     """A threaded HTTP server that speaks SendGrid's v3 Mail Send contract on 127.0.0.1."""
 
     def __init__(
@@ -572,22 +592,6 @@ class SendgridServer:
                         )
                     )
         return out
-
-    def start(self) -> SendgridServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> SendgridServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 class _HTTPServer(ThreadingHTTPServer):

@@ -25,6 +25,8 @@ from email.utils import getaddresses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
+from loopback import HttpLoopback
+
 MAX_RECIPIENTS = 1000
 MAX_BYTES = 25_000_000
 MAX_SCHEDULE = 3 * 24 * 3600
@@ -80,7 +82,7 @@ def fill(text: str, variables: dict) -> str:
     return _VARIABLE.sub(lambda m: str(variables.get(m.group(1), "")), text)
 
 
-class MailgunServer:
+class MailgunServer(HttpLoopback):
     """A threaded HTTP server that speaks Mailgun's Messages API on 127.0.0.1."""
 
     def __init__(
@@ -129,22 +131,6 @@ class MailgunServer:
     def recipients(self) -> list[str]:
         """Every address a delivered message went to, once per message."""
         return [m["address"] for m in self.messages]
-
-    def start(self) -> MailgunServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> MailgunServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def _authorized(self, header: str | None) -> bool:
         scheme, _, value = (header or "").partition(" ")

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from email.utils import getaddresses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from loopback import HttpLoopback
+
 TEST_TOKEN = "POSTMARK_API_TEST"
 MAX_MESSAGES = 500
 MAX_REQUEST_BYTES = 50_000_000
@@ -125,7 +127,7 @@ def validate_message(message, senders: set[str], streams: set[str]) -> list[str]
     return to
 
 
-class PostmarkServer:
+class PostmarkServer(HttpLoopback):
     """A threaded HTTP server that speaks Postmark's /email/batch contract on 127.0.0.1."""
 
     def __init__(
@@ -178,22 +180,6 @@ class PostmarkServer:
     def recipients(self) -> list[str]:
         """Every address an accepted message went to, once per message."""
         return [addr for m in self.messages for _, addr in getaddresses([m["To"]])]
-
-    def start(self) -> PostmarkServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> PostmarkServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def process(self, path: str, headers, raw: bytes) -> tuple[int, object]:
         if path.rstrip("/") != "/email/batch":

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from loopback import HttpLoopback
+
 MAX_EMAILS = 100
 MAX_TO = 50
 MAX_KEY = 256
@@ -113,7 +115,7 @@ class Sent:
     id: str
 
 
-class ResendServer:
+class ResendServer(HttpLoopback):
     """A threaded HTTP server that speaks Resend's batch email contract on 127.0.0.1."""
 
     def __init__(self, api_key: str = "re_loopback", faults: Callable | None = None) -> None:
@@ -226,22 +228,6 @@ class ResendServer:
         if permissive:
             body["errors"] = errors
         return 200, body, {}
-
-    def start(self) -> ResendServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> ResendServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 class _Server(ThreadingHTTPServer):

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from loopback import HttpLoopback
+
 PATH = "/v2/email/outbound-emails"
 MAX_RAW_BYTES = 40 * 1024 * 1024
 MAX_DESTINATIONS = 50
@@ -54,7 +56,7 @@ class Sent:
     tags: dict[str, str]
 
 
-class SesServer:
+class SesServer(HttpLoopback):
     """A threaded HTTP server that speaks SES v2 SendEmail (raw content) on 127.0.0.1."""
 
     def __init__(
@@ -102,22 +104,6 @@ class SesServer:
 
     def recipients(self) -> list[str]:
         return [to for m in self.messages for to in m.to]
-
-    def start(self) -> SesServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> SesServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def process(self, method: str, path: str, headers, raw: bytes) -> tuple[int, dict]:
         try:
