@@ -112,6 +112,15 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    # None: the files store (CSV lists, SQLite in .newsletter/); postgresql://...: PostgreSQL.
+    # A password belongs in NEWSLETTER_STORE_URL or PGPASSWORD, never in the file.
+    url: str | None = None
+    pool_size: int = 10  # connections one `serve` process keeps open
+    lease_seconds: float = 60.0  # a sender's claim on a batch; after it, the batch is unknown
+
+
+@dataclass(frozen=True)
 class DoctorConfig:
     nameservers: list[str] = field(default_factory=list)  # host or host:port; [] = the system's
     dkim_selectors: list[str] = field(default_factory=list)  # [] = the provider's usual ones
@@ -140,6 +149,7 @@ class Config:
     mailgun: MailgunConfig = field(default_factory=MailgunConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     # Where the file was found; every workspace path is relative to it.
     root: Path = Path(".")
     path: Path | None = None
@@ -184,6 +194,7 @@ SECTIONS: dict[str, type] = {
     "mailgun": MailgunConfig,
     "serve": ServeConfig,
     "doctor": DoctorConfig,
+    "store": StoreConfig,
 }
 _INTERNAL = {"root", "path"}
 
@@ -248,7 +259,23 @@ def config_from_dict(
         env_name = ENV_PREFIX + "DOCTOR_SERVE_URL"
         where = env_name if env_name in env else f"{source}: doctor.serve_url"
         check_base_url(config.doctor.serve_url, where)
+    if config.store.url is not None:
+        _check_store_url(config.store.url, env, source)
     return dataclasses.replace(config, root=root, path=path)
+
+
+def _check_store_url(value: str, env: Mapping[str, str], source: str) -> None:
+    """A postgresql:// URL; with a password only when it comes from the environment."""
+    from_env = ENV_PREFIX + "STORE_URL" in env
+    where = ENV_PREFIX + "STORE_URL" if from_env else f"{source}: store.url"
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"{where}: must be a postgresql:// URL (or absent for the files store)")
+    if not from_env and parts.password:
+        raise ConfigError(
+            f"{where}: holds a password; put the URL in NEWSLETTER_STORE_URL or the password "
+            "in PGPASSWORD (or ~/.pgpass), never in newsletter.toml"
+        )
 
 
 # RFC 3986 characters, less those that would end a `<url>` in List-Unsubscribe or an HTML attribute.

@@ -58,6 +58,12 @@ class ProviderError(NewsletterError):
     exit_code = ExitCode.PROVIDER
 
 
+class StoreError(NewsletterError):
+    """The PostgreSQL store cannot be reached, is at another schema version, or refused a change."""
+
+    exit_code = ExitCode.CONFIG
+
+
 class SendError(NewsletterError):
     """A send cannot start or cannot go on."""
 

@@ -69,3 +69,34 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One real PostgreSQL server for the whole session (tests/pg_server.py)."""
+    from pg_server import PgServer
+
+    server = PgServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A throwaway, empty database on the session's PostgreSQL server; its URL."""
+    return pg_server.fresh_database()
+
+
+@pytest.fixture
+def pg_workspace(workspace: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test workspace pointed at a fresh, migrated PostgreSQL database."""
+    import psycopg
+
+    from newsletter.store import migrations
+
+    monkeypatch.setenv("NEWSLETTER_STORE_URL", pg_url)
+    with psycopg.connect(pg_url) as conn:
+        migrations.migrate(conn)
+    return workspace

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from newsletter.cli import archive, doctor, issues, send, serve, subscribers
+from newsletter.cli import archive, doctor, issues, send, serve, store, subscribers
 from newsletter.errors import ExitCode, NewsletterError
 
 
@@ -77,6 +77,7 @@ for command in (
     app.command()(command)
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(archive.app, name="archive")
+app.add_typer(store.app, name="store")
 
 
 def main() -> None:
