@@ -23,6 +23,7 @@ runner = CliRunner()
 
 COMMANDS = [
     "init", "new", "preview", "doctor", "send", "status", "serve", "subscribers", "archive",
+    "store",
 ]  # fmt: skip
 SUBSCRIBER_COMMANDS = [
     "list", "count", "add", "remove", "forget", "import", "export", "validate", "sync",
