@@ -264,6 +264,10 @@ def import_(
         bool, typer.Option(help="Also update names and fields of addresses already in the list.")
     ] = False,
     check_deliverability: DeliverabilityOption = False,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="Tag every imported address with TAG (repeatable)."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Import a CSV export (Mailchimp, Substack, Buttondown, listmonk or plain CSV) into a list.
@@ -280,6 +284,7 @@ def import_(
         mapping=mapping,
         update=update,
         check_deliverability=check_deliverability,
+        tags=tag or (),
     )
     typer.echo(
         f"Imported {subs.display(file)} into {report.list_name} ({report.format} format): "
@@ -309,6 +314,47 @@ def import_(
         raise SubscriberError(
             "every row was rejected; nothing was imported", where=subs.display(file)
         )
+
+
+TagsArgument = Annotated[list[str], typer.Argument(help="One or more tags.")]
+
+
+@app.command()
+def tag(
+    email: Annotated[str, typer.Argument(help="Address to tag.")],
+    tags: TagsArgument,
+    list_name: ListOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Add tags to an address (the list's `tags` column).
+
+    Example: newsletter subscribers tag ada@example.org python early-reader --list main
+    """
+    _tag(email, tags, list_name, config, remove=False)
+
+
+@app.command()
+def untag(
+    email: Annotated[str, typer.Argument(help="Address to untag.")],
+    tags: TagsArgument,
+    list_name: ListOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Take tags away from an address.
+
+    Example: newsletter subscribers untag ada@example.org early-reader --list main
+    """
+    _tag(email, tags, list_name, config, remove=True)
+
+
+def _tag(email: str, tags: list[str], list_name: str | None, config, *, remove: bool) -> None:
+    cfg = load(config)
+    target = list_name or cfg.list
+    after = subs.tag_subscriber(cfg.subscribers_dir, target, email, tags, remove=remove)
+    if after is None:
+        typer.echo(f"{email.strip()} in {target}: nothing changed.")
+    else:
+        typer.echo(f"{email.strip()} in {target}: tags {', '.join(after) or '(none)'}.")
 
 
 @app.command()
