@@ -210,3 +210,16 @@ def test_sql_selects_what_the_evaluator_selects(subscribers_table, tree):
         params,
     ).fetchall()
     assert [key for (key,) in found] == [s.key for s in ROWS if segment.matches(s)], text_of(tree)
+
+
+def test_on_postgresql_count_and_columns_come_from_one_query_each(subscribers_table):
+    from newsletter.segments import SegmentError, pg
+
+    assert pg.columns(subscribers_table, "main")[-2:] == ["country", "seats"]
+    segment = pg.checked(subscribers_table, "main", compile_segment("tag:python and seats >= 9"))
+    expected = sum(1 for s in ROWS if segment.matches(s))
+    assert expected and pg.count(subscribers_table, "main", segment)["subscribed"] == expected
+    assert pg.count(subscribers_table, "other")["subscribed"] == 1  # NULL status: subscribed
+    with pytest.raises(SegmentError) as caught:
+        pg.checked(subscribers_table, "main", compile_segment("contry = UA"))
+    assert str(caught.value).startswith("--segment: col 1: unknown column 'contry'")

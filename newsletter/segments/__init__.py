@@ -2,7 +2,7 @@
 
 `tag:python and country = "UA" and not tag:paused`, `subscribed_at >= 2026-01-01`: parsed by
 syntax.py into a tree (never eval'ed), run over each Subscriber by evaluate.py (the files
-store) or turned into one SQL condition by sql.py (PostgreSQL).
+store) or turned into one SQL condition by sql.py (PostgreSQL; pg.py runs it).
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ from pathlib import Path
 from newsletter.segments.syntax import Node, SegmentError, columns_of, parse
 from newsletter.subscribers.model import COLUMNS, TAGS, Subscriber
 
-__all__ = ["Segment", "SegmentError", "compile_segment", "for_list", "list_columns"]
+__all__ = [
+    "Segment",
+    "SegmentError",
+    "check_columns",
+    "compile_segment",
+    "for_list",
+    "list_columns",
+]
 
 
 @dataclass(frozen=True)
