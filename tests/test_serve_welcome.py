@@ -76,6 +76,11 @@ def test_confirming_sends_the_welcome_once_not_again_after_a_restart_or_a_repeat
         assert book.counts("welcome") == {"main": {"sent": 1}}
     status = CliRunner().invoke(app, ["status", "issues/welcome.md"])
     assert "  list main: 1 sent" in status.output
+    html = message.get_body(("html",)).get_content()
+    assert "/archive/" not in html and "/issues/welcome" not in html  # not published: no web link
+    built = CliRunner().invoke(app, ["archive", "build", "--out", "site"])
+    assert built.exit_code == 0, built.output
+    assert not (workspace / "site" / "welcome.html").exists()
 
 
 def test_a_welcome_that_cannot_be_sent_never_fails_the_confirmation(workspace):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from newsletter.config import Config
@@ -107,7 +107,8 @@ class Welcome:
         cached = self._campaigns.get((list_name, path))
         if cached is not None and cached[0] == mtime:
             return cached[1]
-        issue = load_issue(path)
+        # Not in the archive (site.entries leaves welcomes out), so no "view in browser" link.
+        issue = replace(load_issue(path), archive=False)
         checked = check_issue(
             self.config, issue, list_name=list_name, secret=self.secret, sending=True
         )
