@@ -25,7 +25,7 @@ COMMANDS = [
     "init", "new", "preview", "doctor", "send", "status", "serve", "subscribers", "archive",
 ]  # fmt: skip
 SUBSCRIBER_COMMANDS = [
-    "list", "count", "add", "remove", "forget", "import", "export", "validate", "sync",
+    "list", "count", "add", "remove", "forget", "import", "tag", "untag", "export", "validate", "sync",
 ]  # fmt: skip
 
 
