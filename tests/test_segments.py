@@ -109,6 +109,7 @@ def test_send_with_a_segment_mails_only_it_and_status_shows_it(tagged):
     result = run("send", "issues/merge.md", "--yes", "--segment", "tag:python and not tag:paused")
     assert result.exit_code == 0, result.output
     assert "Segment:    tag:python and not tag:paused" in result.output
+    assert "Recipients: 2 (left out: 1 unsubscribed, 1 outside the segment)" in result.output
     assert outbox(tagged, "merge") == ["ada@example.org", "alan@example.com"]
     status = run("status", "issues/merge.md")
     assert "  list main (segment: tag:python and not tag:paused): 2 sent" in status.output

@@ -83,9 +83,17 @@ class Prepared:
         )
         if self.segment is None:
             return found
-        matches = self.segment.matches
+        return _in_segment(found, self.segment, dropped)
+
+
+def _in_segment(found: Iterator, segment: Segment, dropped) -> Iterator:
+    matches = segment.matches
+    for recipient in found:
         # A bad row stays in, so the send still reports it (its fields cannot be trusted).
-        return (r for r in found if not isinstance(r, Subscriber) or matches(r))
+        if not isinstance(recipient, Subscriber) or matches(recipient):
+            yield recipient
+        elif dropped is not None:
+            dropped.outside_segment += 1
 
 
 def prepare(
