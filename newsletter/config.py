@@ -112,6 +112,16 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class SubscribeConfig:
+    # An issue file mailed by `serve` to each address that confirms (once per address).
+    welcome: str | None = None  # for every list
+    welcome_lists: dict[str, str] = field(default_factory=dict)  # a list's own; "" = none
+
+    def welcome_for(self, list_name: str) -> str | None:
+        return self.welcome_lists.get(list_name, self.welcome) or None
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     # None: the files store (CSV lists, SQLite in .newsletter/); postgresql://...: PostgreSQL.
     # A password belongs in NEWSLETTER_STORE_URL or PGPASSWORD, never in the file.
@@ -150,6 +160,7 @@ class Config:
     serve: ServeConfig = field(default_factory=ServeConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    subscribe: SubscribeConfig = field(default_factory=SubscribeConfig)
     # Where the file was found; every workspace path is relative to it.
     root: Path = Path(".")
     path: Path | None = None
@@ -195,6 +206,7 @@ SECTIONS: dict[str, type] = {
     "serve": ServeConfig,
     "doctor": DoctorConfig,
     "store": StoreConfig,
+    "subscribe": SubscribeConfig,
 }
 _INTERNAL = {"root", "path"}
 
@@ -389,6 +401,13 @@ def _coerce(value, hint, where: str, from_env: bool = False):
             return None
         hint = next(a for a in args if a is not type(None))
     origin = typing.get_origin(hint)
+    if origin is dict:  # names to strings: a TOML table, or NAME=VALUE,... in the environment
+        if from_env:
+            pairs = (part.partition("=") for part in value.split(",") if part.strip())
+            return {k.strip(): v.strip() for k, _, v in pairs}
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return dict(value)
+        raise ConfigError(f"{where}: expected a table of strings, got {_kind(value)}")
     if origin is list:
         if from_env:
             return [part.strip() for part in value.split(",") if part.strip()]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
@@ -26,6 +26,7 @@ def open_db(
     *,
     name: str,
     synchronous: str = "NORMAL",
+    upgrades: Mapping[int, str] | None = None,
 ) -> sqlite3.Connection:
     """A connection to path (None: in memory), its schema created or checked; `error` if not.
 
@@ -49,6 +50,8 @@ def open_db(
         found = db.execute("PRAGMA user_version").fetchone()[0]
         if found == 0:
             db.executescript(f"BEGIN IMMEDIATE; {schema}; PRAGMA user_version = {version}; COMMIT;")
+        elif found < version and upgrades:
+            _upgrade(db, found, version, upgrades)
     except sqlite3.Error as exc:
         if db is not None:
             db.close()
@@ -61,6 +64,24 @@ def open_db(
             where=where,
         )
     return db
+
+
+def _upgrade(db: sqlite3.Connection, found: int, version: int, upgrades: Mapping[int, str]) -> None:
+    """Bring an older file up to `version`, one step at a time, each in its own transaction."""
+    for step in range(found + 1, version + 1):
+        db.execute("BEGIN IMMEDIATE")
+        # Another process may have upgraded it while this one waited for the lock.
+        if db.execute("PRAGMA user_version").fetchone()[0] >= step:
+            db.execute("COMMIT")
+            continue
+        try:
+            # execute, not executescript: that would commit the BEGIN above first.
+            db.execute(upgrades[step])
+            db.execute(f"PRAGMA user_version = {step}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
 
 class Database:
@@ -76,12 +97,15 @@ class Database:
         *,
         name: str,
         synchronous: str = "NORMAL",
+        upgrades: Mapping[int, str] | None = None,
     ) -> None:
         self.path = path
         self.error = error
         self.name = name
         self._lock = threading.RLock()
-        self._db = open_db(path, schema, version, error, name=name, synchronous=synchronous)
+        self._db = open_db(
+            path, schema, version, error, name=name, synchronous=synchronous, upgrades=upgrades
+        )
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:

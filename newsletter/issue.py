@@ -15,6 +15,7 @@ from newsletter.language import dir_problem, lang_problem
 
 FRONT_MATTER_KEYS = {
     "title", "subject", "preheader", "date", "template", "list", "lang", "dir", "archive",
+    "segment",
 }  # fmt: skip
 _FENCE = re.compile(r"^---[ \t]*$")
 _SLUG_STRIP = re.compile(r"[^a-z0-9]+")
@@ -45,6 +46,7 @@ class Issue:
     lang: str | None = None  # None: newsletter.toml's
     dir: str | None = None
     archive: bool = True  # False: never in the public archive, the feed or a "view in browser" link
+    segment: str | None = None  # who of the list it goes to (newsletter.segments), checked to parse
     # line of each front matter key, so errors about a value can name it
     key_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
 
@@ -138,6 +140,11 @@ def parse_issue(text: str, path: Path) -> Issue:
     ):
         if problem:
             raise IssueError(problem, where=f"{path}:{key_lines.get(key, 1)}")
+    segment = text("segment")
+    if segment is not None:
+        from newsletter.segments import compile_segment
+
+        compile_segment(segment, where=f"{path}:{key_lines.get('segment', 1)}: segment")
     return Issue(
         path=path,
         slug=slugify(path.stem),
@@ -152,6 +159,7 @@ def parse_issue(text: str, path: Path) -> Issue:
         lang=lang,
         dir=direction,
         archive=archive,
+        segment=segment,
         key_lines=key_lines,
     )
 

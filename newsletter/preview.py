@@ -10,7 +10,13 @@ from newsletter.config import Config
 from newsletter.errors import OutputError
 from newsletter.files import make_folder, show
 from newsletter.render import Renderer
-from newsletter.sample import SAMPLE_RECIPIENT, CheckedIssue, check_issue, find_recipient
+from newsletter.sample import (
+    SAMPLE_RECIPIENT,
+    CheckedIssue,
+    check_issue,
+    find_recipient,
+    segment_recipient,
+)
 from newsletter.tokens import load_secret
 
 
@@ -36,6 +42,7 @@ def preview(
     as_email: str | None = None,
     renderer: Renderer | None = None,
     check_links: bool = False,
+    segment: str | None = None,
 ) -> PreviewResult:
     """Render and check an issue (spam score too) and write what a sample recipient would get."""
     from newsletter.issue import load_issue
@@ -43,7 +50,9 @@ def preview(
     issue = load_issue(issue_path)
     list_name = issue.list or config.list
     recipient, name = dict(SAMPLE_RECIPIENT), ""
-    if as_email:
+    if segment:  # as a reader in it: --as when it is, else the first one
+        recipient, name, as_email = segment_recipient(config, list_name, segment, as_email)
+    elif as_email:
         recipient, name = find_recipient(config, list_name, as_email)
     checked = check_issue(
         config,

@@ -51,6 +51,31 @@ def find_recipient(config: Config, list_name: str, email: str) -> tuple[dict[str
     raise SubscriberError(f"{email} is not in the list {list_name!r}", where=str(path))
 
 
+def segment_recipient(
+    config: Config, list_name: str, segment: str, email: str | None = None
+) -> tuple[dict[str, str], str, str]:
+    """(merge fields, name, address) of a subscriber in the segment: `email` when it is in
+    it (else an error), or the list's first subscribed row the segment matches."""
+    from newsletter.segments import for_list
+    from newsletter.subscribers import iter_subscribers, list_path
+
+    chosen = for_list(config.subscribers_dir, list_name, segment)
+    wanted = email.strip().lower() if email else None
+    path = list_path(config.subscribers_dir, list_name)
+    for sub in iter_subscribers(path):
+        if wanted is not None:
+            if sub.key != wanted and sub.email.lower() != wanted:
+                continue
+            if not chosen.matches(sub):
+                raise SubscriberError(f"{email} is not in the segment {segment!r}", where=str(path))
+        elif sub.status != "subscribed" or not chosen.matches(sub):
+            continue
+        return sub.merge_fields(), sub.name, sub.email
+    if wanted is not None:
+        raise SubscriberError(f"{email} is not in the list {list_name!r}", where=str(path))
+    raise SubscriberError(f"no subscriber matches the segment {segment!r}", where=str(path))
+
+
 def sample_message(
     config: Config,
     rendered: Rendered,

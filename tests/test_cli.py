@@ -26,7 +26,7 @@ COMMANDS = [
     "store",
 ]  # fmt: skip
 SUBSCRIBER_COMMANDS = [
-    "list", "count", "add", "remove", "forget", "import", "export", "validate", "sync",
+    "list", "count", "add", "remove", "forget", "import", "tag", "untag", "export", "validate", "sync",
 ]  # fmt: skip
 
 

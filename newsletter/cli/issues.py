@@ -100,6 +100,10 @@ def preview(
     check_links: Annotated[
         bool, typer.Option("--check-links", help="Request every link and image; warn on broken.")
     ] = False,
+    segment: Annotated[
+        str | None,
+        typer.Option(help="Preview as a subscriber in this segment (--as: check they are in it)."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Render an issue, check it, and write build/<slug>/email.html, .txt, .eml and .mjml.
@@ -109,7 +113,7 @@ def preview(
     Example: newsletter preview issues/2022-01-21-nato-weekly-roundup-week-of-january-21st.md --serve
     """
     cfg = load(config)
-    result = _first_preview(cfg, issue, as_email, check_links, keep_going=serve)
+    result = _first_preview(cfg, issue, as_email, check_links, keep_going=serve, segment=segment)
     problems = []
     if result is not None:
         problems = show.preview_report(result)
@@ -132,13 +136,15 @@ def preview(
         raise typer.Exit(int(ExitCode.CHECKS_FAILED))
 
 
-def _first_preview(cfg, issue: Path, as_email: str | None, check_links: bool, keep_going: bool):
+def _first_preview(
+    cfg, issue: Path, as_email: str | None, check_links: bool, keep_going: bool, segment=None
+):
     """The preview's result; with --serve an issue error is shown and the page keeps trying."""
     from newsletter.errors import ConfigError, NewsletterError
     from newsletter.preview import preview as run_preview
 
     try:
-        return run_preview(cfg, issue, as_email=as_email, check_links=check_links)
+        return run_preview(cfg, issue, as_email=as_email, check_links=check_links, segment=segment)
     except NewsletterError as exc:
         if not keep_going or isinstance(exc, ConfigError):
             raise

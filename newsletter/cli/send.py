@@ -68,6 +68,13 @@ def send(
     as_email: Annotated[
         str | None, typer.Option("--as", help="With --test-to: use this subscriber's fields.")
     ] = None,
+    segment: Annotated[
+        str | None,
+        typer.Option(
+            help="Only subscribers it matches, e.g. 'tag:python and country = \"UA\"' "
+            "(default: the issue's segment:)."
+        ),
+    ] = None,
     config_path: ConfigOption = None,
 ) -> None:
     """Send an issue to a list: checks, confirmation, progress, and a summary.
@@ -89,6 +96,7 @@ def send(
         provider=provider,
         test_to=test_to or (),
         as_email=as_email,
+        segment=segment,
         workers=workers,
         rate=rate,
         limit=limit,

@@ -62,6 +62,10 @@ def plan(prepared, plan, settings, send_at: int | None, book: ledger.Ledger) -> 
         f"Issue:      {prepared.checked.issue.path}",
         f"Subject:    {prepared.subject}",
         f"List:       {prepared.list_name}" if not prepared.is_test else "List:       (test send)",
+    ]
+    if prepared.segment is not None:
+        lines.append(f"Segment:    {prepared.segment.text}")
+    lines += [
         f"Provider:   {prepared.provider} ({plural(settings.workers, 'worker')}, {rate})",
     ]
     if send_at:
@@ -275,6 +279,7 @@ def status(book: ledger.Ledger, slug: str, recipients: bool) -> None:
         typer.echo(f"No sends of {slug} are recorded.")
         return
     sending = book.is_sending(slug)
+    segments = book.segments(slug)
 
     def state_of(state: str) -> str:  # nobody is sending: what is still in flight is unknown
         return ledger.UNKNOWN if state == ledger.IN_FLIGHT and not sending else state
@@ -285,7 +290,9 @@ def status(book: ledger.Ledger, slug: str, recipients: bool) -> None:
         for state, number in by_state.items():
             merged[state_of(state)] = merged.get(state_of(state), 0) + number
         parts = [f"{merged[s]:,} {LABELS[s]}" for s in ledger.STATES if s in merged]
-        typer.echo(f"  list {list_name}: {', '.join(parts)}")
+        used = segments.get(list_name, [])
+        shown = f" (segment: {'; '.join(u or 'whole list' for u in used)})" if any(used) else ""
+        typer.echo(f"  list {list_name}{shown}: {', '.join(parts)}")
     if recipients:
         for row in book.rows(slug):
             fields = [row.list, row.email, state_of(row.state), str(row.attempts), row.updated_at]

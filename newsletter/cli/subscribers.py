@@ -59,6 +59,10 @@ ListOption = Annotated[
         "--list", "-l", help="List name (subscribers/NAME.csv); default: `list` in config."
     ),
 ]
+SegmentOption = Annotated[
+    str | None,
+    typer.Option(help="Only rows in this segment, e.g. 'tag:python and country = \"UA\"'."),
+]
 DeliverabilityOption = Annotated[
     bool,
     typer.Option("--check-deliverability", help="Also look up each domain's MX records in DNS."),
@@ -81,6 +85,7 @@ def list_(
     status: Annotated[Status | None, typer.Option(help="Only rows with this status.")] = None,
     page: Annotated[int, typer.Option(min=1, help="Page to show.")] = 1,
     per_page: Annotated[int, typer.Option(min=1, help="Rows per page.")] = 50,
+    segment: SegmentOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Show the lists and their counts by status, or the rows of one list.
@@ -93,8 +98,10 @@ def list_(
         _show_lists(folder)
         return
     wanted = status.value if status else None
-    found = subs.page(folder, name, status=wanted, number=page, per_page=per_page)
+    chosen = _segment(folder, name, segment)
+    found = subs.page(folder, name, status=wanted, number=page, per_page=per_page, segment=chosen)
     suffix = f" with status {wanted}" if wanted else ""
+    suffix += f" in segment {segment}" if segment else ""
     if not found.subscribers:
         typer.echo(f"No rows in {name}{suffix} on page {page} ({found.total} in all).")
         return
@@ -139,14 +146,27 @@ def _show_lists(folder: Path) -> None:
         typer.echo(f"{addresses} in {where} (never mailed).")
 
 
+def _segment(folder: Path, list_name: str, text: str | None):
+    """--segment checked against the list's columns (None without it)."""
+    if text is None:
+        return None
+    from newsletter.segments import for_list
+
+    return for_list(folder, list_name, text)
+
+
 @app.command()
-def count(name: ListArgument = None, config: ConfigOption = None) -> None:
+def count(
+    name: ListArgument = None, segment: SegmentOption = None, config: ConfigOption = None
+) -> None:
     """Count a list's rows by status (fast: rows are not checked).
 
-    Example: newsletter subscribers count main
+    Example: newsletter subscribers count main --segment 'tag:python and not tag:paused'
     """
     cfg = load(config)
-    by_status = subs.count(cfg.subscribers_dir, name or cfg.list)
+    target = name or cfg.list
+    chosen = _segment(cfg.subscribers_dir, target, segment)
+    by_status = subs.count(cfg.subscribers_dir, target, segment=chosen)
     by_status["total"] = sum(by_status.values())
     width = max(map(len, by_status))
     for status, number in by_status.items():
@@ -264,6 +284,10 @@ def import_(
         bool, typer.Option(help="Also update names and fields of addresses already in the list.")
     ] = False,
     check_deliverability: DeliverabilityOption = False,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="Tag every imported address with TAG (repeatable)."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Import a CSV export (Mailchimp, Substack, Buttondown, listmonk or plain CSV) into a list.
@@ -280,6 +304,7 @@ def import_(
         mapping=mapping,
         update=update,
         check_deliverability=check_deliverability,
+        tags=tag or (),
     )
     typer.echo(
         f"Imported {subs.display(file)} into {report.list_name} ({report.format} format): "
@@ -309,6 +334,47 @@ def import_(
         raise SubscriberError(
             "every row was rejected; nothing was imported", where=subs.display(file)
         )
+
+
+TagsArgument = Annotated[list[str], typer.Argument(help="One or more tags.")]
+
+
+@app.command()
+def tag(
+    email: Annotated[str, typer.Argument(help="Address to tag.")],
+    tags: TagsArgument,
+    list_name: ListOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Add tags to an address (the list's `tags` column).
+
+    Example: newsletter subscribers tag ada@example.org python early-reader --list main
+    """
+    _tag(email, tags, list_name, config, remove=False)
+
+
+@app.command()
+def untag(
+    email: Annotated[str, typer.Argument(help="Address to untag.")],
+    tags: TagsArgument,
+    list_name: ListOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Take tags away from an address.
+
+    Example: newsletter subscribers untag ada@example.org early-reader --list main
+    """
+    _tag(email, tags, list_name, config, remove=True)
+
+
+def _tag(email: str, tags: list[str], list_name: str | None, config, *, remove: bool) -> None:
+    cfg = load(config)
+    target = list_name or cfg.list
+    after = subs.tag_subscriber(cfg.subscribers_dir, target, email, tags, remove=remove)
+    if after is None:
+        typer.echo(f"{email.strip()} in {target}: nothing changed.")
+    else:
+        typer.echo(f"{email.strip()} in {target}: tags {', '.join(after) or '(none)'}.")
 
 
 @app.command()

@@ -76,7 +76,10 @@ class _Run:
             return self._finish(None)
         # The list is read in a process forked before any thread of ours starts.
         with ledger.claim(prepared.slug), self._read_ahead() as built:
-            self.run_id = ledger.start_run(prepared.slug, prepared.list_name, prepared.provider)
+            segment = prepared.segment.text if prepared.segment else None
+            self.run_id = ledger.start_run(
+                prepared.slug, prepared.list_name, prepared.provider, segment
+            )
             if not prepared.is_test:
                 ledger.clear_invalid(prepared.slug, prepared.list_name)
             delivery = Delivery(prepared, ledger, self.settings, self.tally, self.run_id)

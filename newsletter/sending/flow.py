@@ -47,6 +47,7 @@ def send(
     provider: str | None = None,
     test_to: Iterable[str] = (),
     as_email: str | None = None,
+    segment: str | None = None,
     workers: int | None = None,
     rate: float | None = None,
     limit: int | None = None,
@@ -74,6 +75,7 @@ def send(
         provider=provider,
         test_to=test_to,
         as_email=as_email,
+        segment=segment,
     )
     settings = settings_for(
         config,

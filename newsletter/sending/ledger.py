@@ -23,7 +23,7 @@ from newsletter.errors import SendError
 from newsletter.sending import journal, recovery
 
 LEDGER_NAME = "ledger.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 IN_FLIGHT = "in_flight"  # handed (or about to be handed) to the provider, no answer yet
 SENT = "sent"  # the provider accepted it
@@ -43,7 +43,8 @@ CREATE TABLE runs (
     provider TEXT NOT NULL,
     started_at TEXT NOT NULL,
     finished_at TEXT,
-    outcome TEXT
+    outcome TEXT,
+    segment TEXT
 );
 CREATE TABLE recipients (
     issue TEXT NOT NULL,
@@ -62,6 +63,8 @@ CREATE TABLE recipients (
     PRIMARY KEY (issue, key)
 ) WITHOUT ROWID;
 """
+# Version 2: a run records the segment it sent to (NULL: the whole list).
+_UPGRADES = {2: "ALTER TABLE runs ADD COLUMN segment TEXT"}
 _CHUNK = 1000  # keys per statement (a send batch), fewer where SQLite allows fewer variables
 
 
@@ -100,7 +103,9 @@ class Ledger(Database):
 
     def __init__(self, path: Path | None) -> None:
         """Open (creating it if needed) the ledger at path; None keeps it in memory only."""
-        super().__init__(path, _SCHEMA, SCHEMA_VERSION, SendError, name="the send ledger")
+        super().__init__(
+            path, _SCHEMA, SCHEMA_VERSION, SendError, name="the send ledger", upgrades=_UPGRADES
+        )
         self._fit_statements()
         recovery.apply_journals(self)
 
@@ -189,13 +194,29 @@ class Ledger(Database):
             idle = [key for key, step in steps if step == journal.IDLE]
             self._release(db, issue, idle, NOT_HANDED, stamp)
 
-    def start_run(self, issue: str, list_name: str, provider: str) -> int:
+    def start_run(
+        self, issue: str, list_name: str, provider: str, segment: str | None = None
+    ) -> int:
         with self.connect() as db:
             cursor = db.execute(
-                "INSERT INTO runs (issue, list, provider, started_at) VALUES (?, ?, ?, ?)",
-                (issue, list_name, provider, now()),
+                "INSERT INTO runs (issue, list, provider, started_at, segment) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (issue, list_name, provider, now(), segment),
             )
             return int(cursor.lastrowid)
+
+    def segments(self, issue: str) -> dict[str, list[str]]:
+        """List -> the segments its runs of the issue used, first used first ("" = whole list)."""
+        with self.connect() as db:
+            rows = db.execute(
+                "SELECT list, coalesce(segment, '') FROM runs WHERE issue = ? ORDER BY id",
+                (issue,),
+            ).fetchall()
+        out: dict[str, list[str]] = {}
+        for list_name, segment in rows:
+            if segment not in out.setdefault(list_name, []):
+                out[list_name].append(segment)
+        return out
 
     def finish_run(self, run: int, outcome: str) -> None:
         self._write(

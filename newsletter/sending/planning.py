@@ -79,5 +79,6 @@ def count_left_out(prepared: Prepared, plan: Plan, dropped) -> None:
         return
     reasons = {**dropped.not_subscribed, "suppressed": dropped.suppressed}
     reasons["repeated"] = dropped.repeated
+    reasons["outside the segment"] = dropped.outside_segment
     reasons["invalid"] = plan.invalid
     plan.left_out = {why: n for why, n in reasons.items() if n}

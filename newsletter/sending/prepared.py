@@ -12,8 +12,10 @@ from newsletter.message import Campaign
 from newsletter.providers import get_provider_class
 from newsletter.render import fill
 from newsletter.sample import CheckedIssue, check_issue, find_recipient
+from newsletter.segments import Segment
 from newsletter.sending.ledger import LEDGER_NAME, Ledger
 from newsletter.sending.options import OptionError
+from newsletter.subscribers.model import Subscriber
 from newsletter.tokens import load_secret
 
 TEST_PREFIX = "[TEST] "
@@ -48,6 +50,7 @@ class Prepared:
     list_name: str
     provider: str
     test_recipients: list[SampleRecipient] = field(default_factory=list)
+    segment: Segment | None = None  # only the list's subscribers it matches
 
     @property
     def slug(self) -> str:
@@ -75,9 +78,22 @@ class Prepared:
 
         config = self.config
         withdrawn = optouts.withdrawn(config.state_dir, self.list_name, self.campaign.secret)
-        return sendable(
+        found = sendable(
             config.subscribers_dir, self.list_name, dropped, withdrawn, skip_bad_rows=True
         )
+        if self.segment is None:
+            return found
+        return _in_segment(found, self.segment, dropped)
+
+
+def _in_segment(found: Iterator, segment: Segment, dropped) -> Iterator:
+    matches = segment.matches
+    for recipient in found:
+        # A bad row stays in, so the send still reports it (its fields cannot be trusted).
+        if not isinstance(recipient, Subscriber) or matches(recipient):
+            yield recipient
+        elif dropped is not None:
+            dropped.outside_segment += 1
 
 
 def prepare(
@@ -88,6 +104,7 @@ def prepare(
     provider: str | None = None,
     test_to: Iterable[str] = (),
     as_email: str | None = None,
+    segment: str | None = None,
 ) -> Prepared:
     """Render and check the issue (ChecksFailed on errors) and set up the campaign."""
     from newsletter.issue import load_issue
@@ -125,7 +142,20 @@ def prepare(
         config, checked.rendered, list_name, secret, subject_prefix=TEST_PREFIX if test_to else ""
     )
     recipients = [_test_recipient(address, fields, name) for address in test_to]
-    return Prepared(config, checked, campaign, list_name, provider, recipients)
+    chosen = list_segment(config, list_name, segment, issue) if not test_to else None
+    return Prepared(config, checked, campaign, list_name, provider, recipients, chosen)
+
+
+def list_segment(config: Config, list_name: str, text: str | None, issue=None) -> Segment | None:
+    """--segment (or else the issue's `segment:`), checked against the list's columns."""
+    from newsletter.segments import for_list
+
+    where = "--segment"
+    if text is None and issue is not None and issue.segment:
+        text, where = issue.segment, f"{issue.where('segment')}: segment"
+    if not text:
+        return None
+    return for_list(config.subscribers_dir, list_name, text, where=where)
 
 
 def _test_recipient(address: str, fields: dict[str, str], name: str) -> SampleRecipient:

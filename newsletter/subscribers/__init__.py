@@ -15,6 +15,7 @@ from newsletter.subscribers.changes import (
     forget,
     remove_subscriber,
     set_status,
+    tag_subscriber,
 )
 from newsletter.subscribers.csvfile import (
     MAX_LINE,
@@ -123,6 +124,7 @@ __all__ = [
     "suppression_reason",
     "suppression_reasons",
     "suppressions_path",
+    "tag_subscriber",
     "validate",
     "validate_file",
     "Withdrawn",

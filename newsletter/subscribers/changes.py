@@ -16,13 +16,17 @@ from newsletter.subscribers.model import (
     STATUS_RANK,
     STATUSES,
     SUPPRESSION_COLUMNS,
+    TAGS,
     Subscriber,
     address_matcher,
+    checked_tags,
     existing_list,
+    format_tags,
     key_of,
     known_status,
     list_names,
     list_path,
+    parse_tags,
     suppression_hash,
     suppressions_path,
     utc_now,
@@ -125,10 +129,10 @@ def add_subscriber(
     """
     known_status(status)
     for key in fields or {}:
-        if not FIELD_NAME.fullmatch(key) or key.lower() in COLUMNS:
+        if not FIELD_NAME.fullmatch(key) or key.lower() in (*COLUMNS, TAGS):
             raise SubscriberError(
                 f"invalid field name {key!r}: use letters, digits, '_' and '-', "
-                f"and none of {', '.join(COLUMNS)}"
+                f"and none of {', '.join((*COLUMNS, TAGS))} (tags: `subscribers tag`)"
             )
     path = list_path(subscribers_dir, list_name)
     stamp = utc_now()
@@ -166,6 +170,49 @@ def add_subscriber(
 
     rewrite(path, (*COLUMNS, *new.fields), edit)
     return result
+
+
+def tag_subscriber(
+    subscribers_dir: Path,
+    list_name: str,
+    email: str,
+    tags: Sequence[str],
+    *,
+    remove: bool = False,
+) -> tuple[str, ...] | None:
+    """Add (or with `remove`, take away) tags on an address's rows; its tags after, None if
+    nothing changed. Tags go in the `tags` column, which is added to the file when missing."""
+    wanted = checked_tags(tags)
+    if not wanted:
+        raise SubscriberError("no tags given")
+    path = existing_list(subscribers_dir, list_name)
+    same = address_matcher(key_of(email))
+    stamp = utc_now()
+    found = False
+    after: tuple[str, ...] = ()
+    changed = False
+
+    def edit(cols, rows):
+        nonlocal found, after, changed
+        e, t, u = cols.index("email"), cols.index(TAGS), cols.index("updated_at")
+        for _, values in rows:
+            if same(values[e]):
+                found = True
+                before = parse_tags(values[t])
+                if remove:
+                    after = tuple(tag for tag in before if tag not in wanted)
+                else:
+                    after = tuple(dict.fromkeys((*before, *wanted)))
+                if after != before:
+                    values[t], values[u] = format_tags(after), stamp
+                    changed = True
+            yield values
+        return changed
+
+    rewrite(path, (TAGS, "updated_at"), edit, create=False)
+    if not found:
+        raise SubscriberError(f"{email.strip()} is not in list {list_name!r}")
+    return after if changed else None
 
 
 def _refuse_unconfirmed(email: str, current: str, list_name: str, line: int) -> None:

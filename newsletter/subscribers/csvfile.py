@@ -20,12 +20,14 @@ from newsletter.subscribers.model import (
     STATUS_RANK,
     STATUSES,
     SURROGATE,
+    TAGS,
     InvalidEmail,
     Problem,
     Subscriber,
     display,
     fast_normalize,
     normalize_email,
+    parse_tags,
 )
 
 MAX_LINE = 1 << 20  # characters; csv's own field limit (128 KiB) bounds quoted values
@@ -69,10 +71,25 @@ class Columns:
             raise SubscriberError(_no_email_message(names), where=where)
         return cls(names, pos, tuple(custom))
 
+    @cached_property
+    def tags_at(self) -> int:
+        """Position of the `tags` column (any case), or the empty sentinel."""
+        for custom, i in self.custom:
+            if custom.lower() == TAGS:
+                return i
+        return len(self.names)
+
+    @cached_property
+    def fields(self) -> tuple[tuple[str, int], ...]:
+        """The custom columns that are the subscriber's fields (all but `tags`)."""
+        return tuple((name, i) for name, i in self.custom if name.lower() != TAGS)
+
     def index(self, name: str) -> int:
         """Position of a column; a missing one maps to the empty sentinel at the end of each row."""
         if name in self.pos:
             return self.pos[name]
+        if name == TAGS:
+            return self.tags_at
         for custom, i in self.custom:
             if custom == name:
                 return i
@@ -266,9 +283,10 @@ def to_subscriber(cols: Columns, line: int, values: list[str], key: str = "") ->
         values[sa].strip(),
         values[ua].strip(),
         values[src],
-        {name: value for name, i in cols.custom if (value := values[i])},
+        {name: value for name, i in cols.fields if (value := values[i])},
         line,
         key,
+        parse_tags(values[cols.tags_at]) if cols.tags_at < len(cols.names) else (),
     )
 
 

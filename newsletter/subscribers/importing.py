@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -26,13 +26,17 @@ from newsletter.subscribers.model import (
     STATUS_RANK,
     SUPPRESSIONS,
     SURROGATE,
+    TAGS,
     InvalidEmail,
     Problem,
     Subscriber,
+    checked_tags,
     display,
     email_key,
+    format_tags,
     list_path,
     normalize_email,
+    parse_tags,
     utc_now,
 )
 from newsletter.subscribers.store import Writer, atomic_write, rewrite, row_values
@@ -68,6 +72,8 @@ class _Incoming:
     subscribed_at: str
     source: str
     fields: Mapping[str, str]
+    tags: tuple[str, ...] = ()  # the file's tags and those of `--tag`
+    extra_tags: tuple[str, ...] = ()  # those of `--tag` only
 
 
 class _Rejected(Exception):
@@ -80,6 +86,7 @@ def _incoming(
     values: list[str],
     deliverability: bool,
     existing: Mapping[str, str],
+    extra_tags: tuple[str, ...] = (),
 ) -> _Incoming:
     def first(target: str, strip: bool = True) -> str:
         for i in plan.targets.get(target, ()):
@@ -100,6 +107,9 @@ def _incoming(
     for target in plan.targets:
         if target not in STANDARD_TARGETS and (value := first(target, strip=False)):
             fields[target] = value
+    # A `tags` column (ours, Buttondown's, Mailchimp's TAGS) holds tags, not a field.
+    cell = next((fields.pop(name) for name in list(fields) if name.lower() == TAGS), "")
+    tags = tuple(dict.fromkeys((*parse_tags(cell), *extra_tags)))
     name = first("name") or " ".join(
         part
         for part in (fields.get("first_name", "").strip(), fields.get("last_name", "").strip())
@@ -131,6 +141,8 @@ def _incoming(
         subscribed_at=subscribed_at,
         source=first("source") or f"import:{plan.format}",
         fields=fields,
+        tags=tags,
+        extra_tags=extra_tags,
     )
 
 
@@ -180,13 +192,16 @@ def import_file(
     mapping: Mapping[str, str] | None = None,
     update: bool = False,
     check_deliverability: bool = False,
+    tags: Sequence[str] = (),
 ) -> ImportReport:
     """Merge an export (ours, Mailchimp, Substack, Buttondown, listmonk) into a list.
 
     New addresses are added; existing rows only become less mailable (an unsubscribe, bounce or
     complaint in the file is applied) unless `update`, which also refreshes names and fields.
     Suppressed addresses are refused; rows that cannot be taken go to FILE.rejects.csv.
+    `tags` are added to every row the file holds, new or already in the list.
     """
+    extra_tags = checked_tags(tags)
     if format not in FORMATS:
         raise SubscriberError(f"unknown format {format!r} (expected one of: {', '.join(FORMATS)})")
     path = list_path(subscribers_dir, list_name)
@@ -208,7 +223,7 @@ def import_file(
         for line, values in src.rows:
             rows += 1
             try:
-                new = _incoming(plan, line, values, check_deliverability, existing)
+                new = _incoming(plan, line, values, check_deliverability, existing, extra_tags)
             except _Rejected as exc:
                 rejects[line] = str(exc)
                 continue
@@ -293,11 +308,14 @@ def _merge_into(
                     updated_at=stamp,
                     source=new.source,
                     fields=new.fields,
+                    tags=new.tags,
                 ),
             )
         return added > 0 or any(results.values())
 
     custom = dict.fromkeys(name for new in incoming.values() for name in new.fields)
+    if any(new.tags for new in incoming.values()):
+        custom[TAGS] = None
     rewrite(path, (*COLUMNS, *custom), edit)
     updated = sum(results.values())
     return added, updated, len(results) - updated
@@ -329,6 +347,15 @@ def _merge_row(cols: Columns, values: list[str], new: _Incoming, update: bool, s
             if value and values[i] != value:
                 values[i] = value
                 changed = True
+    # The file's tags refresh a row as its fields do (with `update`); `--tag` always applies.
+    adding = new.tags if update else new.extra_tags
+    if adding:
+        t = cols.index(TAGS)
+        before = parse_tags(values[t])
+        after = tuple(dict.fromkeys((*before, *adding)))
+        if after != before:
+            values[t] = format_tags(after)
+            changed = True
     if changed:
         values[cols.index("updated_at")] = stamp
     return changed

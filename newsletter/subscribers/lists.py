@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from newsletter.errors import SubscriberError
 from newsletter.subscribers.csvfile import (
@@ -37,6 +37,9 @@ from newsletter.subscribers.store import (
     atomic_write,
 )
 
+if TYPE_CHECKING:
+    from newsletter.segments import Segment
+
 
 @dataclass(frozen=True)
 class Page:
@@ -46,12 +49,18 @@ class Page:
     per_page: int
 
 
-def count(subscribers_dir: Path, list_name: str) -> dict[str, int]:
+def count(
+    subscribers_dir: Path, list_name: str, *, segment: Segment | None = None
+) -> dict[str, int]:
     """Rows by status, without checking them ('invalid' counts unknown statuses)."""
     counts = dict.fromkeys(STATUSES, 0)
     with open_list(existing_list(subscribers_dir, list_name)) as src:
         index = src.columns.index("status")
-        for _, values in src.rows:
+        for line, values in src.rows:
+            if segment is not None and not segment.matches(
+                to_subscriber(src.columns, line, values)
+            ):
+                continue
             status = status_of(values[index])
             if status in counts:
                 counts[status] += 1
@@ -67,8 +76,9 @@ def page(
     status: str | None = None,
     number: int = 1,
     per_page: int = 50,
+    segment: Segment | None = None,
 ) -> Page:
-    """One page of a list's rows, optionally only those with a status."""
+    """One page of a list's rows, optionally only those with a status or in a segment."""
     first = (max(number, 1) - 1) * per_page
     found: list[Subscriber] = []
     total = 0
@@ -77,6 +87,10 @@ def page(
         for line, values in src.rows:
             if status and status_of(values[index]) != status:
                 continue
+            if segment is not None:
+                sub = to_subscriber(src.columns, line, values)
+                if not segment.matches(sub):
+                    continue
             if first <= total < first + per_page:
                 found.append(to_subscriber(src.columns, line, values))
             total += 1

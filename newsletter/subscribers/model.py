@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -30,6 +30,9 @@ HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _ASCII_LOCAL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
 SURROGATE = re.compile(r"[\udc80-\udcff]")
+TAGS = "tags"  # the optional column of tags, several in one cell separated by commas
+# A tag is one word a segment can name (`tag:python`): no commas, spaces or quotes.
+TAG_NAME = re.compile(r"[\w][\w.:/+-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,7 @@ class Subscriber:
     line: int = 0  # line number in the file (for messages)
     # The key, when the reader has already worked it out (normalising is the costly part).
     known_key: str = field(default="", repr=False, compare=False)
+    tags: tuple[str, ...] = ()  # the `tags` column, in the order written
 
     @property
     def key(self) -> str:
@@ -199,6 +203,32 @@ def split_name(name: str) -> tuple[str, str]:
         return first.strip(), last.strip()
     first, _, last = name.strip().partition(" ")
     return first, last.strip()
+
+
+# --- tags ------------------------------------------------------------------------------------
+
+
+def parse_tags(cell: str) -> tuple[str, ...]:
+    """A `tags` cell ("python, rust") as tags, once each; Mailchimp quotes each ("\"a\",\"b\"")."""
+    found = (part.strip().strip('"').strip() for part in cell.split(","))
+    return tuple(dict.fromkeys(tag for tag in found if tag))
+
+
+def format_tags(tags: Iterable[str]) -> str:
+    return ",".join(dict.fromkeys(tags))
+
+
+def checked_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """Tags as given on the command line; refuses one a segment could not name."""
+    found = []
+    for tag in tags:
+        tag = tag.strip()
+        if not TAG_NAME.fullmatch(tag):
+            raise SubscriberError(
+                f"invalid tag {tag!r}: use letters, digits and _ . : / + - (no commas or spaces)"
+            )
+        found.append(tag)
+    return tuple(dict.fromkeys(found))
 
 
 # --- files and names -------------------------------------------------------------------------

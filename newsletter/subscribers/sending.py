@@ -36,6 +36,7 @@ class SendableStats:
     )
     suppressed: int = 0  # subscribed, but the address (or its erased hash) is suppressed
     repeated: int = 0  # subscribed and not suppressed, but an earlier row has the address
+    outside_segment: int = 0  # mailable, but the send's segment does not match it
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,16 @@ from filelock import FileLock, Timeout
 from newsletter.errors import SubscriberError
 from newsletter.files import PRIVATE_FILE, make_folder
 from newsletter.subscribers.csvfile import Columns, CsvSource, check_row, open_list
-from newsletter.subscribers.model import COLUMNS, HEADER_UNSAFE, SURROGATE, Subscriber, display
+from newsletter.subscribers.model import (
+    COLUMNS,
+    HEADER_UNSAFE,
+    SURROGATE,
+    TAGS,
+    Subscriber,
+    checked_tags,
+    display,
+    format_tags,
+)
 
 LOCK_TIMEOUT = 30.0
 
@@ -184,8 +193,9 @@ def checked_new(sub: Subscriber, *, deliverability: bool = False) -> str:
     key, problems = check_row(sub.email, sub.name, sub.status, dates, deliverability)
     if problems:
         raise SubscriberError(problems[0])
+    checked_tags(sub.tags)
     for name, value in sub.fields.items():
-        if not name or name.strip() != name or name.lower() in COLUMNS:
+        if not name or name.strip() != name or name.lower() in (*COLUMNS, TAGS):
             raise SubscriberError(f"invalid custom field name {name!r}")
         if HEADER_UNSAFE.search(name):
             raise SubscriberError(f"custom field name {name!r} contains a control character")
@@ -203,6 +213,8 @@ def row_values(cols: Columns, sub: Subscriber) -> list[str]:
     row[cols.index("source")] = sub.source
     for name, value in sub.fields.items():
         row[cols.index(name)] = value
+    if sub.tags:
+        row[cols.index(TAGS)] = format_tags(sub.tags)
     return row
 
 
@@ -215,6 +227,8 @@ def write_subscribers(path: Path, subscribers: Iterable[Subscriber]) -> int:
         except SubscriberError as exc:
             raise SubscriberError(f"{sub.email!r}: {exc}") from None
     custom = list(dict.fromkeys(name for sub in subs for name in sub.fields))
+    if any(sub.tags for sub in subs):
+        custom.append(TAGS)
     make_folder(path.parent, private=True)
     with _locked(path), _empty(path, COLUMNS, custom) as src, atomic_write(path) as out:
         writer = Writer(out.file, "\n")

@@ -47,6 +47,8 @@ from newsletter.web.optin import OptIn
 from newsletter.web.pages import Pages
 from newsletter.web.requests import RequestStore
 from newsletter.web.service import FORM_LIMIT, NO_STORE, Service
+from newsletter.web.welcome import Welcome
+from newsletter.web.welcome import check as check_welcome
 
 WEBHOOK_LIMIT = 8 * 1024 * 1024  # SendGrid posts batches of events
 
@@ -73,6 +75,7 @@ def check(config: Config) -> None:
             raise ConfigError(f"[serve] subscribe_lists: {exc}") from None
     if serve.confirm_ttl_hours <= 0 or serve.webhook_max_age_seconds <= 0:
         raise ConfigError("[serve] confirm_ttl_hours and webhook_max_age_seconds must be positive")
+    check_welcome(config, serve.subscribe_lists or [config.list])
 
 
 def allowed_hosts(config: Config) -> Callable[[str], bool]:
@@ -112,6 +115,7 @@ def make_service(config: Config, env: Mapping[str, str] | None = None) -> Servic
         guards.RateLimiter(serve.confirmations_per_address_per_day, 24 * 3600),
         writes,
         RequestStore.for_workspace(config.state_dir),
+        welcome=Welcome(config, secret),
     )
     return Service(
         writes=writes,

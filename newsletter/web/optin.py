@@ -12,7 +12,7 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from newsletter import optouts
 from newsletter import subscribers as subs
@@ -26,6 +26,7 @@ from newsletter.web.events import EventStore, web_event
 from newsletter.web.guards import RateLimiter
 from newsletter.web.pages import Pages
 from newsletter.web.requests import Request, RequestStore
+from newsletter.web.welcome import Welcome
 
 CONFIRM_PURPOSE = "c"
 CONFIRMABLE = ("pending", "unsubscribed")  # rows a confirmation may make `subscribed`
@@ -69,6 +70,7 @@ class OptIn:
     writes: threading.Lock  # shared with the other list writers of this process
     requests: RequestStore
     sending: threading.Lock = field(default_factory=threading.Lock)
+    welcome: Welcome | None = None  # [subscribe] welcome: mailed after a confirmation
 
     @property
     def hours(self) -> int:
@@ -144,15 +146,19 @@ class OptIn:
 
     def confirm(self, claims: Claims) -> bool:
         """Subscribe the address of the request this link was made for; True also when it is."""
+        return self.confirm_new(claims)[0]
+
+    def confirm_new(self, claims: Claims) -> tuple[bool, subs.Subscriber | None]:
+        """confirm(), and the row when this call is the one that subscribed it (to welcome)."""
         with self.writes:
             found = self._find(claims)
             if found is None:
-                return False
+                return False, None
             request, row = found
             if request.confirmed:
-                return row.status == "subscribed"
+                return row.status == "subscribed", None
             if not self._confirmable(claims, request, row):
-                return False  # a newer request, an unsubscribe or a bounce since: the link is void
+                return False, None  # a newer request, an unsubscribe or a bounce since: void
             try:
                 subs.set_status(
                     self.config.subscribers_dir,
@@ -162,12 +168,18 @@ class OptIn:
                     source="web",
                 )
             except SubscriberError:
-                return False  # suppressed meanwhile
+                return False, None  # suppressed meanwhile
             self.requests.confirmed(claims.list_name, claims.address_id, request.request_id)
             # A confirmed opt-in supersedes an earlier unsubscribe kept in the journal.
             optouts.clear(self.config.state_dir, row.key, claims.list_name)
         self.events.add([web_event("confirm", row.key, claims.list_name)])
-        return True
+        return True, replace(row, status="subscribed")
+
+    def send_welcome(self, list_name: str, row: subs.Subscriber) -> None:
+        """After the answer has gone: the welcome issue, if the list has one (never raises)."""
+        if self.welcome is not None:
+            outcome = self.welcome.send(list_name, row)
+            log.info("welcome message for list %s: %s", list_name, outcome)
 
     def _confirmable(self, claims: Claims, request: Request, row: subs.Subscriber) -> bool:
         if not _unchanged(request, row):

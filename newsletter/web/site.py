@@ -75,10 +75,15 @@ def entries(config: Config, skip_broken: bool = False) -> list[Entry]:
     with Ledger.for_workspace(config.state_dir) as ledger:
         first_sent = ledger.first_sent()
     found = []
+    sub = config.subscribe
+    # A welcome email is mailed to newcomers one by one, never published as an issue.
+    welcomes = {
+        (config.root / w).resolve() for w in (sub.welcome, *sub.welcome_lists.values()) if w
+    }
     for path in sorted(config.issues_dir.glob("*.md")):
         sent_at = first_sent.get(slugify(path.stem))
-        if sent_at is None or not path.is_file():
-            continue  # a draft
+        if sent_at is None or not path.is_file() or path.resolve() in welcomes:
+            continue  # a draft, or the welcome email
         try:
             issue = load_issue(path)
         except IssueError:

@@ -110,6 +110,10 @@ async def confirm(service: Service, request: Request) -> Response:
         return service.page(request, "invalid-link", 404, confirm=True)
     if not service.csrf_ok(request, form):
         return service.page(request, "confirm", 400, forms=(request.url.path,), expired_form=True)
-    if not await run_in_threadpool(service.optin.confirm, claims):
+    done, new = await run_in_threadpool(service.optin.confirm_new, claims)
+    if not done:
         return service.page(request, "invalid-link", 404, confirm=True)
-    return service.page(request, "confirmed")
+    response = service.page(request, "confirmed")
+    if new is not None:  # a welcome never holds up, or fails, the confirmation
+        response.background = BackgroundTask(service.optin.send_welcome, claims.list_name, new)
+    return response
