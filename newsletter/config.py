@@ -129,6 +129,14 @@ class DoctorConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Click and open tracking of our own (newsletter.tracking); both off unless asked for."""
+
+    clicks: bool = False  # links of the HTML part go through base_url/c/<token>
+    opens: bool = False  # a 1x1 image at base_url/o/<token>
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     from_email: str
@@ -150,6 +158,7 @@ class Config:
     serve: ServeConfig = field(default_factory=ServeConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     # Where the file was found; every workspace path is relative to it.
     root: Path = Path(".")
     path: Path | None = None
@@ -195,6 +204,7 @@ SECTIONS: dict[str, type] = {
     "serve": ServeConfig,
     "doctor": DoctorConfig,
     "store": StoreConfig,
+    "tracking": TrackingConfig,
 }
 _INTERNAL = {"root", "path"}
 
