@@ -111,11 +111,10 @@ def print_report(report: Report, console: Console) -> None:
 def print_sends(rows: list[tuple[Send, Report]], console: Console) -> None:
     """Recent sends, newest first, with their headline figures."""
     table = _table(
-        "Recent sends (opened: human openers; clicked: readers who clicked)",
-        "issue",
-        "lists",
-        "sent (UTC)",
-        "handed",
+        "Recent sends (sent: handed over; opened: human openers; clicked: clickers)",
+        "issue (lists)",
+        "date",
+        "sent",
         "delivered",
         "bounced",
         "opened",
@@ -125,9 +124,8 @@ def print_sends(rows: list[tuple[Send, Report]], console: Console) -> None:
     for send, report in rows:
         t = report.total
         table.add_row(
-            send.issue,
-            ", ".join(send.lists),
-            send.started_at[:16].replace("T", " "),
+            f"{send.issue} ({', '.join(send.lists)})",
+            send.started_at[:10],
             str(t.handed_over),
             str(t.delivered),
             str(t.bounced_hard + t.bounced_soft),
