@@ -15,6 +15,7 @@ WEB_UNSUBSCRIBE_RULE = (
     "on that list before it; provider unsubscribes count for the issue their event names."
 )
 TOP_REASONS = 5
+HOURS_MAX = 14 * 24  # the per-hour figures cover the first two weeks after the send
 # the ledger's own states, in the order a reader expects them
 LEDGER_STATES = ("sent", "failed", "retry", "unknown", "in_flight", "invalid")
 assert set(LEDGER_STATES) == set(STATES)
@@ -265,6 +266,8 @@ def _hours(
         if at is None or at < start:
             return None
         index = int((at - start).total_seconds() // 3600)
+        if index >= HOURS_MAX:
+            return None
         return hours.setdefault(index, Hour(index))
 
     for act in opens:
