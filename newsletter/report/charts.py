@@ -44,7 +44,8 @@ def over_time(hours: list[Hour]) -> str:
     width, height, left, right, top, bottom = 720, 280, 44, 16, 34, 36
     plot_w, plot_h = width - left - right, height - top - bottom
     series = list(COLOURS)
-    peak = _nice_max(max((getattr(h, s) for h in hours for s in series), default=0))
+    highest = max((getattr(h, s) for h in hours for s in series), default=0)
+    peak = 4 * _nice_max(-(-highest // 4))  # four grid steps of a round size
     count = max(len(hours), 2)
     body = []
     for i in range(5):  # grid and y labels
