@@ -130,3 +130,32 @@ def test_the_open_pixel_is_recorded_and_answers_an_image(tracked_send):
     assert forged.status_code == 200  # the same image, nothing recorded
     [event] = EventStore.for_workspace(workspace / ".newsletter").for_email("ada@example.org")
     assert (event.event, event.issue) == ("open", "links")
+
+
+def test_sendgrid_fills_each_recipients_tracked_links_like_merge_fields(workspace):
+    from loopback import SendgridServer
+    from typer.testing import CliRunner
+
+    from newsletter.cli import app
+
+    with_tracking(workspace)
+    key = "SG.loopback-test-key.tracking"
+    with SendgridServer(api_key=key) as server:
+        env = {
+            "NEWSLETTER_SEND_PROVIDER": "sendgrid",
+            "NEWSLETTER_SENDGRID_HOST": server.url,
+            "SENDGRID_API_KEY": key,
+        }
+        result = CliRunner().invoke(app, ["send", "issues/links.md", "--yes"], env=env)
+        assert result.exit_code == 0, result.output
+        deliveries = {d.to_email: d for d in server.deliveries()}
+    secret = load_secret(workspace / ".newsletter")
+    seen = set()
+    for address, delivery in deliveries.items():
+        links = [h for h in hrefs(delivery.html) if "/c/" in h]
+        assert len(links) == 3, address
+        claims = tokens.verify(secret, links[1].rpartition("/")[2], tokens.CLICK)
+        assert claims.url == "https://data.example.com/set.csv"
+        seen.add(claims.address_id)
+        assert "/o/" in delivery.html
+    assert len(seen) == len(deliveries) == 2
