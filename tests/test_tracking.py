@@ -159,3 +159,20 @@ def test_sendgrid_fills_each_recipients_tracked_links_like_merge_fields(workspac
         seen.add(claims.address_id)
         assert "/o/" in delivery.html
     assert len(seen) == len(deliveries) == 2
+
+
+def test_tracking_without_base_url_is_refused_in_one_line(workspace):
+    from typer.testing import CliRunner
+
+    from newsletter.cli import app
+
+    with_tracking(workspace)
+    config = workspace / "newsletter.toml"
+    config.write_text(config.read_text().replace('base_url = "https://news.example.org"\n', ""))
+    result = CliRunner().invoke(app, ["send", "issues/links.md", "--yes"])
+    assert result.exit_code == 3, result.output  # a configuration error
+    assert result.output.splitlines()[-1] == (
+        "Error: [tracking] clicks and opens need base_url: the links point at `newsletter serve` "
+        "there; set base_url or turn tracking off"
+    )
+    assert not list((workspace / "outbox").glob("*/*.eml"))

@@ -13,6 +13,7 @@ import html
 from urllib.parse import urlsplit
 
 from newsletter.config import Config
+from newsletter.errors import ConfigError
 from newsletter.mergefields import TOKEN
 from newsletter.render import Rendered
 from newsletter.tokens import address_id
@@ -55,8 +56,13 @@ def issue_links(rendered: Rendered, base_url: str | None) -> list[Link]:
 def apply(config: Config, rendered: Rendered) -> Rendered:
     """The rendered issue with [tracking]'s rewrites; the same object when tracking is off."""
     clicks, opens = config.tracking.clicks, config.tracking.opens
-    if not (clicks or opens) or not config.base_url:
+    if not (clicks or opens):
         return rendered
+    if not config.base_url:
+        raise ConfigError(
+            "[tracking] clicks and opens need base_url: the links point at `newsletter serve` "
+            "there; set base_url or turn tracking off"
+        )
     tracked: dict[int, str] = {}
     next_index = len(rendered.merge_fields)
 
