@@ -71,10 +71,17 @@ def over_time(hours: list[Hour]) -> str:
         )
         if len(hours) == 1:
             points += f" {x(1):.1f},{points.split(',')[1]}"
+        # machines' series dashed: a line hidden under a reader's line still shows
+        dash = ' stroke-dasharray="7 4"' if name in ("machine_opens", "automated_clicks") else ""
+        width_of = 6 if name == "human_opens" else 2.5  # drawn first and wider: it shows under
         body.append(
-            f'<polyline class="series" data-series="{name}" fill="none" stroke-width="2.5" '
-            f'stroke="{COLOURS[name]}" points="{points}"/>'
+            f'<polyline class="series" data-series="{name}" fill="none" stroke-width="{width_of}" '
+            f'stroke="{COLOURS[name]}"{dash} points="{points}"/>'
         )
+        if len(hours) <= 48:  # a dot per hour while they can be told apart
+            for i, h in enumerate(hours):
+                y = top + plot_h - plot_h * getattr(h, name) / peak
+                body.append(f'<circle cx="{x(i):.1f}" cy="{y:.1f}" r="3" fill="{COLOURS[name]}"/>')
     for n, name in enumerate(series):  # legend
         lx = left + n * 165
         body.append(
