@@ -139,6 +139,14 @@ class DoctorConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Click and open tracking of our own (newsletter.tracking); both off unless asked for."""
+
+    clicks: bool = False  # links of the HTML part go through base_url/c/<token>
+    opens: bool = False  # a 1x1 image at base_url/o/<token>
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     from_email: str
@@ -161,6 +169,7 @@ class Config:
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     subscribe: SubscribeConfig = field(default_factory=SubscribeConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     # Where the file was found; every workspace path is relative to it.
     root: Path = Path(".")
     path: Path | None = None
@@ -207,6 +216,7 @@ SECTIONS: dict[str, type] = {
     "doctor": DoctorConfig,
     "store": StoreConfig,
     "subscribe": SubscribeConfig,
+    "tracking": TrackingConfig,
 }
 _INTERNAL = {"root", "path"}
 

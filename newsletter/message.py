@@ -225,6 +225,19 @@ class Campaign:
         """One recipient's message; merge fields are evaluated now (TemplateError if one fails)."""
         url, mailto = self.unsubscribe_links(key)
         values = self.rendered.values(fields, url or mailto)
+        if self.rendered.tracked:
+            from newsletter.tracking.rewrite import personal_values
+
+            values.update(
+                personal_values(
+                    self.secret,
+                    self.config.base_url or "",
+                    self.issue_slug,
+                    self.list_name,
+                    key,
+                    self.rendered.tracked,
+                )
+            )
         return OutgoingMessage(
             campaign=self,
             to_email=to_email,

@@ -86,6 +86,9 @@ class Rendered:
     text_parts: list[str] = field(default_factory=list, repr=False)
     subject_parts: list[str] = field(default_factory=list, repr=False)
     env: jinja2.Environment | None = field(default=None, repr=False)
+    # Token index -> destination of the links [tracking] rewrote ("" for the open pixel):
+    # per-recipient values that message.Campaign fills in, not merge fields.
+    tracked: dict[int, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         # TOKEN.split alternates literal, token index, literal, ...; personalize joins them.
@@ -96,7 +99,7 @@ class Rendered:
             int(parts[i])
             for parts in (self.html_parts, self.text_parts, self.subject_parts)
             for i in range(1, len(parts), 2)
-        }
+        } - set(self.tracked)
         self.used_fields = {i: self.merge_fields[i] for i in sorted(used)}
         # The common fields (`subscriber.x`, `subscriber.x | default("…")`, `unsubscribe_url`)
         # are looked up directly; anything else goes through Jinja.
@@ -172,7 +175,7 @@ class Rendered:
 
     def with_tokens(self, html_token: str, text_token: str) -> tuple[str, str, str]:
         """(subject, html, text) with tokens renamed, e.g. to a provider's substitution tags."""
-        html_names = {i: html_token.format(i) for i in self.used_fields}
+        html_names = {i: html_token.format(i) for i in [*self.used_fields, *self.tracked]}
         text_names = {i: text_token.format(i) for i in self.used_fields}
         return (
             fill(self.subject_parts, text_names),

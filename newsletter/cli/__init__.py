@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from newsletter.cli import archive, doctor, issues, send, serve, store, subscribers
+from newsletter.cli import archive, doctor, issues, report, send, serve, store, subscribers
 from newsletter.errors import ExitCode, NewsletterError
 
 
@@ -72,6 +72,7 @@ for command in (
     doctor.doctor,
     send.send,
     send.status,
+    report.report,
     serve.serve,
 ):
     app.command()(command)

@@ -138,8 +138,11 @@ def prepare(
         from newsletter import optouts
 
         optouts.catch_up(config, secret)  # unsubscribes and bounces the lists do not show yet
+    rendered = checked.rendered
+    if not test_to:
+        rendered = _tracked(config, rendered)
     campaign = Campaign(
-        config, checked.rendered, list_name, secret, subject_prefix=TEST_PREFIX if test_to else ""
+        config, rendered, list_name, secret, subject_prefix=TEST_PREFIX if test_to else ""
     )
     recipients = [_test_recipient(address, fields, name) for address in test_to]
     chosen = list_segment(config, list_name, segment, issue) if not test_to else None
@@ -156,6 +159,18 @@ def list_segment(config: Config, list_name: str, text: str | None, issue=None) -
     if not text:
         return None
     return for_list(config.subscribers_dir, list_name, text, where=where)
+
+
+def _tracked(config: Config, rendered):
+    """The issue as sent to the list: its links kept (for `newsletter report` and serve's
+    redirects) and, with [tracking] on, rewritten. Test copies keep their plain links."""
+    from newsletter.tracking import rewrite
+    from newsletter.tracking.links import write_links
+
+    write_links(
+        config.state_dir, rendered.issue.slug, rewrite.issue_links(rendered, config.base_url)
+    )
+    return rewrite.apply(config, rendered)
 
 
 def _test_recipient(address: str, fields: dict[str, str], name: str) -> SampleRecipient:

@@ -3,7 +3,7 @@
 Endpoints: one-click unsubscribe (RFC 8058) and its confirmation page (web.unsubscribe),
 double opt-in subscribe and confirm (web.subscribe, web.optin), SendGrid's signed Event
 Webhook (web.webhooks), Postmark's webhooks (web.webhooks_postmark), Mailgun's signed
-webhooks (web.webhooks_mailgun), the web version of issues (web.archive), the archive and its
+webhooks (web.webhooks_mailgun), tracked clicks and opens (web.tracking), the web version of issues (web.archive), the archive and its
 Atom feed (web.site), /healthz. Every
 list change goes through newsletter.subscribers' locked, atomic writes.
 """
@@ -33,6 +33,7 @@ from newsletter.web import (
     guards,
     site,
     subscribe,
+    tracking,
     unsubscribe,
     webhooks,
     webhooks_mailgun,
@@ -164,6 +165,8 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
         route("/archive/", site.archive_index, "GET"),
         route("/archive/{name}", site.archive_page, "GET"),
         route("/feed.xml", site.feed, "GET"),
+        route("/c/{token}", tracking.click, "GET"),
+        route("/o/{token}", tracking.open_pixel, "GET"),
         route("/healthz", healthz, "GET"),
     ]
     app = Starlette(

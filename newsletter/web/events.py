@@ -56,7 +56,8 @@ class Event:
     payload: dict = field(default_factory=dict)
 
 
-def _now() -> str:
+def now_iso() -> str:
+    """Now, UTC, ISO 8601 to the second (as events are stamped)."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
@@ -68,7 +69,7 @@ def web_event(kind: str, email: str, list_name: str, **payload: str) -> Event:
         event=kind,
         email=email,
         list_name=list_name,
-        occurred_at=_now(),
+        occurred_at=now_iso(),
         payload=payload,
     )
 
@@ -92,7 +93,7 @@ class EventStore(Database):
         """
         with self.transaction() as db:
             new = []
-            stamp = _now()
+            stamp = now_iso()
             for event in events:
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO events (source, event_id, event, email, list, "

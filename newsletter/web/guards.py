@@ -193,7 +193,7 @@ _SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
 ]
 # Tokens in paths are capabilities; the access log shows which route, not which token.
-_TOKEN_PATH = re.compile(r"^/(unsubscribe|resubscribe|confirm)/[^/?]+")
+_TOKEN_PATH = re.compile(r"^/(unsubscribe|resubscribe|confirm|c|o)/[^/?]+")
 
 
 def redact(path: str) -> str:
