@@ -107,7 +107,7 @@ class PgLedger:
         """Whether a sender with a live lease works on the issue now."""
         rows = self.run(
             "SELECT 1 FROM send_senders WHERE issue = %s AND finished_at IS NULL "
-            "AND lease_until > now() LIMIT 1",
+            "AND lease_until > clock_timestamp() LIMIT 1",
             (issue,),
         )
         return bool(rows)
@@ -117,13 +117,15 @@ class PgLedger:
     def claim(self, issue: str, list_name: str, run: int, count: int) -> list[tuple]:
         """The next `count` planned rows, now this sender's: [(key, email, name, fields)]."""
         rows = self.run(
-            "UPDATE send_recipients r SET state = %(claimed)s, sender = %(me)s, run = %(run)s, "
-            "lease_until = s.lease_until, updated_at = now() "
-            "FROM send_senders s, (SELECT key FROM send_recipients WHERE issue = %(issue)s "
+            # Materialized: a LIMIT subquery joined in an UPDATE may be scanned again, and
+            # each scan would claim `n` more rows.
+            "WITH c AS MATERIALIZED (SELECT key FROM send_recipients WHERE issue = %(issue)s "
             "AND list = %(list)s AND state = %(planned)s ORDER BY position LIMIT %(n)s "
-            "FOR UPDATE SKIP LOCKED) c "
+            "FOR UPDATE SKIP LOCKED) "
+            "UPDATE send_recipients r SET state = %(claimed)s, sender = %(me)s, run = %(run)s, "
+            "lease_until = s.lease_until, updated_at = now() FROM c, send_senders s "
             "WHERE r.issue = %(issue)s AND r.key = c.key AND s.id = %(me)s "
-            "AND s.finished_at IS NULL AND s.lease_until > now() "
+            "AND s.finished_at IS NULL AND s.lease_until > clock_timestamp() "
             "RETURNING r.position, r.key, r.email, r.name, r.fields",
             {
                 "claimed": CLAIMED,
@@ -188,7 +190,7 @@ class PgLedger:
                 "batch = %s, handed = %s, updated_at = now(), error = NULL "
                 "WHERE issue = %s AND key = ANY(%s) AND sender = %s AND state = ANY(%s) "
                 "AND EXISTS (SELECT 1 FROM send_senders WHERE id = %s "
-                "AND finished_at IS NULL AND lease_until > now() + make_interval(secs => %s))",
+                "AND finished_at IS NULL AND lease_until > clock_timestamp() + make_interval(secs => %s))",
                 (IN_FLIGHT, run, batch, not journaled, issue, keys, self.sender)
                 + ([CLAIMED, RETRY], self.sender, self.margin),
             )
@@ -209,7 +211,7 @@ class PgLedger:
                 "UPDATE send_recipients SET handed = true WHERE issue = %s AND key = ANY(%s) "
                 "AND sender = %s AND state = %s AND EXISTS (SELECT 1 FROM send_senders "
                 "WHERE id = %s AND finished_at IS NULL "
-                "AND lease_until > now() + make_interval(secs => %s))",
+                "AND lease_until > clock_timestamp() + make_interval(secs => %s))",
                 (issue, list(keys), self.sender, IN_FLIGHT, self.sender, self.margin),
             )
             if cur.rowcount != len(keys):

@@ -44,10 +44,15 @@ def make_or_join(
             "AND finished_at IS NULL",
             (slug, list_name),
         ).fetchone()[0]
-        sender.enlist(conn)
         made = not (live and _is_open(conn, slug, list_name))
         if made:
-            _plan(conn, prepared, settings, sender.id, out, dropped)
+            _plan(conn, prepared, settings, out, dropped)
+        sender.enlist(conn)
+        if made:
+            conn.execute(
+                "UPDATE send_plans SET planned_by = %s WHERE issue = %s AND list = %s",
+                (sender.id, slug, list_name),
+            )
         states = dict(
             conn.execute(
                 "SELECT state, count(*) FROM send_recipients WHERE issue = %s AND list = %s "
@@ -77,7 +82,7 @@ def _is_open(conn: psycopg.Connection, slug: str, list_name: str) -> bool:
     )
 
 
-def _plan(conn, prepared: Prepared, settings: Settings, me: int, out: Plan, dropped) -> None:
+def _plan(conn, prepared: Prepared, settings: Settings, out: Plan, dropped) -> None:
     """Read the list into the plan (the caller holds the issue's lock)."""
     slug, list_name = prepared.slug, prepared.list_name
     conn.execute(
@@ -140,9 +145,9 @@ def _plan(conn, prepared: Prepared, settings: Settings, me: int, out: Plan, drop
         {**who, "invalid": INVALID, "retry": RETRY},
     )
     conn.execute(
-        "INSERT INTO send_plans (issue, list, planned_by, recipients) "
-        "SELECT %(issue)s, %(list)s, %(me)s, count(*) FROM incoming "
+        "INSERT INTO send_plans (issue, list, recipients) "
+        "SELECT %(issue)s, %(list)s, count(*) FROM incoming "
         "ON CONFLICT (issue, list) DO UPDATE SET planned_at = now(), "
-        "planned_by = EXCLUDED.planned_by, recipients = EXCLUDED.recipients",
-        {**who, "me": me},
+        "recipients = EXCLUDED.recipients",
+        who,
     )

@@ -38,7 +38,7 @@ def settle_dead(conn: psycopg.Connection, issue: str) -> int:
     """Settle the senders of an issue whose lease ran out; how many rows that freed or settled."""
     dead = (
         "UPDATE send_senders SET finished_at = now(), outcome = 'lost' WHERE issue = %(issue)s "
-        "AND finished_at IS NULL AND lease_until < now() RETURNING id"
+        "AND finished_at IS NULL AND lease_until < clock_timestamp() RETURNING id"
     )
     cur = conn.execute(
         f"WITH dead AS ({dead}) " + _SETTLE.format(senders="SELECT id FROM dead"),
@@ -60,10 +60,11 @@ class Sender:
         self._thread: threading.Thread | None = None
 
     def enlist(self, conn: psycopg.Connection) -> int:
-        """Insert this sender's row (in the caller's transaction: the plan's)."""
+        """Insert this sender's row (in the caller's transaction: the plan's, at its end, so
+        that a long plan does not eat the lease)."""
         row = conn.execute(
             "INSERT INTO send_senders (issue, list, host, pid, lease_until) "
-            "VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s)) RETURNING id",
+            "VALUES (%s, %s, %s, %s, clock_timestamp() + make_interval(secs => %s)) RETURNING id",
             (self.issue, self.list_name, socket.gethostname(), os.getpid(), self.ledger.lease),
         ).fetchone()
         self.id = self.ledger.sender = int(row[0])
@@ -83,20 +84,22 @@ class Sender:
         except Exception:  # noqa: BLE001 - the statements' own lease checks stop the send
             return
         with conn:
-            while not self._done.wait(every):
+            while True:  # at once, then every quarter of the lease
                 try:
                     alive = conn.execute(
                         "UPDATE send_senders SET heartbeat = now(), "
-                        "lease_until = now() + make_interval(secs => %s) "
+                        "lease_until = clock_timestamp() + make_interval(secs => %s) "
                         "WHERE id = %s AND finished_at IS NULL RETURNING 1",
                         (self.ledger.lease, self.id),
                     ).fetchone()
                 except psycopg.Error:
-                    continue  # the next beat tries again; the lease checks stay safe
+                    alive = True  # the next beat tries again; the lease checks stay safe
                 if alive is None:  # settled as dead by another sender: stop at once
                     self.lost.set()
                     if self._stop is not None:
                         self._stop.set()
+                    return
+                if self._done.wait(every):
                     return
 
     def settle(self) -> int:
@@ -176,7 +179,7 @@ def senders(ledger: PgLedger, issue: str) -> list[SenderRow]:
 
     rows = ledger.run(
         "SELECT s.id, s.list, s.host, s.pid, s.started_at, s.heartbeat, "
-        "CASE WHEN s.finished_at IS NULL AND s.lease_until > now() THEN 'sending' "
+        "CASE WHEN s.finished_at IS NULL AND s.lease_until > clock_timestamp() THEN 'sending' "
         "WHEN s.finished_at IS NULL THEN 'lost' ELSE coalesce(s.outcome, 'done') END, "
         "count(r.key) FILTER (WHERE r.state = 'sent'), "
         "count(r.key) FILTER (WHERE r.state IN ('claimed', 'in_flight')) "
