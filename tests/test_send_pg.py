@@ -78,3 +78,40 @@ def runner_with(env: dict[str, str], *args: str):
     from newsletter.cli import app
 
     return CliRunner().invoke(app, list(args), env=env)
+
+
+def test_push_ledger_copies_the_files_ledger_once_and_a_send_then_sends_nobody_again(
+    workspace, pg_url, monkeypatch
+):
+    from newsletter.config import load_config
+    from newsletter.sending.pgpush import push_ledger
+    from newsletter.store import migrations
+
+    assert run("send", "issues/merge.md", "--yes").exit_code == 0  # on the files store
+    monkeypatch.setenv("NEWSLETTER_STORE_URL", pg_url)
+    config = load_config(workspace / "newsletter.toml")
+    with psycopg.connect(pg_url) as conn:
+        migrations.migrate(conn)
+        first = push_ledger(conn, config)
+        again = push_ledger(conn, config)
+        run_of = conn.execute(
+            "SELECT count(*) FROM send_recipients r JOIN send_runs u ON u.id = r.run"
+        ).fetchone()[0]
+    assert first == "ledger: 1 run(s) and 2 recipient row(s) copied (0 already there)"
+    assert again == "ledger: 0 run(s) and 0 recipient row(s) copied (2 already there)"
+    assert run_of == 2  # each row points at its pushed run
+    assert states(pg_url) == {"ada@example.org": SENT, "grace@example.net": SENT}
+    result = run("send", "issues/merge.md", "--yes")
+    assert "Recipients: 0 (left out: 2 already sent, 1 unsubscribed)" in result.output
+    assert len(outbox(workspace)) == 2
+
+
+def test_a_dry_run_on_postgresql_counts_against_the_shared_ledger_and_writes_nothing(
+    pg_workspace, pg_url
+):
+    assert run("send", "issues/merge.md", "--yes", "--limit", "1").exit_code == 0
+    result = run("send", "issues/merge.md", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "Recipients: 1 (left out: 1 already sent, 1 unsubscribed)" in result.output
+    assert len(outbox(pg_workspace)) == 1
+    assert sorted(states(pg_url).values()) == ["planned", SENT]

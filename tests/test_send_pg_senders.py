@@ -163,3 +163,27 @@ def test_rate_caps_the_whole_send_across_two_senders(pg_workspace, pg_url):
     # 120 messages at 30/s together: the last batch of 10 goes 110/30 = 3.7 s after the first.
     # Two senders at 30/s each would be done in about half that.
     assert (last_at - first_at).total_seconds() >= 3.4
+
+
+def test_a_stalled_sender_past_its_lease_stops_and_never_sends_what_another_took(
+    pg_workspace, pg_url
+):
+    emails = write_list(pg_workspace, 3000)
+    with slow_server() as server:
+        env = env_for(server, pg_url, lease=1.5)
+        stalled = cli(pg_workspace, env)
+        wait_until(lambda: len(server.requests) >= 3, stalled)
+        wait_until(lambda: handing_over(pg_url, stalled.pid), stalled)
+        stalled.send_signal(signal.SIGSTOP)  # as a machine that hangs, or a long GC pause
+        try:
+            other = finish(cli(pg_workspace, env))  # takes over once the lease runs out
+        finally:
+            stalled.send_signal(signal.SIGCONT)
+        woken = finish(stalled)
+        received = [d.to_email for d in server.deliveries()]
+    assert other.returncode == ExitCode.OK, other.stderr
+    assert woken.returncode != ExitCode.OK
+    assert "lease ran out" in woken.stdout + woken.stderr
+    states = ledger_states(pg_url)
+    unknown = assert_exactly_once(emails, received, states)
+    assert len(unknown) <= BATCH

@@ -67,7 +67,13 @@ class PgLedger:
             url,
             min_size=1,
             max_size=max(2, size),
-            kwargs={"application_name": pg.APPLICATION, "connect_timeout": 10},
+            kwargs={
+                "application_name": pg.APPLICATION,
+                "connect_timeout": 10,
+                # A sender stopped in the middle of a claim must not keep its rows locked
+                # from the others: the server ends such a transaction after a lease.
+                "options": f"-c idle_in_transaction_session_timeout={int(lease * 1000)}",
+            },
             open=False,
         )
         with pg.errors(url, "cannot connect to the PostgreSQL store"):
