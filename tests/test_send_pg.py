@@ -13,6 +13,7 @@ from loopback import SendgridServer
 from test_send import write_list
 from test_send_cli import outbox, run
 
+from newsletter.errors import ExitCode
 from newsletter.sending.ledger import SENT
 
 KEY = "SG.loopback-test-key.pg"
@@ -115,3 +116,26 @@ def test_a_dry_run_on_postgresql_counts_against_the_shared_ledger_and_writes_not
     assert "Recipients: 1 (left out: 1 already sent, 1 unsubscribed)" in result.output
     assert len(outbox(pg_workspace)) == 1
     assert sorted(states(pg_url).values()) == ["planned", SENT]
+
+
+def test_malformed_rows_are_recorded_invalid_and_status_names_them(pg_workspace, pg_url):
+    extra = [{"email": "not-an-address", "name": "Bad", "status": "subscribed"}]
+    write_list(pg_workspace, 3, extra=extra)
+    result = run("send", "issues/merge.md", "--yes")
+    assert result.exit_code == ExitCode.INCOMPLETE, result.output  # a row was skipped
+    assert "subscribers/main.csv:5: " in result.output
+    assert len(outbox(pg_workspace)) == 3
+    status = run("status", "issues/merge.md")
+    assert "list main: 3 sent, 1 invalid" in status.output
+    assert "subscribers/main.csv:5:" in status.output
+
+
+def test_forget_keeps_only_the_hash_in_the_shared_ledger(pg_workspace, pg_url):
+    from newsletter.config import load_config
+    from newsletter.sending import shared
+
+    run("send", "issues/merge.md", "--yes")
+    with shared.open_ledger(load_config(pg_workspace / "newsletter.toml")) as ledger:
+        assert ledger.forget("ada@example.org", "sha256:abc") == 1
+        assert set(ledger.first_sent()) == {"merge"}
+    assert states(pg_url) == {"sha256:abc": SENT, "grace@example.net": SENT}

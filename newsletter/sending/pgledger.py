@@ -260,6 +260,24 @@ class PgLedger:
         """(key, email, reason) of claimed rows whose message could not be built: failed."""
         self.record(issue, [(key, FAILED, None, reason) for key, _, reason in failures])
 
+    def forget(self, key: str, replacement: str) -> int:
+        """GDPR erasure: the address's rows keep their state but only `replacement` (a hash);
+        its name and merge fields go."""
+        rows = self.run(
+            "UPDATE send_recipients SET key = %s, email = %s, name = '', fields = NULL "
+            "WHERE key = %s RETURNING 1",
+            (replacement, replacement, key),
+        )
+        return len(rows)
+
+    def first_sent(self) -> dict[str, str]:
+        """{issue: when its first message was accepted} for every issue sent to anyone."""
+        rows = self.run(
+            "SELECT issue, min(sent_at) FROM send_recipients WHERE state = %s GROUP BY issue",
+            (SENT,),
+        )
+        return {issue: stamp(at) for issue, at in rows if at}
+
     def unknown_batches(self, issue: str) -> dict[str, tuple[int, int]]:
         rows = self.run(
             "SELECT key, run, batch FROM send_recipients WHERE issue = %s AND state = %s "

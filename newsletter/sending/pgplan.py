@@ -22,17 +22,16 @@ from newsletter.sending.planning import Plan, count_left_out
 from newsletter.sending.prepared import Prepared
 from newsletter.sending.summary import LISTED
 from newsletter.store import pg
-from newsletter.subscribers.sending import Skipped
+from newsletter.subscribers.sending import SendableStats, Skipped
 
 _ROWS = 5000  # recipients per COPY write
 
 
 def make_or_join(
     ledger: PgLedger, sender: Sender, prepared: Prepared, settings: Settings
-) -> tuple[Plan, bool]:
-    """Enlist `sender` in the issue's send, planning it unless a live sender has; (plan, made)."""
-    from newsletter.subscribers import SendableStats
-
+) -> tuple[Plan, SendableStats]:
+    """Enlist `sender` in the issue's send, planning it unless a live sender has; the plan
+    and what the list left out (counted only by the sender that read it)."""
     slug, list_name = prepared.slug, prepared.list_name
     out, dropped = Plan(), SendableStats()
     with pg.errors(ledger.url, "cannot plan the send"), ledger.pool.connection() as conn:
@@ -69,7 +68,7 @@ def make_or_join(
     out.invalid = states.get(INVALID, 0)
     if made:
         count_left_out(prepared, out, dropped)
-    return out, made
+    return out, dropped
 
 
 def _is_open(conn: psycopg.Connection, slug: str, list_name: str) -> bool:

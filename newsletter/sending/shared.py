@@ -53,7 +53,7 @@ def send(
         stop = threading.Event()
         outcome = "error"
         try:
-            planned, _ = make_or_join(ledger, sender, prepared, settings)
+            planned, dropped = make_or_join(ledger, sender, prepared, settings)
             sender.start(stop)  # from here on the lease is renewed, even while asking
             shown = approve(prepared, planned, settings, ledger) if approve else None
             with shown or contextlib.nullcontext() as reporter:
@@ -62,6 +62,9 @@ def send(
                     prepared, ledger, factory, settings, reporter, stop, planned.to_send
                 )
                 run.sender = sender
+                # The summary tells of the plan (who was left out, rows skipped as invalid).
+                run.summary.plan, run.dropped = planned, dropped
+                run.summary.skipped = list(planned.skipped)
                 summary = run.execute()
             outcome = "interrupted" if summary.interrupted else summary.exit_code.name.lower()
         finally:
