@@ -31,6 +31,7 @@ from newsletter.sending.ledger import (
     SENT,
     UNKNOWN,
     Row,
+    holds,
 )
 from newsletter.store import pg
 
@@ -55,6 +56,9 @@ class PgLedger:
     """The ledger of one sender process: a small pool shared by its worker threads."""
 
     path = None  # no state folder: workers journal here (PgJournal), not in files
+    # Set by the send: its provider reports each hand-over (PgJournal), so a row in flight
+    # is `handed` only once its request goes out; otherwise as soon as it is marked.
+    journaled = False
 
     def __init__(self, url: str, *, size: int = 4, lease: float = 60.0) -> None:
         self.url = url
@@ -166,15 +170,13 @@ class PgLedger:
             "SELECT key, state, attempts FROM send_recipients WHERE issue = %s AND key = ANY(%s)",
             (issue, list(keys)),
         )
-        out = {}
-        for key, state, attempts in rows:
-            if (
-                state == SENT
-                or (state == FAILED and attempts > 0)
-                or (state in (UNKNOWN, IN_FLIGHT, CLAIMED) and not resend_unknown)
-            ):
-                out[key] = state
-        return out
+        # A row claimed by a sender is as good as in flight.
+        unsettled = {CLAIMED: IN_FLIGHT}
+        return {
+            key: state
+            for key, state, n in rows
+            if holds(unsettled.get(state, state), n, resend_unknown)
+        }
 
     def mark_in_flight(
         self,
@@ -183,13 +185,10 @@ class PgLedger:
         run: int,
         batch: int,
         recipients: Sequence[tuple[str, str]],
-        *,
-        handed: bool | None = None,
     ) -> None:
         """This sender's claimed rows in flight, before the provider sees them; LeaseLost if
         any is no longer its own or its lease is short (then nothing is marked)."""
         keys = [key for key, _ in recipients]
-        journaled = self.journaled if handed is None else not handed
         with pg.errors(self.url, "the send ledger"), self.pool.connection() as conn:
             cur = conn.execute(
                 "UPDATE send_recipients SET state = %s, attempts = attempts + 1, run = %s, "
@@ -197,7 +196,7 @@ class PgLedger:
                 "WHERE issue = %s AND key = ANY(%s) AND sender = %s AND state = ANY(%s) "
                 "AND EXISTS (SELECT 1 FROM send_senders WHERE id = %s "
                 "AND finished_at IS NULL AND lease_until > clock_timestamp() + make_interval(secs => %s))",
-                (IN_FLIGHT, run, batch, not journaled, issue, keys, self.sender)
+                (IN_FLIGHT, run, batch, not self.journaled, issue, keys, self.sender)
                 + ([CLAIMED, RETRY], self.sender, self.margin),
             )
             if cur.rowcount != len(keys):
@@ -206,8 +205,6 @@ class PgLedger:
                     "this sender's lease ran out (it stalled): its rows went back to the "
                     "plan for the other senders; run the send again to help"
                 )
-
-    journaled = False  # set by the send: the provider reports its handovers (PgJournal)
 
     def handed_over(self, issue: str, keys: Sequence[str], outcomes: Sequence[tuple]) -> None:
         """A step is going out (its keys handed), with the answers of the step before it."""
