@@ -8,15 +8,19 @@ request it was handing over; the living senders finish the rest once its lease r
 from __future__ import annotations
 
 import collections
+import re
 import signal
 import subprocess
 import threading
+import time
 
 import psycopg
 from loopback import SendgridServer, SgAction
 from test_send import write_list
 from test_send_e2e import assert_exactly_once, cli, wait_until
+from typer.testing import CliRunner
 
+from newsletter.cli import app
 from newsletter.errors import ExitCode
 from newsletter.sending.ledger import IN_FLIGHT, SENT, UNKNOWN
 
@@ -130,6 +134,14 @@ def test_a_killed_sender_resumed_leaves_only_its_request_in_flight_unknown(pg_wo
         process.wait(timeout=30)
         held = collections.Counter(ledger_states(pg_url).values())
         assert held[IN_FLIGHT] == BATCH  # the request the dead sender was handing over
+        time.sleep(1.6)  # its lease runs out
+        status = CliRunner().invoke(app, ["status", "issues/merge.md"], env={"COLUMNS": "200"})
+        # Not settled until a sender comes: what it had claimed is shown as claimed.
+        assert re.search(r"#1 \S+ pid \d+ since \S+: lost, 800 sent, \d+ in hand", status.output)
+        assert re.search(
+            r"list main: 800 sent, 200 unknown, [\d,]+ waiting for a sender, \d+ claimed",
+            status.output,
+        )
         resumed = finish(cli(pg_workspace, env))  # joins at once, finishes after the lease
         received = [d.to_email for d in server.deliveries()]
         assert resumed.returncode in (ExitCode.OK, ExitCode.INCOMPLETE), resumed.stderr

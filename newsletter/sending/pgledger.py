@@ -154,9 +154,9 @@ class PgLedger:
         """Whether rows of the send are still open outside this sender: planned (claimable,
         or being claimed right now) or held by another sender, who may yet die."""
         rows = self.run(
-            "SELECT 1 FROM send_recipients WHERE issue = %s AND list = %s "
-            "AND state = ANY(%s) AND sender IS DISTINCT FROM %s LIMIT 1",
-            (issue, list_name, list(OPEN), self.sender),
+            "SELECT 1 FROM send_recipients WHERE issue = %s AND list = %s AND (state = %s "
+            "OR (state = ANY(%s) AND sender IS DISTINCT FROM %s)) LIMIT 1",
+            (issue, list_name, PLANNED, [CLAIMED, IN_FLIGHT], self.sender),
         )
         return bool(rows)
 
