@@ -103,8 +103,10 @@ def test_three_senders_one_killed_send_20000_exactly_once_and_the_others_finish(
         assert first.returncode == -signal.SIGKILL
         done = [finish(p) for p in others]
         received = [d.to_email for d in server.deliveries()]
+    # OK, or incomplete for a sender that started after the killed one's lease ran out: its
+    # plan then counted that sender's unknown recipients.
     for result in done:
-        assert result.returncode == ExitCode.OK, result.stdout + result.stderr
+        assert result.returncode in (ExitCode.OK, ExitCode.INCOMPLETE), result.stderr
     states = ledger_states(pg_url)
     unknown = assert_exactly_once(emails, received, states)
     assert len(unknown) <= BATCH  # the one request the killed sender was handing over
@@ -119,8 +121,13 @@ def test_three_senders_one_killed_send_20000_exactly_once_and_the_others_finish(
             )
         )
         outcomes = dict(conn.execute("SELECT id, outcome FROM send_senders ORDER BY id"))
+        planners = conn.execute(
+            "SELECT s.pid FROM send_plans p JOIN send_senders s ON s.id = p.planned_by"
+        ).fetchall()
+    assert planners == [(first.pid,)]  # planned once, by the first; the others joined
     assert len(by_sender) == 3 and all(by_sender.values())  # each of the three sent a share
-    assert sorted(outcomes.values()) == ["lost", "ok", "ok"]
+    assert sorted(outcomes.values())[0] == "lost"
+    assert set(sorted(outcomes.values())[1:]) <= {"ok", "incomplete"}
 
 
 def test_a_killed_sender_resumed_leaves_only_its_request_in_flight_unknown(pg_workspace, pg_url):
@@ -193,7 +200,7 @@ def test_a_stalled_sender_past_its_lease_stops_and_never_sends_what_another_took
             stalled.send_signal(signal.SIGCONT)
         woken = finish(stalled)
         received = [d.to_email for d in server.deliveries()]
-    assert other.returncode == ExitCode.OK, other.stderr
+    assert other.returncode in (ExitCode.OK, ExitCode.INCOMPLETE), other.stderr
     assert woken.returncode != ExitCode.OK
     assert "lease ran out" in woken.stdout + woken.stderr
     states = ledger_states(pg_url)
