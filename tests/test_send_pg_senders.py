@@ -15,9 +15,9 @@ import threading
 import time
 
 import psycopg
-from loopback import SendgridServer, SgAction
+from loopback import SendgridServer, SgAction, SmtpServer
 from test_send import write_list
-from test_send_e2e import assert_exactly_once, cli, wait_until
+from test_send_e2e import assert_exactly_once, cli, smtp_env, wait_until
 from typer.testing import CliRunner
 
 from newsletter.cli import app
@@ -206,3 +206,25 @@ def test_a_stalled_sender_past_its_lease_stops_and_never_sends_what_another_took
     states = ledger_states(pg_url)
     unknown = assert_exactly_once(emails, received, states)
     assert len(unknown) <= BATCH
+
+
+def test_smtp_sender_killed_leaves_at_most_one_message_per_connection_unknown(pg_workspace, pg_url):
+    emails = write_list(pg_workspace, 600)
+    with SmtpServer() as server:
+        server.script.data_delay = 0.002
+        env = {
+            "NEWSLETTER_STORE_URL": pg_url,
+            "NEWSLETTER_STORE_LEASE_SECONDS": "1.5",
+            **smtp_env(server),
+            "NEWSLETTER_SEND_WORKERS": "4",
+            "NEWSLETTER_SEND_BATCH_SIZE": "25",
+        }
+        process = cli(pg_workspace, env)
+        wait_until(lambda: len(server.messages) >= 150, process)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        resumed = finish(cli(pg_workspace, env))
+        received = [m.rcpt_tos[0] for m in server.messages]
+    assert resumed.returncode in (ExitCode.OK, ExitCode.INCOMPLETE), resumed.stderr
+    unknown = assert_exactly_once(emails, received, ledger_states(pg_url))
+    assert len(unknown) <= 4  # each of the four connections was handing over one message
