@@ -166,14 +166,24 @@ def status(
     ] = False,
     config_path: ConfigOption = None,
 ) -> None:
-    """Show how the sends of an issue went: recipients per state for each list, and the failures.
+    """Show how the sends of an issue went: recipients per state for each list, and the failures
+    (on PostgreSQL, also each sender of the send and its progress).
 
     Example: newsletter status issues/2024-05-01-spring.md --recipients
     """
     from newsletter.sending import ledger
+    from newsletter.store import uses_postgres
 
     config = load(config_path)
     slug = ledger.issue_slug(issue)
+    if uses_postgres(config):
+        from newsletter.sending import pgsenders, shared
+
+        with shared.open_ledger(config) as book:
+            show.status(book, slug, recipients)
+            if not recipients:
+                show.senders(pgsenders.senders(book, slug))
+        return
     path = config.state_dir / ledger.LEDGER_NAME
     if not path.exists():
         typer.echo(f"No sends of {slug} are recorded.")

@@ -269,6 +269,8 @@ LABELS = {
     ledger.UNKNOWN: "unknown",
     ledger.IN_FLIGHT: "in flight",
     ledger.INVALID: "invalid",
+    "planned": "waiting for a sender",  # the PostgreSQL store's shared plan (pgledger.py)
+    "claimed": "claimed by a sender",
 }
 
 
@@ -289,7 +291,7 @@ def status(book: ledger.Ledger, slug: str, recipients: bool) -> None:
         merged: dict[str, int] = {}
         for state, number in by_state.items():
             merged[state_of(state)] = merged.get(state_of(state), 0) + number
-        parts = [f"{merged[s]:,} {LABELS[s]}" for s in ledger.STATES if s in merged]
+        parts = [f"{merged[s]:,} {LABELS[s]}" for s in LABELS if s in merged]
         used = segments.get(list_name, [])
         shown = f" (segment: {'; '.join(u or 'whole list' for u in used)})" if any(used) else ""
         typer.echo(f"  list {list_name}{shown}: {', '.join(parts)}")
@@ -317,3 +319,17 @@ def _where(row: ledger.Row) -> tuple[str, int]:
     """An invalid row's file and line, from its error ("subscribers/main.csv:12: ...")."""
     where, _, line = (row.error or "").partition(": ")[0].rpartition(":")
     return (where, int(line)) if line.isdigit() else (row.error or "", 0)
+
+
+def senders(found) -> None:
+    """The senders of a send on PostgreSQL (pgsenders.SenderRow): where, how far, alive or not."""
+    if not found:
+        return
+    typer.echo("Senders:")
+    for r in found:
+        held = f", {r.holding:,} in hand" if r.holding else ""
+        heard = f", last heard {r.heartbeat}" if r.state == "sending" else ""
+        typer.echo(
+            f"  #{r.id} {r.host} pid {r.pid} since {r.started_at}: {r.state}, "
+            f"{r.sent:,} sent{held}{heard}"
+        )

@@ -82,40 +82,47 @@ class _Run:
             )
             if not prepared.is_test:
                 ledger.clear_invalid(prepared.slug, prepared.list_name)
-            delivery = Delivery(prepared, ledger, self.settings, self.tally, self.run_id)
-            work: queue.Queue = queue.Queue(maxsize=self.settings.workers)
-            threads = [
-                threading.Thread(
-                    target=self._worker, args=(work, delivery), daemon=True, name=f"send-{i}"
-                )
-                for i in range(self.settings.workers)
-            ]
-            for thread in threads:
-                thread.start()
             groups = {}
             if self.settings.resend_unknown and get_provider_class(prepared.provider).idempotent:
                 groups = ledger.unknown_batches(prepared.slug)  # sent as before: same keys
-            try:
-                for batch in regroup(self._batches(built), groups):
-                    if not self._put(work, batch):
-                        break
-                for _ in threads:
-                    self._put(work, None)
-                self._join(threads)
-            except KeyboardInterrupt:
-                summary.interrupted = True
-                self.stop.set()
-                self._join(threads)  # a second Ctrl-C leaves at once; in-flight rows stay
-            except BaseException:
-                # Reading the list failed (a bad row, the reading process died): the batches
-                # with the provider are answered and recorded before the error goes up.
-                self.stop.set()
-                self._join(threads)
-                ledger.finish_run(self.run_id, "error")
-                raise
-            if self.stop.is_set() and not summary.stopped and not self.tally.fatal:
-                summary.interrupted = True
-            return self._finish(self.tally.fatal)
+            return self._deliver(
+                Delivery(prepared, ledger, self.settings, self.tally, self.run_id),
+                regroup(self._batches(built), groups),
+            )
+
+    def _deliver(self, delivery: Delivery, batches: Iterator[list[OutgoingMessage]]) -> Summary:
+        """Hand the batches to the worker threads until they run out or the send stops."""
+        summary = self.summary
+        work: queue.Queue = queue.Queue(maxsize=self.settings.workers)
+        threads = [
+            threading.Thread(
+                target=self._worker, args=(work, delivery), daemon=True, name=f"send-{i}"
+            )
+            for i in range(self.settings.workers)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for batch in batches:
+                if not self._put(work, batch):
+                    break
+            for _ in threads:
+                self._put(work, None)
+            self._join(threads)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            self.stop.set()
+            self._join(threads)  # a second Ctrl-C leaves at once; in-flight rows stay
+        except BaseException:
+            # Reading the list failed (a bad row, the reading process died): the batches
+            # with the provider are answered and recorded before the error goes up.
+            self.stop.set()
+            self._join(threads)
+            self.ledger.finish_run(self.run_id, "error")
+            raise
+        if self.stop.is_set() and not summary.stopped and not self.tally.fatal:
+            summary.interrupted = True
+        return self._finish(self.tally.fatal)
 
     def _read_ahead(self) -> readahead.ReadAhead:
         # A dry run has no provider threads to make room for: reading in-thread is quicker.
@@ -209,17 +216,19 @@ class _Run:
 
     # Workers --------------------------------------------------------------------------
 
+    def _journal(self) -> Journal | None:
+        """Where a worker notes each step of its batches (a scratch ledger: nowhere)."""
+        if self.ledger.path is None:
+            return None
+        worker = next(self.worker_numbers)
+        return Journal(self.ledger.path.parent, self.prepared.slug, self.run_id, worker)
+
     def _worker(self, work: queue.Queue, delivery: Delivery) -> None:
         journal = None
         try:
             with self.factory() as provider:
-                if provider.reports_handovers and self.ledger.path is not None:
-                    journal = Journal(
-                        self.ledger.path.parent,
-                        self.prepared.slug,
-                        self.run_id,
-                        next(self.worker_numbers),
-                    )
+                if provider.reports_handovers:
+                    journal = self._journal()
                 while not self.stop.is_set():
                     try:
                         batch = work.get(timeout=0.1)

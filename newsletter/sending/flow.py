@@ -22,6 +22,7 @@ from newsletter.sending.options import (
 from newsletter.sending.planning import Plan, plan
 from newsletter.sending.prepared import Prepared, open_ledger, prepare
 from newsletter.sending.summary import Progress, Summary
+from newsletter.store import uses_postgres
 
 Reporter = Callable[[Progress], None]
 # Shown the plan before anything is sent: stops the send by raising, or lets it go on by
@@ -87,6 +88,12 @@ def send(
         dry_run=dry_run,
     )
     check_provider(provider, config, options=options)  # settings and secrets, before asking
+    factory = lambda: make_provider(provider, config, options=options)  # noqa: E731
+    if uses_postgres(config) and not (prepared.is_test or sandbox or dry_run):
+        from newsletter.sending import shared  # several senders may share this send
+
+        summary, elapsed = shared.send(config, prepared, factory, settings, approve)
+        return Sent(prepared, summary, elapsed)
     with open_ledger(config, prepared, sandbox=sandbox, dry_run=dry_run) as ledger:
         planned = plan(prepared, ledger, settings)
         shown = approve(prepared, planned, settings, ledger) if approve else None
@@ -95,7 +102,7 @@ def send(
             summary = engine.run(
                 prepared,
                 ledger,
-                lambda: make_provider(provider, config, options=options),
+                factory,
                 settings,
                 on_progress=reporter,
                 total=planned.to_send,

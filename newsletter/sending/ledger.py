@@ -245,13 +245,7 @@ class Ledger(Database):
                     f"WHERE issue = ? AND key IN ({marks})",
                     (issue, *chunk),
                 ).fetchall()
-            for key, state, attempts in rows:
-                if (
-                    state == SENT
-                    or (state == FAILED and attempts > 0)
-                    or (state in (UNKNOWN, IN_FLIGHT) and not resend_unknown)
-                ):
-                    out[key] = state
+            out.update((key, state) for key, state, n in rows if holds(state, n, resend_unknown))
         return out
 
     def mark_in_flight(
@@ -433,6 +427,15 @@ class Ledger(Database):
             for row in page:
                 yield Row(*row)
             last = page[-1][1]
+
+
+def holds(state: str, attempts: int, resend_unknown: bool) -> bool:
+    """Whether a recipient in this state must not be sent now (see Ledger.blocked)."""
+    return (
+        state == SENT
+        or (state == FAILED and attempts > 0)
+        or (state in (UNKNOWN, IN_FLIGHT) and not resend_unknown)
+    )
 
 
 def issue_slug(issue: str) -> str:

@@ -185,8 +185,16 @@ def _test_recipient(address: str, fields: dict[str, str], name: str) -> SampleRe
 def open_ledger(
     config: Config, prepared: Prepared, *, sandbox: bool = False, dry_run: bool = False
 ) -> Ledger:
-    """The workspace ledger; test and sandbox sends deliver nothing real and use a scratch one."""
+    """The workspace ledger (the store's on PostgreSQL); test and sandbox sends deliver nothing real and use a scratch one."""
     path = config.state_dir / LEDGER_NAME
-    if prepared.is_test or sandbox or (dry_run and not path.exists()):
+    if prepared.is_test or sandbox:
+        return Ledger(None)
+    from newsletter.store import uses_postgres
+
+    if uses_postgres(config):  # a dry run: planned against the shared ledger, writing nothing
+        from newsletter.sending import shared
+
+        return shared.open_ledger(config)
+    if dry_run and not path.exists():
         return Ledger(None)
     return Ledger(path)
