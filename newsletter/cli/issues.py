@@ -16,15 +16,19 @@ from newsletter.errors import ExitCode
 
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder for the new workspace.")] = Path("."),
+    template: Annotated[
+        str,
+        typer.Option(help="The built-in template: default, letter (an essay) or digest (links)."),
+    ] = "default",
 ) -> None:
     """Create a workspace: newsletter.toml, an example issue, an empty list.
 
-    Example: newsletter init my-letter
+    Example: newsletter init my-letter --template letter
     """
     from newsletter.render import BUILTIN_TEMPLATES
     from newsletter.workspace import init_workspace
 
-    for path in init_workspace(directory):
+    for path in init_workspace(directory, template):
         typer.echo(f"created {path}")
     typer.echo(
         "Templates: the built-in ones. To change one, copy it into templates/ from "
