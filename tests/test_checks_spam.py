@@ -108,3 +108,21 @@ def test_the_check_can_be_turned_off(workspace, monkeypatch):
     monkeypatch.setenv(spam.ENV, "off")
     result = run("preview", "issues/sample.md")
     assert "Spam:      not scored: turned off (NEWSLETTER_SPAMASSASSIN=off)\n" in result.output
+
+
+@requires_spamassassin
+@pytest.mark.parametrize("template", ["default", "letter", "digest"])
+def test_the_sample_scores_at_most_half_a_point_and_stays_unclipped_in_every_builtin_template(
+    workspace, monkeypatch, template
+):
+    import dataclasses
+
+    from newsletter.issue import load_issue
+    from newsletter.sample import check_issue
+
+    monkeypatch.delenv(spam.ENV, raising=False)
+    issue = dataclasses.replace(load_issue(Path("issues/sample.md")), template=template)
+    checked = check_issue(load_config(workspace / "newsletter.toml"), issue)
+    report = spam.score(checked.sample.eml)
+    assert report.score <= 0.5, report.rules
+    assert len(checked.sample.html.encode()) < 102 * 1024

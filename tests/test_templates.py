@@ -187,3 +187,43 @@ def test_in_dark_mode_every_painted_colour_takes_its_dark_value(workspace, templ
     assert seen["footer"] == _rgb(dark["dark_footer"])
     if template == "default":
         assert seen["button"] == _rgb(dark["dark_accent"])
+
+
+def test_a_theme_with_low_contrast_pairs_warns_naming_mode_pair_ratio_and_key(workspace):
+    from newsletter.sample import check_issue
+
+    toml = workspace / "newsletter.toml"
+    toml.write_text(
+        toml.read_text(encoding="utf-8") + '\n[theme]\naccent = "#7fb2e5"\ndark_text = "#3a3f44"\n',
+        encoding="utf-8",
+    )
+    checked = check_issue(
+        load_config(Path("newsletter.toml")), load_issue(Path("issues/sample.md"))
+    )
+    found = [str(p) for p in checked.problems if p.code == "contrast"]
+    lines = toml.read_text(encoding="utf-8").split("\n")
+    accent, dark_text = (
+        lines.index(x) + 1 for x in ('accent = "#7fb2e5"', 'dark_text = "#3a3f44"')
+    )
+    assert found == [
+        f"newsletter.toml:{accent}: warning contrast: links in light mode: #7fb2e5 on #ffffff "
+        "(theme.accent on theme.card) has contrast 2.2:1, below WCAG AA 4.5:1",
+        f"newsletter.toml:{accent}: warning contrast: the publication's name in light mode: "
+        "#7fb2e5 on #f3f4f6 (theme.accent on theme.background) has contrast 2.0:1, "
+        "below WCAG AA 4.5:1",
+        f"newsletter.toml:{dark_text}: warning contrast: body text in dark mode: #3a3f44 on "
+        "#1a2027 (theme.dark_text on theme.dark_card) has contrast 1.5:1, below WCAG AA 4.5:1",
+        f"newsletter.toml:{dark_text}: warning contrast: muted text (date, captions, quotes) in "
+        "dark mode: #31363c on #1a2027 (theme.dark_text mixed into theme.dark_card on "
+        "theme.dark_card) has contrast 1.3:1, below WCAG AA 4.5:1",
+        f"newsletter.toml:{dark_text}: warning contrast: the footer in dark mode: #2e3338 on "
+        "#0f1419 (theme.dark_text mixed into theme.dark_background on theme.dark_background) "
+        "has contrast 1.5:1, below WCAG AA 4.5:1",
+    ]
+
+
+def test_the_default_theme_passes_wcag_aa_in_light_and_dark_mode():
+    from newsletter.checks.contrast import AA, pairs
+    from newsletter.theme import ThemeConfig
+
+    assert [(p.mode, p.what) for p in pairs(ThemeConfig()) if p.ratio < AA] == []
