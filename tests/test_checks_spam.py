@@ -126,3 +126,18 @@ def test_the_sample_scores_at_most_half_a_point_and_stays_unclipped_in_every_bui
     report = spam.score(checked.sample.eml)
     assert report.score <= 0.5, report.rules
     assert len(checked.sample.html.encode()) < 102 * 1024
+
+
+def test_spamassassin_starts_before_the_render_and_is_stopped_when_the_preview_fails(
+    workspace, monkeypatch, tmp_path
+):
+    # A stand-in spamassassin that notes its pid and then waits for a message on stdin.
+    pid_file = tmp_path / "pid"
+    stub = tmp_path / "spamassassin"
+    stub.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec cat > /dev/null\n", encoding="utf-8")
+    stub.chmod(0o755)
+    monkeypatch.setenv(spam.ENV, str(stub))
+    result = run("preview", "issues/bad/unknown-key.md")
+    assert result.exit_code == 4, result.output
+    pid = int(pid_file.read_text())  # it was started although the issue never rendered
+    assert not Path(f"/proc/{pid}").exists()  # and stopped (and reaped) with the preview

@@ -138,16 +138,27 @@ def preview(
 
 def _first_preview(cfg, issue: Path, as_email: str | None, check_links: bool, keep_going: bool):
     """The preview's result; with --serve an issue error is shown and the page keeps trying."""
+    from newsletter import spamproc
+
+    # SpamAssassin loads its rules for about a second: started before the imports and the
+    # render, it is ready by the time the message is.
+    started = spamproc.start()
+
     from newsletter.errors import ConfigError, NewsletterError
     from newsletter.preview import preview as run_preview
 
     try:
-        return run_preview(cfg, issue, as_email=as_email, check_links=check_links)
+        return run_preview(
+            cfg, issue, as_email=as_email, check_links=check_links, spam_started=started
+        )
     except NewsletterError as exc:
         if not keep_going or isinstance(exc, ConfigError):
             raise
         typer.echo(f"Error: {exc}", err=True)  # the page shows it until it is fixed
         return None
+    finally:
+        if isinstance(started, spamproc.Started):
+            started.cancel()  # a no-op once it has scored; else the preview failed first
 
 
 def _serve_studio(cfg, issue: Path, port: int, as_email: str | None, open_browser: bool) -> None:
