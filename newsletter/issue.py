@@ -275,12 +275,4 @@ def _story(line: int, heading: str, body_lines: list[str]) -> Story:
     if pic:
         image, image_alt, caption = pic.group("src"), pic.group("alt"), pic.group("title")
         body = rest.strip()
-    return Story(
-        headline=heading,
-        link=link,
-        image=image,
-        image_alt=image_alt,
-        body=body,
-        line=line,
-        image_caption=caption or None,
-    )
+    return Story(heading, link, image, image_alt, body, line, image_caption=caption or None)
