@@ -137,7 +137,8 @@ def test_spamassassin_starts_before_the_render_and_is_stopped_when_the_preview_f
     stub.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec cat > /dev/null\n", encoding="utf-8")
     stub.chmod(0o755)
     monkeypatch.setenv(spam.ENV, str(stub))
-    result = run("preview", "issues/bad/unknown-key.md")
+    # The issue fails in the render, after the imports: the stand-in has long been running.
+    result = run("preview", "issues/bad/undefined-variable.md")
     assert result.exit_code == 4, result.output
-    pid = int(pid_file.read_text())  # it was started although the issue never rendered
+    pid = int(pid_file.read_text())  # it was started before the render
     assert not Path(f"/proc/{pid}").exists()  # and stopped (and reaped) with the preview
