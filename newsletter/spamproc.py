@@ -86,3 +86,24 @@ def start() -> Started | str:
         return Started(executable)
     except SpamAssassinError as exc:
         return f"not scored: {exc}"
+
+
+_early: Started | str | None = None
+
+
+def start_early() -> None:
+    """Start SpamAssassin for the preview to come (newsletter/launch.py); stopped at exit if
+    the preview never gets to use it."""
+    import atexit
+
+    global _early
+    _early = start()
+    if isinstance(_early, Started):
+        atexit.register(_early.cancel)
+
+
+def take() -> Started | str:
+    """The SpamAssassin started early, or one started now."""
+    global _early
+    started, _early = _early, None
+    return started if started is not None else start()

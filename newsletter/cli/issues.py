@@ -141,8 +141,8 @@ def _first_preview(cfg, issue: Path, as_email: str | None, check_links: bool, ke
     from newsletter import spamproc
 
     # SpamAssassin loads its rules for about a second: started before the imports and the
-    # render, it is ready by the time the message is.
-    started = spamproc.start()
+    # render (by newsletter/launch.py when it can), it is ready by the time the message is.
+    started = spamproc.take()
 
     from newsletter.errors import ConfigError, NewsletterError
     from newsletter.preview import preview as run_preview
