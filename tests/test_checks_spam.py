@@ -142,3 +142,27 @@ def test_spamassassin_starts_before_the_render_and_is_stopped_when_the_preview_f
     assert result.exit_code == 4, result.output
     pid = int(pid_file.read_text())  # it was started before the render
     assert not Path(f"/proc/{pid}").exists()  # and stopped (and reaped) with the preview
+
+
+def test_preview_as_a_command_starts_one_spamassassin_early_and_scores_with_it(workspace, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    # A stand-in that notes each start, reads the message and answers with an empty report.
+    log = tmp_path / "starts"
+    stub = tmp_path / "spamassassin"
+    stub.write_text(
+        f"#!/bin/sh\necho started >> {log}\ncat > /dev/null\n"
+        "printf 'Content analysis details:   (0.3 points, 5.0 required)\\n\\n'\n",
+        encoding="utf-8",
+    )
+    stub.chmod(0o755)
+    env = {**os.environ, spam.ENV: str(stub)}
+    done = subprocess.run(
+        [sys.executable, "-m", "newsletter", "preview", "issues/sample.md"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Spam:      0.3 points" in done.stdout
+    assert log.read_text().splitlines() == ["started"]
