@@ -1,5 +1,5 @@
 """`python -m newsletter`: the same command as `newsletter`."""
 
-from newsletter.cli import main
+from newsletter.launch import main
 
 main()

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from newsletter.errors import ConfigError
+from newsletter.theme import ThemeConfig, check_theme
 
 CONFIG_NAME = "newsletter.toml"
 ENV_PREFIX = "NEWSLETTER_"
@@ -170,6 +171,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     subscribe: SubscribeConfig = field(default_factory=SubscribeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    theme: ThemeConfig = field(default_factory=ThemeConfig)
     # Where the file was found; every workspace path is relative to it.
     root: Path = Path(".")
     path: Path | None = None
@@ -217,6 +219,7 @@ SECTIONS: dict[str, type] = {
     "store": StoreConfig,
     "subscribe": SubscribeConfig,
     "tracking": TrackingConfig,
+    "theme": ThemeConfig,
 }
 _INTERNAL = {"root", "path"}
 
@@ -277,6 +280,7 @@ def config_from_dict(
         check_base_url(config.base_url, env_name if env_name in env else f"{source}: base_url")
     _check_from_email(config.from_email, env, source)
     _check_language(config, env, source)
+    check_theme(config.theme, source)
     if config.doctor.serve_url is not None:
         env_name = ENV_PREFIX + "DOCTOR_SERVE_URL"
         where = env_name if env_name in env else f"{source}: doctor.serve_url"

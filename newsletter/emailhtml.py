@@ -67,6 +67,9 @@ def inline_css(html: str, rules: list[str]) -> str:
             disable_validation=True,
             cssutils_logging_level=logging.CRITICAL,
             allow_network=False,
+            # premailer turns a rule's CSS width into a width attribute (img: "100%"); Outlook
+            # sizes images by the pixel width MJML wrote, so those attributes stay MJML's.
+            disable_basic_attributes=["width", "height"],
         )
         .transform(pretty_print=False)
         .replace(' data-premailer="ignore"', "")

@@ -15,7 +15,7 @@ from newsletter.language import dir_problem, lang_problem
 
 FRONT_MATTER_KEYS = {
     "title", "subject", "preheader", "date", "template", "list", "lang", "dir", "archive",
-    "segment",
+    "segment", "author",
 }  # fmt: skip
 _FENCE = re.compile(r"^---[ \t]*$")
 _SLUG_STRIP = re.compile(r"[^a-z0-9]+")
@@ -29,6 +29,7 @@ class Story:
     image_alt: str | None
     body: str  # Markdown source of everything under the heading
     line: int  # 1-based line of the heading in the issue file
+    image_caption: str | None = None  # the lead image's Markdown title: ![alt](src "caption")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Issue:
     body_line: int  # line of the file where the body starts
     lang: str | None = None  # None: newsletter.toml's
     dir: str | None = None
+    author: str | None = None  # the byline under the title
     archive: bool = True  # False: never in the public archive, the feed or a "view in browser" link
     segment: str | None = None  # who of the list it goes to (newsletter.segments), checked to parse
     # line of each front matter key, so errors about a value can name it
@@ -158,6 +160,7 @@ def parse_issue(text: str, path: Path) -> Issue:
         body_line=body_start + 1,
         lang=lang,
         dir=direction,
+        author=text("author"),
         archive=archive,
         segment=segment,
         key_lines=key_lines,
@@ -245,7 +248,7 @@ def _text_field(meta: dict, key: str, where: str, required: bool = False) -> str
 _HEADING = re.compile(r"^##(?!#)[ \t]+(.*?)[ \t#]*$")
 _FENCE_OPEN = re.compile(r"^[ \t]{0,3}(```|~~~)")
 _LINKED = re.compile(r"^\[(?P<text>.+)\]\((?P<url>\S+?)\)$")
-_IMAGE = re.compile(r"^!\[(?P<alt>[^\]]*)\]\((?P<src>\S+?)(?:[ \t]+\"[^\"]*\")?\)$")
+_IMAGE = re.compile(r"^!\[(?P<alt>[^\]]*)\]\((?P<src>\S+?)(?:[ \t]+\"(?P<title>[^\"]*)\")?\)$")
 
 
 def split_stories(lines: list[str], first_line: int) -> tuple[str, list[Story]]:
@@ -273,12 +276,10 @@ def _story(line: int, heading: str, body_lines: list[str]) -> Story:
     if linked:
         heading, link = linked.group("text"), linked.group("url")
     body = "\n".join(body_lines).strip()
-    image = image_alt = None
+    image = image_alt = caption = None
     first, _, rest = body.partition("\n\n")
     pic = _IMAGE.match(first.strip())
     if pic:
-        image, image_alt = pic.group("src"), pic.group("alt")
+        image, image_alt, caption = pic.group("src"), pic.group("alt"), pic.group("title")
         body = rest.strip()
-    return Story(
-        headline=heading, link=link, image=image, image_alt=image_alt, body=body, line=line
-    )
+    return Story(heading, link, image, image_alt, body, line, image_caption=caption or None)

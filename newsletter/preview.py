@@ -43,6 +43,7 @@ def preview(
     renderer: Renderer | None = None,
     check_links: bool = False,
     segment: str | None = None,
+    spam_started=None,
 ) -> PreviewResult:
     """Render and check an issue (spam score too) and write what a sample recipient would get."""
     from newsletter.issue import load_issue
@@ -63,6 +64,7 @@ def preview(
         list_name=list_name,
         secret=load_secret(config.state_dir),
         score_spam=True,
+        spam_started=spam_started,
         check_links=check_links,
     )
     sample = checked.sample

@@ -32,6 +32,7 @@ from newsletter.mergefields import (
     fill,
     simple_field,
 )
+from newsletter.theme import palette
 
 BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
 
@@ -311,6 +312,7 @@ class Renderer:
             if issue.date
             else "",
             "slug": issue.slug,
+            "author": issue.author,
             "lang": issue.lang or self.config.lang,
             "dir": issue.dir or self.config.dir,
             "intro_html": Markup(intro_html),
@@ -322,6 +324,7 @@ class Renderer:
                     "link": s.link,
                     "image": s.image,
                     "image_alt": s.image_alt,
+                    "image_caption": s.image_caption,
                     "image_text": markdown.image_text(s.image_alt, s.image),
                     "body_html": Markup(body_html),
                     "body_text": body_text,
@@ -363,6 +366,10 @@ def base_context(config: Config, issue: Issue) -> dict[str, Any]:
             "base_url": base or None,
         },
         "view_url": f"{base}/archive/{issue.slug}.html" if base and issue.archive else None,
+        # Theme values are checked in config (colours, font names): safe inside CSS as they are.
+        "theme": {k: v if k == "logo_url" else Markup(v) for k, v in palette(config.theme).items()},
+        # After the preheader: invisible characters that fill the inbox's preview line.
+        "preheader_filler": Markup("&#847;&#8204;&#160;" * 90),
     }
 
 

@@ -105,16 +105,25 @@ def check_issue(
     list_name: str | None = None,
     secret: bytes = b"preview",
     score_spam: bool = False,
+    spam_started: spam.Started | str | None = None,
     check_links: bool = False,
     sending: bool = False,
 ) -> CheckedIssue:
     """Render an issue once, build the sample reader's message, and run every check on it."""
-    rendered = (renderer or Renderer(config)).render(issue)
-    list_name = list_name or issue.list or config.list
-    sample = sample_message(config, rendered, list_name, secret, recipient, name)
-    checked = CheckedIssue(issue, rendered, sample, compat=compat.report(sample.html))
-    if score_spam:
-        checked.spam = spam.check_message(sample.eml)
+    # SpamAssassin spends about a second loading its rules before it reads a message:
+    # started first, it does that while the issue renders.
+    started = (spam_started or spam.start()) if score_spam else None
+    try:
+        rendered = (renderer or Renderer(config)).render(issue)
+        list_name = list_name or issue.list or config.list
+        sample = sample_message(config, rendered, list_name, secret, recipient, name)
+        checked = CheckedIssue(issue, rendered, sample, compat=compat.report(sample.html))
+    except BaseException:
+        if isinstance(started, spam.Started):
+            started.cancel()
+        raise
+    if started is not None:
+        checked.spam = spam.check_message(sample.eml, started)
     if check_links:
         from newsletter.checks import linkcheck
 

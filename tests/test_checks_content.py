@@ -88,7 +88,7 @@ def test_missing_postal_address_and_base_url_in_config(workspace):
 def test_html_over_102_kb_is_an_error_and_over_90_kb_a_warning(workspace):
     config = load_config(workspace / "newsletter.toml")
     paragraph = "A sentence that pads the issue out. " * 30
-    for stories, expected in ((24, ("html-large", "warning")), (40, ("html-clipped", "error"))):
+    for stories, expected in ((26, ("html-large", "warning")), (40, ("html-clipped", "error"))):
         body = "".join(f"## Story {n}\n\n{paragraph}\n\n" for n in range(stories))
         path = workspace / "issues" / f"big{stories}.md"
         path.write_text(f"---\ntitle: Big\npreheader: P\n---\n\n{body}", encoding="utf-8")

@@ -108,3 +108,61 @@ def test_the_check_can_be_turned_off(workspace, monkeypatch):
     monkeypatch.setenv(spam.ENV, "off")
     result = run("preview", "issues/sample.md")
     assert "Spam:      not scored: turned off (NEWSLETTER_SPAMASSASSIN=off)\n" in result.output
+
+
+@requires_spamassassin
+@pytest.mark.parametrize("template", ["default", "letter", "digest"])
+def test_the_sample_scores_at_most_half_a_point_and_stays_unclipped_in_every_builtin_template(
+    workspace, monkeypatch, template
+):
+    import dataclasses
+
+    from newsletter.issue import load_issue
+    from newsletter.sample import check_issue
+
+    monkeypatch.delenv(spam.ENV, raising=False)
+    issue = dataclasses.replace(load_issue(Path("issues/sample.md")), template=template)
+    checked = check_issue(load_config(workspace / "newsletter.toml"), issue)
+    report = spam.score(checked.sample.eml)
+    assert report.score <= 0.5, report.rules
+    assert len(checked.sample.html.encode()) < 102 * 1024
+
+
+def test_spamassassin_starts_before_the_render_and_is_stopped_when_the_preview_fails(
+    workspace, monkeypatch, tmp_path
+):
+    # A stand-in spamassassin that notes its pid and then waits for a message on stdin.
+    pid_file = tmp_path / "pid"
+    stub = tmp_path / "spamassassin"
+    stub.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec cat > /dev/null\n", encoding="utf-8")
+    stub.chmod(0o755)
+    monkeypatch.setenv(spam.ENV, str(stub))
+    # The issue fails in the render, after the imports: the stand-in has long been running.
+    result = run("preview", "issues/bad/undefined-variable.md")
+    assert result.exit_code == 4, result.output
+    pid = int(pid_file.read_text())  # it was started before the render
+    assert not Path(f"/proc/{pid}").exists()  # and stopped (and reaped) with the preview
+
+
+def test_preview_as_a_command_starts_one_spamassassin_early_and_scores_with_it(workspace, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    # A stand-in that notes each start, reads the message and answers with an empty report.
+    log = tmp_path / "starts"
+    stub = tmp_path / "spamassassin"
+    stub.write_text(
+        f"#!/bin/sh\necho started >> {log}\ncat > /dev/null\n"
+        "printf 'Content analysis details:   (0.3 points, 5.0 required)\\n\\n'\n",
+        encoding="utf-8",
+    )
+    stub.chmod(0o755)
+    env = {**os.environ, spam.ENV: str(stub)}
+    done = subprocess.run(
+        [sys.executable, "-m", "newsletter", "preview", "issues/sample.md"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Spam:      0.3 points" in done.stdout
+    assert log.read_text().splitlines() == ["started"]

@@ -64,7 +64,7 @@ def test_preview_text_prints_the_plain_text_part(workspace):
     [
         ("bad/bad-yaml.md", "issues/bad/bad-yaml.md:4: invalid front matter: expected ',' or ']', but got ':'"),
         ("bad/no-front-matter.md", "issues/bad/no-front-matter.md:1: must start with a '---' line opening the YAML front matter"),
-        ("bad/unknown-key.md", "issues/bad/unknown-key.md:3: unknown front matter key 'subjet' (known: archive, date, dir, lang, list, preheader, segment, subject, template, title)"),
+        ("bad/unknown-key.md", "issues/bad/unknown-key.md:3: unknown front matter key 'subjet' (known: archive, author, date, dir, lang, list, preheader, segment, subject, template, title)"),
         ("bad/unknown-template.md", "issues/bad/unknown-template.md:3: template 'nonexistent' not found: no nonexistent.mjml.j2 in templates/ or the built-in templates"),
         ("bad/undefined-variable.md", "issues/bad/undefined-variable.md:8: undefined variable: 'dict object' has no attribute 'nonexistent_field'"),
         ("bad/invalid-mjml.md", "template broken-mjml.mjml.j2: invalid MJML: unexpected end of stream in root template (rendered MJML line 6: Opening and ending tag mismatch: mj-text line 5 and mj-body, line 6, column 13)"),

@@ -65,8 +65,9 @@ def test_sample_title_keeps_the_en_dash_and_subject_defaults_to_it(rendered_samp
 
 def test_css_is_inlined_and_media_queries_kept_in_a_style_block(rendered_sample):
     _, sample = rendered_sample
-    # The template's inline rule for links ends up on the anchors themselves.
-    assert re.search(r'<a href="https://u.example/x" style="[^"]*color:#334e68', sample.html)
+    # The template's inline rule for footer links (the theme's text colour mixed into the
+    # canvas) ends up on the anchors themselves.
+    assert re.search(r'<a href="https://u.example/x" style="[^"]*color:#49525a', sample.html)
     styles = "".join(re.findall(r"<style[^>]*>(.*?)</style>", sample.html, re.S))
     assert "@media (prefers-color-scheme: dark)" in styles
     assert "@media only screen and (max-width: 480px)" in styles

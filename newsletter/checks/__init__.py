@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from newsletter.checks import compat, content, links, spam
+from newsletter.checks import compat, content, contrast, links, spam
 from newsletter.checks.context import Context
 from newsletter.checks.model import ERROR, WARNING, Problem, Sample
 from newsletter.config import Config
@@ -32,6 +32,7 @@ CHECKERS = (
     content.placeholders,
     content.init_placeholders,
     content.mjml,
+    contrast.theme_contrast,
 )
 
 

@@ -185,7 +185,7 @@ def init_placeholders(c: Context) -> Iterator[Problem]:
             yield Problem(
                 "init-placeholder",
                 severity,
-                _config_line(c, "postal_address"),
+                config_line(c, "postal_address"),
                 f"postal_address is still the example {phrase!r}…; set your real address",
             )
         elif phrase in seen:
@@ -208,7 +208,7 @@ def mjml(c: Context) -> Iterator[Problem]:
         )
 
 
-def _config_line(c: Context, key: str) -> str:
+def config_line(c: Context, key: str) -> str:
     """newsletter.toml:line of a top-level key, or just the file."""
     where = c.locate.config_file
     try:

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from newsletter.checks.model import ERROR, WARNING, Problem
+from newsletter.spamproc import (
+    COMMAND,
+    ENV,
+    INSTALL_HINT,
+    OFF,
+    SpamAssassinError,
+    Started,
+    find_spamassassin,
+    start,
+    unavailable,
+)
+
+# Callers (preview, the studio, tests, the benchmark) ask this module for all of it.
+__all__ = [
+    "COMMAND", "ENV", "INSTALL_HINT", "OFF", "SpamAssassinError", "Started",
+    "find_spamassassin", "start", "unavailable", "score", "score_started", "parse_report",
+    "spam_problems", "check_message", "SpamReport", "SpamCheck", "Rule",
+]  # fmt: skip
 
 WARN_ABOVE = 2.0
 ERROR_ABOVE = 5.0
-INSTALL_HINT = "apt-get install spamassassin"
-ENV = "NEWSLETTER_SPAMASSASSIN"  # a path to spamassassin, or "off"
-OFF = {"", "off", "0", "no", "false"}
-# Local tests only (no DNS blocklists), no Bayes learning, no prefs file written to $HOME.
-COMMAND = ("--local", "--test-mode", "--nocreate-prefs", "--cf=use_bayes 0")
 _SUMMARY = re.compile(r"Content analysis details:\s+\((-?[\d.]+) points, (-?[\d.]+) required\)")
 _RULE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s+([A-Z0-9_]+)\s+(.*)$")
 _MORE = re.compile(r"^\s{20,}(\S.*)$")
@@ -45,52 +54,19 @@ class SpamReport:
         return [r for r in self.rules if abs(r.score) >= 0.05]
 
 
-class SpamAssassinError(Exception):
-    """spamassassin ran but gave no report (a bug or a broken install, not the issue's fault)."""
-
-
-def find_spamassassin(env: Mapping[str, str] | None = None) -> str | None:
-    """The spamassassin executable: $NEWSLETTER_SPAMASSASSIN ("off" skips the check) or PATH's."""
-    chosen = (os.environ if env is None else env).get(ENV)
-    if chosen is not None:
-        return None if chosen.strip().lower() in OFF else shutil.which(chosen.strip())
-    return shutil.which("spamassassin")
-
-
-def unavailable() -> str:
-    """Why there is no spamassassin to run, in a few words."""
-    chosen = os.environ.get(ENV)
-    if chosen is not None and chosen.strip().lower() in OFF:
-        return f"turned off ({ENV}={chosen})"
-    if chosen is not None:
-        return f"{ENV}={chosen} is not an executable"
-    return f"spamassassin is not installed ({INSTALL_HINT})"
-
-
 def score(eml: bytes, executable: str | None = None, timeout: float = 60.0) -> SpamReport:
     """Run SpamAssassin on one message; SpamAssassinError when it is missing or fails."""
-    executable = executable or find_spamassassin()
-    if not executable:
-        raise SpamAssassinError(unavailable())
-    # English rule descriptions whatever the locale; no network whatever the config says.
-    env = {**os.environ, "LANG": "C", "LC_ALL": "C"}
-    try:
-        done = subprocess.run(
-            [executable, *COMMAND],
-            input=eml,
-            capture_output=True,
-            timeout=timeout,
-            env=env,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SpamAssassinError(f"spamassassin did not run: {exc}") from None
-    output = done.stdout.decode("utf-8", "replace")
-    report = parse_report(output)
+    return score_started(Started(executable), eml, timeout)
+
+
+def score_started(started: Started, eml: bytes, timeout: float = 60.0) -> SpamReport:
+    """The report of a SpamAssassin started earlier, once it has scored the message."""
+    stdout, stderr = started.output(eml, timeout)
+    report = parse_report(stdout)
     if report is None:
-        error = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        error = stderr.strip().splitlines()
         raise SpamAssassinError(
-            f"spamassassin gave no report (exit {done.returncode})"
+            f"spamassassin gave no report (exit {started.process.returncode})"
             + (f": {error[-1]}" if error else "")
         )
     return report
@@ -142,13 +118,13 @@ class SpamCheck:
     report: SpamReport | None = None
 
 
-def check_message(eml: bytes) -> SpamCheck:
+def check_message(eml: bytes, started: Started | str | None = None) -> SpamCheck:
     """Score a message when SpamAssassin is installed; say in one line why not otherwise."""
-    executable = find_spamassassin()
-    if not executable:
-        return SpamCheck(f"not scored: {unavailable()}")
+    started = start() if started is None else started
+    if isinstance(started, str):
+        return SpamCheck(started)
     try:
-        report = score(eml, executable)
+        report = score_started(started, eml)
     except SpamAssassinError as exc:
         return SpamCheck(f"not scored: {exc}")
     rules = ", ".join(f"{r.name} {r.score:+.1f}" for r in report.rules) or "no rules fired"

@@ -16,15 +16,19 @@ from newsletter.errors import ExitCode
 
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder for the new workspace.")] = Path("."),
+    template: Annotated[
+        str,
+        typer.Option(help="The built-in template: default, letter (an essay) or digest (links)."),
+    ] = "default",
 ) -> None:
     """Create a workspace: newsletter.toml, an example issue, an empty list.
 
-    Example: newsletter init my-letter
+    Example: newsletter init my-letter --template letter
     """
     from newsletter.render import BUILTIN_TEMPLATES
     from newsletter.workspace import init_workspace
 
-    for path in init_workspace(directory):
+    for path in init_workspace(directory, template):
         typer.echo(f"created {path}")
     typer.echo(
         "Templates: the built-in ones. To change one, copy it into templates/ from "
@@ -140,16 +144,32 @@ def _first_preview(
     cfg, issue: Path, as_email: str | None, check_links: bool, keep_going: bool, segment=None
 ):
     """The preview's result; with --serve an issue error is shown and the page keeps trying."""
+    from newsletter import spamproc
+
+    # SpamAssassin loads its rules for about a second: started before the imports and the
+    # render (by newsletter/launch.py when it can), it is ready by the time the message is.
+    started = spamproc.take()
+
     from newsletter.errors import ConfigError, NewsletterError
     from newsletter.preview import preview as run_preview
 
     try:
-        return run_preview(cfg, issue, as_email=as_email, check_links=check_links, segment=segment)
+        return run_preview(
+            cfg,
+            issue,
+            as_email=as_email,
+            check_links=check_links,
+            segment=segment,
+            spam_started=started,
+        )
     except NewsletterError as exc:
         if not keep_going or isinstance(exc, ConfigError):
             raise
         typer.echo(f"Error: {exc}", err=True)  # the page shows it until it is fixed
         return None
+    finally:
+        if isinstance(started, spamproc.Started):
+            started.cancel()  # a no-op once it has scored; else the preview failed first
 
 
 def _serve_studio(cfg, issue: Path, port: int, as_email: str | None, open_browser: bool) -> None:
