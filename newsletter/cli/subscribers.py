@@ -90,10 +90,12 @@ def list_(
     cfg = load(config)
     folder = cfg.subscribers_dir
     if name is None:
-        _show_lists(folder)
+        _show_lists(cfg, folder)
         return
     wanted = status.value if status else None
-    found = subs.page(folder, name, status=wanted, number=page, per_page=per_page)
+    found = subs.page(
+        folder, name, status=wanted, number=page, per_page=per_page, withdrawn=_seen(cfg, name)
+    )
     suffix = f" with status {wanted}" if wanted else ""
     if not found.subscribers:
         typer.echo(f"No rows in {name}{suffix} on page {page} ({found.total} in all).")
@@ -116,14 +118,28 @@ def list_(
     typer.echo(f"Rows {first}-{last} of {found.total} in {name}{suffix}{more}.")
 
 
-def _show_lists(folder: Path) -> None:
+def _seen(cfg, list_name: str):
+    """The opt-outs `serve` kept that the list file does not show yet (shown at once)."""
+    from newsletter import optouts
+
+    return optouts.view(cfg, list_name)
+
+
+def _folding(cfg):
+    """Writes of a list in this block fold in the opt-outs kept for it (optouts.fold)."""
+    from newsletter import optouts
+
+    return optouts.folding(cfg)
+
+
+def _show_lists(cfg, folder: Path) -> None:
     names = subs.list_names(folder)
     if not names:
         typer.echo(
             f"No lists in {subs.display(folder)}/ yet: add one with `newsletter subscribers add EMAIL`."
         )
         return
-    counts = {name: subs.count(folder, name) for name in names}
+    counts = {name: subs.count(folder, name, _seen(cfg, name)) for name in names}
     columns = ["total", *subs.STATUSES]
     if any("invalid" in c for c in counts.values()):
         columns.append("invalid")
@@ -146,7 +162,8 @@ def count(name: ListArgument = None, config: ConfigOption = None) -> None:
     Example: newsletter subscribers count main
     """
     cfg = load(config)
-    by_status = subs.count(cfg.subscribers_dir, name or cfg.list)
+    target = name or cfg.list
+    by_status = subs.count(cfg.subscribers_dir, target, _seen(cfg, target))
     by_status["total"] = sum(by_status.values())
     width = max(map(len, by_status))
     for status, number in by_status.items():
@@ -177,16 +194,17 @@ def add(
     fields = _pairs(field or [], "--field")
     cfg = load(config)
     target = list_name or cfg.list
-    result = subs.add_subscriber(
-        cfg.subscribers_dir,
-        target,
-        email,
-        name=name,
-        fields=fields,
-        source="cli",
-        resubscribe=resubscribe,
-        check_deliverability=check_deliverability,
-    )
+    with _folding(cfg):
+        result = subs.add_subscriber(
+            cfg.subscribers_dir,
+            target,
+            email,
+            name=name,
+            fields=fields,
+            source="cli",
+            resubscribe=resubscribe,
+            check_deliverability=check_deliverability,
+        )
     if resubscribe:
         from newsletter import optouts
 
@@ -213,7 +231,8 @@ def remove(
     """
     cfg = load(config)
     target = list_name or cfg.list
-    changed, previous = subs.remove_subscriber(cfg.subscribers_dir, target, email, source="cli")
+    with _folding(cfg):
+        changed, previous = subs.remove_subscriber(cfg.subscribers_dir, target, email, source="cli")
     if changed:
         typer.echo(f"Unsubscribed {email.strip()} from {target} (the row is kept).")
     else:
@@ -235,7 +254,8 @@ def forget(
         typer.confirm(f"Erase {email.strip()} from every list? This cannot be undone.", abort=True)
     from newsletter.privacy import forget_everywhere
 
-    erasure = forget_everywhere(cfg, email)
+    with _folding(cfg):
+        erasure = forget_everywhere(cfg, email)
     removed = erasure.rows_by_list
     if removed:
         parts = ", ".join(f"{plural(n, 'row')} from {name}" for name, n in removed.items())
@@ -272,15 +292,16 @@ def import_(
     """
     mapping = _pairs(map_ or [], "--map")
     cfg = load(config)
-    report = subs.import_file(
-        cfg.subscribers_dir,
-        list_name or cfg.list,
-        file,
-        format=format.value,
-        mapping=mapping,
-        update=update,
-        check_deliverability=check_deliverability,
-    )
+    with _folding(cfg):
+        report = subs.import_file(
+            cfg.subscribers_dir,
+            list_name or cfg.list,
+            file,
+            format=format.value,
+            mapping=mapping,
+            update=update,
+            check_deliverability=check_deliverability,
+        )
     typer.echo(
         f"Imported {subs.display(file)} into {report.list_name} ({report.format} format): "
         f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
@@ -329,7 +350,9 @@ def export(
     cfg = load(config)
     target = name or cfg.list
     statuses = [s.value for s in status or []]
-    written = subs.export(cfg.subscribers_dir, target, statuses=statuses, to=to)
+    written = subs.export(
+        cfg.subscribers_dir, target, statuses=statuses, to=to, withdrawn=_seen(cfg, target)
+    )
     if to is not None:
         typer.echo(f"Exported {written} rows of {target} to {subs.display(to)}.")
 

@@ -173,21 +173,26 @@ class Journal(Database):
 
     # For sends and erasure ------------------------------------------------------------
 
-    def withdrawn(self, list_name: str) -> tuple[dict[str, str], set[str]]:
-        """({key: status} not to be mailed from this list, address ids not matched to a key)."""
+    def withdrawn(self, list_name: str) -> tuple[dict[str, str], set[str], dict[str, str]]:
+        """({key: status} not to be mailed from this list, address ids not matched to a key,
+        {key or id: the source a list row shows once they are folded into it})."""
         statuses: dict[str, str] = {}
         ids: set[str] = set()
+        sources: dict[str, str] = {}
         for entry in self.unsubscribes(list_name):
             if entry.key:
                 statuses[entry.key] = "unsubscribed"
+                sources[entry.key] = f"web:{entry.via}"
             elif entry.applied_at is None:
                 ids.add(entry.address_id)
+                sources[entry.address_id] = f"web:{entry.via}"
         for action in self.actions(pending=True):
             if action.list_name in (None, list_name):
                 current = statuses.get(action.key)
                 if current is None or RANK[action.status] > RANK[current]:
                     statuses[action.key] = action.status
-        return statuses, ids
+                    sources[action.key] = provider_of(action)
+        return statuses, ids, sources
 
     def forget(self, entries: Iterable[tuple[str, str]], key: str | None = None) -> int:
         """Delete these (list, address id) unsubscribes and, given a key, every unsubscribe
@@ -207,16 +212,26 @@ class Journal(Database):
 # For sends and erasure, by workspace ---------------------------------------------------
 
 
-def withdrawn(state_dir: Path, list_name: str, secret: bytes) -> subs.Withdrawn | None:
-    """What a send of this list must leave out that the list may not show yet."""
+def withdrawn(
+    state_dir: Path, list_name: str, secret: bytes | None = None
+) -> subs.Withdrawn | None:
+    """What a send, a count, a listing or an export of this list must see as opted out that
+    the list file may not show yet (None: nothing)."""
     journal = Journal.existing(state_dir)
     if journal is None:
         return None
     with journal:
-        statuses, ids = journal.withdrawn(list_name)
+        statuses, ids, sources = journal.withdrawn(list_name)
     if not statuses and not ids:
         return None
-    return subs.Withdrawn(statuses, frozenset(ids), partial(address_id, secret, list_name))
+    # Only address ids not matched to a row need the secret (read lazily: most never do).
+    ident = partial(address_id, secret or load_secret(state_dir), list_name) if ids else None
+    return subs.Withdrawn(statuses, frozenset(ids), ident, sources)
+
+
+def provider_of(action: Action) -> str:
+    """The source a list row shows for a provider's action: the provider, from its reason."""
+    return action.reason.partition(":")[0] if action.reason else "provider"
 
 
 def unsubscribe_pending(state_dir: Path, list_name: str, ident: str) -> bool:

@@ -12,7 +12,7 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from newsletter import optouts
 from newsletter import subscribers as subs
@@ -118,10 +118,10 @@ class OptIn:
         confirmation subscribes it again.
         """
         folder = self.config.subscribers_dir
-        row = self.directory.row(list_name, key)
+        row = self._row(list_name, key)
         if row is None:
             subs.add_subscriber(folder, list_name, email, name=name, status="pending", source="web")
-            row = self.directory.row(list_name, key)
+            row = self._row(list_name, key)
             if row is None:
                 return "gone"  # erased or rewritten by another process meanwhile
         if row.status not in CONFIRMABLE:
@@ -170,11 +170,17 @@ class OptIn:
         return True
 
     def _confirmable(self, claims: Claims, request: Request, row: subs.Subscriber) -> bool:
-        if not _unchanged(request, row):
-            return False
-        # Unsubscribed since, and the list row does not show it yet.
-        state_dir = self.config.state_dir
-        return not optouts.unsubscribe_pending(state_dir, claims.list_name, claims.address_id)
+        # The row as readers see it: an unsubscribe since, kept in the journal, voids the link.
+        return _unchanged(request, row)
+
+    def _row(self, list_name: str, key: str) -> subs.Subscriber | None:
+        """The row with this key, with the opt-outs the journal keeps for it shown."""
+        row = self.directory.row(list_name, key)
+        if row is None:
+            return None
+        seen = optouts.withdrawn(self.config.state_dir, list_name, self.secret)
+        moved = seen.change(row.email, row.status) if seen else None
+        return replace(row, status=moved[0]) if moved else row
 
     def _find(self, claims: Claims) -> tuple[Request, subs.Subscriber] | None:
         if claims.request_id is None:
@@ -183,7 +189,7 @@ class OptIn:
         if request is None:
             return None
         key = self.directory.key_for(claims.list_name, claims.address_id)
-        row = self.directory.row(claims.list_name, key) if key else None
+        row = self._row(claims.list_name, key) if key else None
         return (request, row) if row is not None else None
 
 

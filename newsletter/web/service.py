@@ -16,7 +16,6 @@ from starlette.responses import HTMLResponse, Response
 
 from newsletter import optouts
 from newsletter.config import Config
-from newsletter.errors import NewsletterError
 from newsletter.tokens import Claims, verify_token
 from newsletter.web import guards
 from newsletter.web.archive import Archive
@@ -134,17 +133,6 @@ class Service:
     def base_url(self, request: Request) -> str:
         """Where links point: base_url; without it, the loopback name HostCheck let through."""
         return (self.config.base_url or str(request.base_url)).rstrip("/")
-
-    def apply_optouts(self) -> None:
-        """What the journal holds that the lists do not show yet, applied where they can be
-        written; what cannot be stays pending (sends honour it meanwhile)."""
-        try:
-            with self.writes:
-                optouts.apply_pending(
-                    self.config, self.secret, self.journal, self.directory.resolve
-                )
-        except NewsletterError as exc:
-            log.warning("opt-outs kept, not applied yet: %s", exc)
 
     # Error pages ------------------------------------------------------------------------------
 

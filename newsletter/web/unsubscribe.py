@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -61,14 +60,13 @@ async def unsubscribe(service: Service, request: Request) -> Response:
             "Please try again",
             "We could not record your request just now. Please try again in a minute.",
         )
-    response = service.page(request, "unsubscribed", forms=(f"/resubscribe/{token}",), token=token)
-    response.background = BackgroundTask(service.apply_optouts)
-    return response
+    return service.page(request, "unsubscribed", forms=(f"/resubscribe/{token}",), token=token)
 
 
 def record(service: Service, claims: Claims, key: str | None, via: str) -> bool:
     """Keep the unsubscribe in the journal (durably, without the list); False if it could
-    not be kept. The list row changes after the answer, in `Service.apply_optouts`."""
+    not be kept. The list file is not rewritten: every reader honours the journal at once and
+    the next command that writes the list folds it in (optouts.fold)."""
     try:
         service.journal.unsubscribe(claims.list_name, claims.address_id, key, via)
     except NewsletterError as exc:

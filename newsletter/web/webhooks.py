@@ -114,8 +114,7 @@ def action_for(event: Event, asm_group_id: int | None = None) -> Action | None:
 class Outcome:
     received: int
     new: int
-    changed_rows: int
-    suppressed: int
+    suppressed: int  # addresses added to the suppression file
 
 
 def process(
@@ -123,16 +122,15 @@ def process(
     store: EventStore,
     raw_events: Iterable[dict],
     journal: Journal,
-    secret: bytes,
-    resolve: optouts.Resolver | None = None,
 ) -> Outcome:
-    """Record the events, keep the actions of the new ones in the opt-out journal, then apply
-    what the journal holds to the suppression file and the lists where they can be written.
+    """Record the events, keep the actions of the new ones in the opt-out journal, then add
+    the suppressions the journal holds to the suppression file if it can be written.
 
     The actions are journaled inside the events' transaction: if that fails, the events are
-    not recorded either and SendGrid's retry brings them again. Applying them never fails the
-    delivery: a malformed list or suppression file keeps them pending, and the sends honour
-    them meanwhile.
+    not recorded either and SendGrid's retry brings them again. The lists are never rewritten
+    here: sends, count, list and export honour the journal at once, and the next command that
+    writes a list folds it in (optouts.fold). A malformed suppression file keeps the
+    suppressions pending; the sends honour them meanwhile.
     """
     events = [to_event(raw) for raw in raw_events]
     with store.recording(events) as new:
@@ -142,7 +140,7 @@ def process(
             for a in actions
             for list_name in (a.lists or (None,))
         )
-    changed, suppressed = optouts.apply_pending(config, secret, journal, resolve)
+    suppressed = optouts.suppress_pending(config, journal)
     if new:
         log.info(
             "sendgrid webhook: %d event(s), %d new, %d action(s)",
@@ -150,7 +148,7 @@ def process(
             len(new),
             len(actions),
         )
-    return Outcome(len(events), len(new), changed, suppressed)
+    return Outcome(len(events), len(new), suppressed)
 
 
 # What a provider's event asks of the lists: (email, status, list or None for every list,
@@ -177,14 +175,12 @@ def record_and_apply(
     service: Service, source: str, events: list[Event], changes: Callable[[Event], Iterable[Change]]
 ) -> Outcome:
     """Record the events; journal the changes of the new ones in the same transaction (so a
-    failure leaves them unrecorded and the provider's retry brings them again); then apply
-    what the journal holds to the lists and the suppression file where they can be written."""
+    failure leaves them unrecorded and the provider's retry brings them again); then add the
+    suppressions the journal holds to the suppression file (never the lists: see process)."""
     with service.events.recording(events) as new:
         found = [change for event in new for change in changes(event)]
         service.journal.record_actions(found)
-    changed, suppressed = optouts.apply_pending(
-        service.config, service.secret, service.journal, service.directory.resolve
-    )
+    suppressed = optouts.suppress_pending(service.config, service.journal)
     if new:
         log.info(
             "%s webhook: %d event(s), %d new, %d change(s)",
@@ -193,7 +189,7 @@ def record_and_apply(
             len(new),
             len(found),
         )
-    return Outcome(len(events), len(new), changed, suppressed)
+    return Outcome(len(events), len(new), suppressed)
 
 
 def in_turn(service: Service, process: Callable[..., Outcome], *args) -> Outcome:
@@ -229,11 +225,4 @@ async def receive(service: Service, request: Request) -> Response:
 
 def _process_in_turn(service: Service, events: list[dict]) -> Outcome:
     with service.writes:
-        return process(
-            service.config,
-            service.events,
-            events,
-            service.journal,
-            service.secret,
-            service.directory.resolve,
-        )
+        return process(service.config, service.events, events, service.journal)
