@@ -27,6 +27,7 @@ from newsletter import optouts
 from newsletter import subscribers as subs
 from newsletter.config import Config, is_loopback
 from newsletter.errors import ConfigError, SubscriberError
+from newsletter.store import uses_postgres
 from newsletter.tokens import load_secret
 from newsletter.web import (
     archive,
@@ -99,20 +100,20 @@ def make_service(config: Config, env: Mapping[str, str] | None = None) -> Servic
     resend_secret = resend_webhook.load_secret(os.environ if env is None else env)
     mailgun_key = mailgun_webhook.load_key(os.environ if env is None else env)
     pages = Pages(config)
-    directory = Directory(config.subscribers_dir, secret)
-    events = EventStore.for_workspace(config.state_dir)
     serve = config.serve
     writes = threading.Lock()
-    optin = OptIn(
-        config,
-        secret,
-        pages,
-        directory,
-        events,
-        guards.RateLimiter(serve.confirmations_per_address_per_day, 24 * 3600),
-        writes,
-        RequestStore.for_workspace(config.state_dir),
-    )
+    shared = _postgres(config, secret) if uses_postgres(config) else None
+    if shared is not None:
+        directory, events, requests, per_ip, per_address, lists = shared
+        journal = None
+    else:
+        directory = Directory(config.subscribers_dir, secret)
+        events = EventStore.for_workspace(config.state_dir)
+        requests = RequestStore.for_workspace(config.state_dir)
+        per_ip = guards.RateLimiter(serve.subscribe_per_ip_per_hour, 3600)
+        per_address = guards.RateLimiter(serve.confirmations_per_address_per_day, 24 * 3600)
+        journal, lists = optouts.Journal(config.state_dir), None
+    optin = OptIn(config, secret, pages, directory, events, per_address, writes, requests, pg=lists)
     return Service(
         writes=writes,
         config=config,
@@ -123,12 +124,39 @@ def make_service(config: Config, env: Mapping[str, str] | None = None) -> Servic
         optin=optin,
         archive=Archive(config),
         webhook_key=webhook_key,
-        per_ip=guards.RateLimiter(serve.subscribe_per_ip_per_hour, 3600),
-        journal=optouts.Journal(config.state_dir),
+        per_ip=per_ip,
+        journal=journal,
         postmark_webhook=Credentials.load(config, env),
         resend_webhook_secret=resend_secret,
         mailgun_webhook_key=mailgun_key,
         mailgun_tokens=mailgun_webhook.Tokens(),
+        pg=lists,
+    )
+
+
+def _postgres(config: Config, secret: bytes):
+    """serve's stores on PostgreSQL, through one pool of `[store] pool_size` connections:
+    (directory, events, requests, per-IP limiter, per-address limiter, list changes).
+    StoreError when the store cannot be reached or its schema is not current."""
+    from newsletter.store import migrations
+    from newsletter.store import pg as store_pg
+    from newsletter.web.pglists import PgDirectory, PgLists
+    from newsletter.web.pgstore import Pg, PgEvents, PgRateLimiter, PgRequests
+
+    db = Pg(store_pg.url_of(config), config.store.pool_size)
+    db.run(migrations.check, "cannot read the store's schema version")
+    serve = config.serve
+    directory = PgDirectory(db, secret)
+    # Index the links of rows added since the last start (all of them, the first time) while
+    # serving: a lookup that misses does the same for its own list meanwhile.
+    threading.Thread(target=directory.warm, name="index-links", daemon=True).start()
+    return (
+        directory,
+        PgEvents(db),
+        PgRequests(db),
+        PgRateLimiter(db, "subscribe-ip", serve.subscribe_per_ip_per_hour, 3600),
+        PgRateLimiter(db, "confirm-address", serve.confirmations_per_address_per_day, 86400),
+        PgLists(db),
     )
 
 

@@ -23,6 +23,7 @@ from newsletter.web.directory import Directory
 from newsletter.web.events import EventStore
 from newsletter.web.optin import OptIn
 from newsletter.web.pages import Pages
+from newsletter.web.pglists import PgLists
 
 FORM_LIMIT = 16 * 1024  # bytes: a subscribe form or an unsubscribe POST
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -44,7 +45,8 @@ class Service:
     archive: Archive
     webhook_key: Any
     per_ip: guards.RateLimiter
-    journal: optouts.Journal  # unsubscribes and provider events, kept before the lists change
+    journal: optouts.Journal | None  # files store: unsubscribes and provider events, kept
+    # before the lists change (None on PostgreSQL, where `pg` changes the rows at once)
     resend_webhook_secret: bytes | None = None  # RESEND_WEBHOOK_SECRET, decoded
     # List writes from this process take turns here before the file lock, which waiters only
     # poll for: 200 unsubscribes at once then queue on a lock that wakes them at once.
@@ -52,6 +54,7 @@ class Service:
     postmark_webhook: Any = None  # providers.postmark.webhook.Credentials; None = refused
     mailgun_webhook_key: bytes | None = None  # MAILGUN_WEBHOOK_SIGNING_KEY; None = refused
     mailgun_tokens: Any = None  # providers.mailgun.webhook.Tokens: signatures already used
+    pg: PgLists | None = None  # PostgreSQL store: list changes, each one transaction
 
     @property
     def lists(self) -> list[str]:

@@ -68,6 +68,9 @@ def record(service: Service, claims: Claims, key: str | None, via: str) -> bool:
     not be kept. The list file is not rewritten: every reader honours the journal at once and
     the next command that writes the list folds it in (optouts.fold)."""
     try:
+        if service.pg is not None:  # the row, the journal and the event: one transaction
+            service.pg.unsubscribe(claims.list_name, claims.address_id, key, via)
+            return True
         service.journal.unsubscribe(claims.list_name, claims.address_id, key, via)
     except NewsletterError as exc:
         log.error("unsubscribe not recorded for list %s: %s", claims.list_name, exc)
@@ -111,6 +114,12 @@ def undo(service: Service, claims: Claims, key: str | None) -> bool:
     An entry never applied left the row as it was: taking it back is all there is to do.
     """
     list_name = claims.list_name
+    if service.pg is not None:
+        try:
+            return service.pg.resubscribe(list_name, claims.address_id, key)
+        except NewsletterError as exc:
+            log.error("resubscribe not recorded for list %s: %s", list_name, exc)
+            return False
     try:
         with service.writes:  # not while the entry is being applied to the list
             entry = service.journal.cancel(list_name, claims.address_id)
