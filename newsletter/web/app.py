@@ -26,7 +26,7 @@ from starlette.routing import Route
 from newsletter import optouts
 from newsletter import subscribers as subs
 from newsletter.config import Config, is_loopback
-from newsletter.errors import ConfigError, SubscriberError
+from newsletter.errors import ConfigError, StoreError, SubscriberError
 from newsletter.store import uses_postgres
 from newsletter.tokens import load_secret
 from newsletter.web import (
@@ -201,6 +201,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
             404: service.not_found,
             405: service.method_not_allowed,
             500: service.server_error,
+            StoreError: service.store_unavailable,
         },
     )
     app.state.service = service

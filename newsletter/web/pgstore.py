@@ -181,7 +181,7 @@ class PgRateLimiter:
             with conn.transaction():
                 conn.execute(
                     "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                    (f"{self.scope}\0{hashed}",),
+                    (f"{self.scope}:{hashed}",),
                 )
                 gone = "at <= now() - make_interval(secs => %s)"
                 if sweep:

@@ -145,6 +145,16 @@ class Service:
     async def method_not_allowed(self, request: Request, exc: Exception) -> Response:
         return self.message(request, 405, "Not allowed", "This page does not take that request.")
 
+    async def store_unavailable(self, request: Request, exc: Exception) -> Response:
+        """The PostgreSQL store could not be reached: nothing was recorded, so say so."""
+        log.error("%s %s: %s", request.method, guards.redact(request.url.path), exc)
+        return self.message(
+            request,
+            503,
+            "Please try again",
+            "We could not record your request just now. Please try again in a minute.",
+        )
+
     async def server_error(self, request: Request, exc: Exception) -> Response:
         return self.message(
             request, 500, "Something went wrong", "Please try again in a few minutes."
