@@ -26,11 +26,11 @@ from newsletter.web.pgstore import Pg, insert_events
 log = logging.getLogger("newsletter.serve")
 
 Change = tuple[str, str, str | None, str | None]  # as webhooks.Change
-_RANK = (
+RANK_SQL = (
     "CASE lower(btrim(status)) WHEN 'complained' THEN 3 WHEN 'bounced' THEN 2 "
     "WHEN 'unsubscribed' THEN 1 ELSE 0 END"
 )
-_TARGET_RANK = {"unsubscribed": 1, "bounced": 2, "complained": 3}
+TARGET_RANK = {"unsubscribed": 1, "bounced": 2, "complained": 3}
 _SUPPRESSED = "EXISTS (SELECT 1 FROM suppressions WHERE key IN (%(key)s, %(hash)s))"
 _CHUNK = 20_000
 
@@ -223,7 +223,7 @@ class PgLists:
                     )
                     conn.execute(
                         f"UPDATE subscribers SET status = %s, updated_at = %s, source = %s "
-                        f"WHERE key = %s AND (%s::text IS NULL OR list = %s) AND {_RANK} < %s",
+                        f"WHERE key = %s AND (%s::text IS NULL OR list = %s) AND {RANK_SQL} < %s",
                         (
                             status,
                             stamp,
@@ -231,10 +231,10 @@ class PgLists:
                             key,
                             list_name,
                             list_name,
-                            _TARGET_RANK[status],
+                            TARGET_RANK[status],
                         ),
                     )
-                    if reason and _mailable(key):
+                    if reason and mailable(key):
                         suppressed += conn.execute(
                             "INSERT INTO suppressions (key, email, reason, at) "
                             "VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
@@ -329,7 +329,7 @@ class PgLists:
         return self.db.run(work, "cannot record the confirmation")
 
 
-def _mailable(key: str) -> bool:
+def mailable(key: str) -> bool:
     try:
         subs.normalize_email(key)
     except subs.InvalidEmail:
