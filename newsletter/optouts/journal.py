@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from newsletter import subscribers as subs
-from newsletter.db import Database
+from newsletter.db import Database, GroupCommit
 from newsletter.errors import NewsletterError
 from newsletter.tokens import address_id, load_secret
 
@@ -88,6 +88,7 @@ class Journal(Database):
             name="the opt-out journal",
             synchronous="FULL",  # an answered unsubscribe is on disk
         )
+        self._grouped = GroupCommit(self._keep_unsubscribes)
 
     @classmethod
     def existing(cls, state_dir: Path) -> Journal | None:
@@ -97,14 +98,18 @@ class Journal(Database):
     # Unsubscribes ----------------------------------------------------------------------
 
     def unsubscribe(self, list_name: str, ident: str, key: str | None, via: str) -> None:
-        """Keep an unsubscribe (again: it is applied again, which changes nothing twice)."""
-        with self.connect() as db:
-            db.execute(
+        """Keep an unsubscribe (again: it is applied again, which changes nothing twice);
+        returns once it is on disk, committed together with those arriving at the same time."""
+        self._grouped.submit((list_name, ident, key, via, _now()))
+
+    def _keep_unsubscribes(self, entries: list[tuple]) -> None:
+        with self.transaction() as db:
+            db.executemany(
                 "INSERT INTO unsubscribes (list, address_id, key, via, at) VALUES (?,?,?,?,?) "
                 "ON CONFLICT (list, address_id) DO UPDATE SET "
                 "key = coalesce(excluded.key, key), via = excluded.via, at = excluded.at, "
                 "applied_at = NULL",
-                (list_name, ident, key, via, _now()),
+                entries,
             )
 
     def cancel(self, list_name: str, ident: str) -> Unsubscribe | None:

@@ -108,6 +108,7 @@ def make_service(config: Config, env: Mapping[str, str] | None = None) -> Servic
         journal = None
     else:
         directory = Directory(config.subscribers_dir, secret)
+        threading.Thread(target=directory.warm, name="index-links", daemon=True).start()
         events = EventStore.for_workspace(config.state_dir)
         requests = RequestStore.for_workspace(config.state_dir)
         per_ip = guards.RateLimiter(serve.subscribe_per_ip_per_hour, 3600)

@@ -72,6 +72,16 @@ class Directory:
                 key = index.ids.get(ident)
             return key, index.complete
 
+    def warm(self) -> None:
+        """Index every list (at start, in the background), so the first unsubscribe of a big
+        list does not wait for the whole file to be hashed."""
+        try:
+            names = subs.list_names(self.folder)
+        except (OSError, SubscriberError):
+            return
+        for name in names:
+            self.lookup(name, "")
+
     def resolve(self, list_name: str, ids: set[str]) -> tuple[dict[str, str], bool]:
         """({address id: key} of those ids found, whether the whole list was read): the
         journal's resolver (optouts.Resolver), from the index."""
