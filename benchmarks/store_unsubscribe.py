@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import csv
 import importlib.util
+import logging
 import os
 import random
 import shutil
@@ -156,6 +157,7 @@ def in_process(root: Path, env: dict[str, str], tokens: list[str]) -> list[float
     from newsletter.web import unsubscribe
     from newsletter.web.app import make_service
 
+    logging.getLogger("newsletter").setLevel(logging.ERROR)  # its start-up indexing's notes
     config = load_config(root / "newsletter.toml", env=env)
     service = make_service(config, env)
     service.subscriber_key(tokens[0])  # the link index is built (as serve has it by now)

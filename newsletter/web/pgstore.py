@@ -10,7 +10,6 @@ operation raises StoreError (the handlers answer 503; nothing is acknowledged un
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
@@ -68,25 +67,12 @@ INSERT_EVENT = (
 )
 
 
-def event_row(event: Event) -> tuple:
-    return (
-        event.source,
-        event.event_id,
-        event.event,
-        event.email,
-        event.list_name,
-        event.issue,
-        event.occurred_at,
-        json.dumps(event.payload, ensure_ascii=False, sort_keys=True),
-    )
-
-
 def insert_events(conn: psycopg.Connection, events: Sequence[Event]) -> list[Event]:
     """Insert the events (inside the caller's transaction); those not seen before."""
     new = []
     with conn.cursor() as cur:
         for event in events:
-            cur.execute(INSERT_EVENT, event_row(event))
+            cur.execute(INSERT_EVENT, event.row())
             if cur.rowcount:
                 new.append(event)
     return new
