@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 LIST = "big"
 CONCURRENT = 200
+ALONE = 20  # then one at a time: what one costs when nothing queues
 IMPORTED = 200_000
 HOST = "news.example.org"  # the fixture workspace's base_url
 LISTS_SQL = """
@@ -188,9 +189,10 @@ def measure(root: Path, env: dict[str, str], rows: int, start_import, check) -> 
     from newsletter.tokens import load_secret, make_token
 
     secret = load_secret(root / ".newsletter", env={})
-    picked = random.Random(13).sample(range(1, rows), 2 * CONCURRENT)
+    picked = random.Random(13).sample(range(1, rows), 2 * CONCURRENT + ALONE)
     picked = [i if i % 50 else i + 1 for i in picked]  # i % 50 == 0 start out unsubscribed
-    over_http, direct = picked[:CONCURRENT], picked[CONCURRENT:]
+    over_http, direct = picked[:CONCURRENT], picked[CONCURRENT : 2 * CONCURRENT]
+    alone = picked[2 * CONCURRENT :]
     tokens = {i: make_token(secret, LIST, address(i)) for i in picked}
     started = time.monotonic()
     proc, port = start_serve(root, env)
@@ -201,6 +203,7 @@ def measure(root: Path, env: dict[str, str], rows: int, start_import, check) -> 
         time.sleep(1.5)  # the import is under way (past its start-up) before the burst
         running = [importing.poll() is None]
         http = asyncio.run(burst(port, [tokens[i] for i in over_http]))
+        one = [asyncio.run(burst(port, [tokens[i]]))[0] for i in alone]
         running.append(importing.poll() is None)
         store = in_process(root, env, [tokens[i] for i in direct])
         running.append(importing.poll() is None)
@@ -213,9 +216,10 @@ def measure(root: Path, env: dict[str, str], rows: int, start_import, check) -> 
     lost = check([address(i) for i in picked])
     during = {3: "throughout", 0: "no"}.get(sum(running), "partly")
     return [
-        f"over HTTP {figures(http)}",
-        f"in the store (no HTTP) {figures(store)}",
-        f"lost {lost} of {2 * CONCURRENT}; import running: {during}; "
+        f"over HTTP, {CONCURRENT} at once: {figures(http)}",
+        f"over HTTP, one at a time: {figures(one)}",
+        f"in the store (no HTTP), {CONCURRENT} threads at once: {figures(store)}",
+        f"lost {lost} of {len(picked)}; import running: {during}; "
         f"serve start + link index {warm_s:.1f} s{warm}",
     ]
 
