@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from functools import partial
 from urllib.parse import urlsplit
 
@@ -191,7 +192,17 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
         route("/feed.xml", site.feed, "GET"),
         route("/healthz", healthz, "GET"),
     ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if service.pg is not None:  # the pool's connections, closed with the server
+                service.pg.db.close()
+
     app = Starlette(
+        lifespan=lifespan,
         routes=routes,
         middleware=[
             Middleware(guards.Hardening),
