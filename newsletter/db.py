@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
@@ -141,3 +142,45 @@ class Database:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass
+class _Batch:
+    items: list = field(default_factory=list)
+    done: bool = False
+    error: BaseException | None = None
+
+
+class GroupCommit:
+    """Many threads' writes, committed together: while one commit (and its fsync) runs, the
+    writes arriving meanwhile gather into the next one, which the first of them commits. Each
+    `submit` returns once its own write is durable (or raises what its commit raised), so 200
+    unsubscribes at once cost a few fsyncs, not 200 in a row."""
+
+    def __init__(self, commit: Callable[[list], None]) -> None:
+        self._commit = commit
+        self._cond = threading.Condition()
+        self._open = _Batch()
+        self._busy = False
+
+    def submit(self, item) -> None:
+        with self._cond:
+            batch = self._open
+            batch.items.append(item)
+            while not batch.done:
+                if self._busy:
+                    self._cond.wait()
+                    continue
+                # No commit running, so ours is the open batch: commit it for everyone in it.
+                self._open, self._busy = _Batch(), True
+                self._cond.release()
+                try:
+                    self._commit(batch.items)
+                except BaseException as exc:  # every writer of the batch hears of it
+                    batch.error = exc
+                finally:
+                    self._cond.acquire()
+                    batch.done, self._busy = True, False
+                    self._cond.notify_all()
+            if batch.error is not None:
+                raise batch.error

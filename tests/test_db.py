@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import time
 
 import pytest
 
@@ -89,3 +90,45 @@ def test_the_in_memory_ledger_needs_no_file(tmp_path, monkeypatch):
     with Ledger(None) as ledger:
         assert ledger.counts("issue") == {}
     assert list(tmp_path.iterdir()) == []
+
+
+def test_writes_arriving_together_are_committed_together_each_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from newsletter.db import GroupCommit
+
+    batches: list[list[int]] = []
+
+    def commit(items: list[int]) -> None:
+        time.sleep(0.02)  # an fsync: what the others gather behind
+        batches.append(list(items))
+
+    group = GroupCommit(commit)
+    with ThreadPoolExecutor(50) as pool:
+        list(pool.map(group.submit, range(200)))
+    assert sorted(i for batch in batches for i in batch) == list(range(200))
+    assert len(batches) < 50
+
+
+def test_a_failed_group_commit_fails_every_write_in_it_and_only_those():
+    from newsletter.db import GroupCommit
+
+    def commit(items: list[str]) -> None:
+        if "bad" in items:
+            raise OSError("disk full")
+
+    group = GroupCommit(commit)
+    with pytest.raises(OSError, match="disk full"):
+        group.submit("bad")
+    group.submit("good")  # the next batch commits
+
+
+def test_concurrent_unsubscribes_are_all_kept_in_the_journal(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    journal = Journal(tmp_path)
+    with ThreadPoolExecutor(40) as pool:
+        list(
+            pool.map(lambda i: journal.unsubscribe("main", f"id{i}", None, "one-click"), range(120))
+        )
+    assert len(journal.unsubscribes("main")) == 120

@@ -65,7 +65,6 @@ def test_an_unsubscribe_through_serve_keeps_the_list_mode_and_stores_events_priv
         configure,
         send_issue,
         unsubscribe_url,
-        wait_for,
     )
 
     main = workspace / "subscribers" / "main.csv"
@@ -80,7 +79,10 @@ def test_an_unsubscribe_through_serve_keeps_the_list_mode_and_stores_events_priv
             "events.sqlite3-wal": 0o600,
             "events.sqlite3-shm": 0o600,
         }
-        wait_for(lambda: "ada@example.org,Ada Lovelace,unsubscribed" in main.read_text())
+    # serve keeps it in the journal; the next write of the list folds it in (issue 13).
+    added = runner.invoke(app, ["subscribers", "add", "lin@example.com"])
+    assert added.exit_code == 0, added.output
+    assert "ada@example.org,Ada Lovelace,unsubscribed" in main.read_text()
     assert mode(main) == 0o640
     # The secret, the ledger, the opt-out journal, the event store: the owner's alone.
     state = workspace / ".newsletter"

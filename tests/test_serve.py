@@ -19,6 +19,7 @@ import uvicorn
 from conftest import free_port
 from typer.testing import CliRunner
 
+from newsletter import optouts
 from newsletter import subscribers as subs
 from newsletter.cli import app as cli_app
 from newsletter.config import Config, load_config
@@ -87,6 +88,16 @@ def live(workspace: Path):
 
 
 def statuses(root: Path, list_name: str = "main") -> dict[str, str]:
+    """Each row's status as `subscribers list` shows it: the file, seen through the opt-outs
+    `serve` keeps in the journal until a command writes the list."""
+    config = load_config(root / "newsletter.toml", env={})
+    seen = optouts.view(config, list_name)
+    found = subs.page(root / "subscribers", list_name, per_page=10**9, withdrawn=seen)
+    return {row.email: row.status for row in found.subscribers}
+
+
+def file_statuses(root: Path, list_name: str = "main") -> dict[str, str]:
+    """Each row's status as the list file says (what serve must not rewrite)."""
     path = subs.list_path(root / "subscribers", list_name)
     with path.open(newline="", encoding="utf-8") as handle:
         return {row["email"]: row["status"] for row in csv.DictReader(handle)}

@@ -95,11 +95,19 @@ def list_(
     cfg = load(config)
     folder = cfg.subscribers_dir
     if name is None:
-        _show_lists(folder)
+        _show_lists(cfg, folder)
         return
     wanted = status.value if status else None
     chosen = _segment(folder, name, segment)
-    found = subs.page(folder, name, status=wanted, number=page, per_page=per_page, segment=chosen)
+    found = subs.page(
+        folder,
+        name,
+        status=wanted,
+        number=page,
+        per_page=per_page,
+        withdrawn=_seen(cfg, name),
+        segment=chosen,
+    )
     suffix = f" with status {wanted}" if wanted else ""
     suffix += f" in segment {segment}" if segment else ""
     if not found.subscribers:
@@ -123,14 +131,28 @@ def list_(
     typer.echo(f"Rows {first}-{last} of {found.total} in {name}{suffix}{more}.")
 
 
-def _show_lists(folder: Path) -> None:
+def _seen(cfg, list_name: str):
+    """The opt-outs `serve` kept that the list file does not show yet (shown at once)."""
+    from newsletter import optouts
+
+    return optouts.view(cfg, list_name)
+
+
+def _folding(cfg):
+    """Writes of a list in this block fold in the opt-outs kept for it (optouts.fold)."""
+    from newsletter import optouts
+
+    return optouts.folding(cfg)
+
+
+def _show_lists(cfg, folder: Path) -> None:
     names = subs.list_names(folder)
     if not names:
         typer.echo(
             f"No lists in {subs.display(folder)}/ yet: add one with `newsletter subscribers add EMAIL`."
         )
         return
-    counts = {name: subs.count(folder, name) for name in names}
+    counts = {name: subs.count(folder, name, _seen(cfg, name)) for name in names}
     columns = ["total", *subs.STATUSES]
     if any("invalid" in c for c in counts.values()):
         columns.append("invalid")
@@ -166,7 +188,7 @@ def count(
     cfg = load(config)
     target = name or cfg.list
     chosen = _segment(cfg.subscribers_dir, target, segment)
-    by_status = subs.count(cfg.subscribers_dir, target, segment=chosen)
+    by_status = subs.count(cfg.subscribers_dir, target, _seen(cfg, target), segment=chosen)
     by_status["total"] = sum(by_status.values())
     width = max(map(len, by_status))
     for status, number in by_status.items():
@@ -197,16 +219,17 @@ def add(
     fields = _pairs(field or [], "--field")
     cfg = load(config)
     target = list_name or cfg.list
-    result = subs.add_subscriber(
-        cfg.subscribers_dir,
-        target,
-        email,
-        name=name,
-        fields=fields,
-        source="cli",
-        resubscribe=resubscribe,
-        check_deliverability=check_deliverability,
-    )
+    with _folding(cfg):
+        result = subs.add_subscriber(
+            cfg.subscribers_dir,
+            target,
+            email,
+            name=name,
+            fields=fields,
+            source="cli",
+            resubscribe=resubscribe,
+            check_deliverability=check_deliverability,
+        )
     if resubscribe:
         from newsletter import optouts
 
@@ -233,7 +256,8 @@ def remove(
     """
     cfg = load(config)
     target = list_name or cfg.list
-    changed, previous = subs.remove_subscriber(cfg.subscribers_dir, target, email, source="cli")
+    with _folding(cfg):
+        changed, previous = subs.remove_subscriber(cfg.subscribers_dir, target, email, source="cli")
     if changed:
         typer.echo(f"Unsubscribed {email.strip()} from {target} (the row is kept).")
     else:
@@ -255,7 +279,8 @@ def forget(
         typer.confirm(f"Erase {email.strip()} from every list? This cannot be undone.", abort=True)
     from newsletter.privacy import forget_everywhere
 
-    erasure = forget_everywhere(cfg, email)
+    with _folding(cfg):
+        erasure = forget_everywhere(cfg, email)
     removed = erasure.rows_by_list
     if removed:
         parts = ", ".join(f"{plural(n, 'row')} from {name}" for name, n in removed.items())
@@ -296,16 +321,17 @@ def import_(
     """
     mapping = _pairs(map_ or [], "--map")
     cfg = load(config)
-    report = subs.import_file(
-        cfg.subscribers_dir,
-        list_name or cfg.list,
-        file,
-        format=format.value,
-        mapping=mapping,
-        update=update,
-        check_deliverability=check_deliverability,
-        tags=tag or (),
-    )
+    with _folding(cfg):
+        report = subs.import_file(
+            cfg.subscribers_dir,
+            list_name or cfg.list,
+            file,
+            format=format.value,
+            mapping=mapping,
+            update=update,
+            check_deliverability=check_deliverability,
+            tags=tag or (),
+        )
     typer.echo(
         f"Imported {subs.display(file)} into {report.list_name} ({report.format} format): "
         f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
@@ -370,7 +396,8 @@ def untag(
 def _tag(email: str, tags: list[str], list_name: str | None, config, *, remove: bool) -> None:
     cfg = load(config)
     target = list_name or cfg.list
-    after = subs.tag_subscriber(cfg.subscribers_dir, target, email, tags, remove=remove)
+    with _folding(cfg):
+        after = subs.tag_subscriber(cfg.subscribers_dir, target, email, tags, remove=remove)
     if after is None:
         typer.echo(f"{email.strip()} in {target}: nothing changed.")
     else:
@@ -395,7 +422,9 @@ def export(
     cfg = load(config)
     target = name or cfg.list
     statuses = [s.value for s in status or []]
-    written = subs.export(cfg.subscribers_dir, target, statuses=statuses, to=to)
+    written = subs.export(
+        cfg.subscribers_dir, target, statuses=statuses, to=to, withdrawn=_seen(cfg, target)
+    )
     if to is not None:
         typer.echo(f"Exported {written} rows of {target} to {subs.display(to)}.")
 

@@ -17,7 +17,14 @@ key, until the suppression file and the lists have them; from then on those file
 
 from __future__ import annotations
 
-from newsletter.optouts.apply import Resolver, address_ids, apply_pending, catch_up
+from newsletter.optouts.apply import (
+    Resolver,
+    address_ids,
+    apply_pending,
+    catch_up,
+    suppress_pending,
+)
+from newsletter.optouts.fold import folding, view
 from newsletter.optouts.journal import (
     JOURNAL_NAME,
     Action,
@@ -40,6 +47,9 @@ __all__ = [
     "apply_pending",
     "catch_up",
     "clear",
+    "folding",
+    "suppress_pending",
     "unsubscribe_pending",
+    "view",
     "withdrawn",
 ]

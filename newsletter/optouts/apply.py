@@ -1,6 +1,8 @@
 """Applying the opt-out journal to the lists and the suppression file, where they can be written.
 
-`serve` applies it right after answering and on each webhook delivery, a send before it starts.
+A send applies it before it starts; `serve` never rewrites a list (it adds provider
+suppressions to the suppression file only: suppress_pending), and other commands fold the
+journal into the lists they write anyway (optouts.fold).
 What cannot be applied (a malformed row, a lock held too long) stays pending; sends honour it
 meanwhile (journal.withdrawn).
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 from newsletter import subscribers as subs
 from newsletter.config import Config
 from newsletter.errors import SubscriberError
-from newsletter.optouts.journal import RANK, Journal
+from newsletter.optouts.journal import RANK, Action, Journal
 from newsletter.tokens import address_id
 
 log = logging.getLogger("newsletter.optouts")
@@ -115,11 +117,21 @@ def _resolve_ids(
     return address_ids(subs.list_path(folder, list_name), secret, list_name, ids)
 
 
-def _apply_actions(folder: Path, journal: Journal) -> tuple[int, int]:
-    actions = journal.actions(pending=True)
-    if not actions:
-        return 0, 0
-    done = {a.id for a in actions}
+def suppress_pending(config: Config, journal: Journal) -> int:
+    """Add the suppressions that pending provider actions call for to the suppression file
+    (never the lists); how many were new. The actions stay pending until `apply_pending` has
+    them in every list too; a suppression file that cannot be written keeps them for later."""
+    suppress = _suppressions(journal.actions(pending=True))
+    if not suppress:
+        return 0
+    try:
+        return subs.add_suppressions(config.subscribers_dir, suppress)
+    except SubscriberError as exc:
+        log.warning("provider suppressions kept, not in the suppression file yet: %s", exc)
+        return 0
+
+
+def _suppressions(actions: list[Action]) -> list[tuple[str, str]]:
     suppress = []
     for action in actions:
         if action.reason:
@@ -128,6 +140,15 @@ def _apply_actions(folder: Path, journal: Journal) -> tuple[int, int]:
             except subs.InvalidEmail:
                 continue  # cannot be mailed anyway; the event is still recorded
             suppress.append((action.key, action.reason))
+    return suppress
+
+
+def _apply_actions(folder: Path, journal: Journal) -> tuple[int, int]:
+    actions = journal.actions(pending=True)
+    if not actions:
+        return 0, 0
+    done = {a.id for a in actions}
+    suppress = _suppressions(actions)
     suppressed = changed = 0
     if suppress:
         try:

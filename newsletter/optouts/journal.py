@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from newsletter import subscribers as subs
-from newsletter.db import Database
+from newsletter.db import Database, GroupCommit
 from newsletter.errors import NewsletterError
 from newsletter.tokens import address_id, load_secret
 
@@ -88,6 +88,7 @@ class Journal(Database):
             name="the opt-out journal",
             synchronous="FULL",  # an answered unsubscribe is on disk
         )
+        self._grouped = GroupCommit(self._keep_unsubscribes)
 
     @classmethod
     def existing(cls, state_dir: Path) -> Journal | None:
@@ -97,14 +98,18 @@ class Journal(Database):
     # Unsubscribes ----------------------------------------------------------------------
 
     def unsubscribe(self, list_name: str, ident: str, key: str | None, via: str) -> None:
-        """Keep an unsubscribe (again: it is applied again, which changes nothing twice)."""
-        with self.connect() as db:
-            db.execute(
+        """Keep an unsubscribe (again: it is applied again, which changes nothing twice);
+        returns once it is on disk, committed together with those arriving at the same time."""
+        self._grouped.submit((list_name, ident, key, via, _now()))
+
+    def _keep_unsubscribes(self, entries: list[tuple]) -> None:
+        with self.transaction() as db:
+            db.executemany(
                 "INSERT INTO unsubscribes (list, address_id, key, via, at) VALUES (?,?,?,?,?) "
                 "ON CONFLICT (list, address_id) DO UPDATE SET "
                 "key = coalesce(excluded.key, key), via = excluded.via, at = excluded.at, "
                 "applied_at = NULL",
-                (list_name, ident, key, via, _now()),
+                entries,
             )
 
     def cancel(self, list_name: str, ident: str) -> Unsubscribe | None:
@@ -173,21 +178,26 @@ class Journal(Database):
 
     # For sends and erasure ------------------------------------------------------------
 
-    def withdrawn(self, list_name: str) -> tuple[dict[str, str], set[str]]:
-        """({key: status} not to be mailed from this list, address ids not matched to a key)."""
+    def withdrawn(self, list_name: str) -> tuple[dict[str, str], set[str], dict[str, str]]:
+        """({key: status} not to be mailed from this list, address ids not matched to a key,
+        {key or id: the source a list row shows once they are folded into it})."""
         statuses: dict[str, str] = {}
         ids: set[str] = set()
+        sources: dict[str, str] = {}
         for entry in self.unsubscribes(list_name):
             if entry.key:
                 statuses[entry.key] = "unsubscribed"
+                sources[entry.key] = f"web:{entry.via}"
             elif entry.applied_at is None:
                 ids.add(entry.address_id)
+                sources[entry.address_id] = f"web:{entry.via}"
         for action in self.actions(pending=True):
             if action.list_name in (None, list_name):
                 current = statuses.get(action.key)
                 if current is None or RANK[action.status] > RANK[current]:
                     statuses[action.key] = action.status
-        return statuses, ids
+                    sources[action.key] = provider_of(action)
+        return statuses, ids, sources
 
     def forget(self, entries: Iterable[tuple[str, str]], key: str | None = None) -> int:
         """Delete these (list, address id) unsubscribes and, given a key, every unsubscribe
@@ -207,16 +217,26 @@ class Journal(Database):
 # For sends and erasure, by workspace ---------------------------------------------------
 
 
-def withdrawn(state_dir: Path, list_name: str, secret: bytes) -> subs.Withdrawn | None:
-    """What a send of this list must leave out that the list may not show yet."""
+def withdrawn(
+    state_dir: Path, list_name: str, secret: bytes | None = None
+) -> subs.Withdrawn | None:
+    """What a send, a count, a listing or an export of this list must see as opted out that
+    the list file may not show yet (None: nothing)."""
     journal = Journal.existing(state_dir)
     if journal is None:
         return None
     with journal:
-        statuses, ids = journal.withdrawn(list_name)
+        statuses, ids, sources = journal.withdrawn(list_name)
     if not statuses and not ids:
         return None
-    return subs.Withdrawn(statuses, frozenset(ids), partial(address_id, secret, list_name))
+    # Only address ids not matched to a row need the secret (read lazily: most never do).
+    ident = partial(address_id, secret or load_secret(state_dir), list_name) if ids else None
+    return subs.Withdrawn(statuses, frozenset(ids), ident, sources)
+
+
+def provider_of(action: Action) -> str:
+    """The source a list row shows for a provider's action: the provider, from its reason."""
+    return action.reason.partition(":")[0] if action.reason else "provider"
 
 
 def unsubscribe_pending(state_dir: Path, list_name: str, ident: str) -> bool:

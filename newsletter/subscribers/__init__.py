@@ -62,7 +62,6 @@ from newsletter.subscribers.model import (
 from newsletter.subscribers.sending import (
     SendableStats,
     Skipped,
-    Withdrawn,
     downgrade_many,
     sendable,
 )
@@ -77,10 +76,16 @@ from newsletter.subscribers.suppressions import (
     suppression_reason,
     suppression_reasons,
 )
+from newsletter.subscribers.withdrawn import (
+    Fold,
+    Withdrawn,
+    folding,
+)
 
 __all__ = [
     "COLUMNS",
     "FORMATS",
+    "Fold",
     "HASH_PREFIX",
     "ImportReport",
     "InvalidEmail",
@@ -105,6 +110,7 @@ __all__ = [
     "email_key",
     "existing_list",
     "export",
+    "folding",
     "forget",
     "import_file",
     "is_suppressed",

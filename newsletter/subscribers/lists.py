@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from newsletter.errors import SubscriberError
 from newsletter.subscribers.csvfile import (
+    Columns,
     checked_rows,
     open_list,
     status_of,
@@ -36,6 +37,7 @@ from newsletter.subscribers.store import (
     Writer,
     atomic_write,
 )
+from newsletter.subscribers.withdrawn import Withdrawn
 
 if TYPE_CHECKING:
     from newsletter.segments import Segment
@@ -50,13 +52,18 @@ class Page:
 
 
 def count(
-    subscribers_dir: Path, list_name: str, *, segment: Segment | None = None
+    subscribers_dir: Path,
+    list_name: str,
+    withdrawn: Withdrawn | None = None,
+    *,
+    segment: Segment | None = None,
 ) -> dict[str, int]:
-    """Rows by status, without checking them ('invalid' counts unknown statuses)."""
+    """Rows by status, without checking them ('invalid' counts unknown statuses); rows that
+    `withdrawn` names count under the status they move to."""
     counts = dict.fromkeys(STATUSES, 0)
     with open_list(existing_list(subscribers_dir, list_name)) as src:
         index = src.columns.index("status")
-        for line, values in src.rows:
+        for line, values in _seen_through(src.columns, src.rows, withdrawn):
             if segment is not None and not segment.matches(
                 to_subscriber(src.columns, line, values)
             ):
@@ -76,16 +83,17 @@ def page(
     status: str | None = None,
     number: int = 1,
     per_page: int = 50,
+    withdrawn: Withdrawn | None = None,
     segment: Segment | None = None,
 ) -> Page:
-    """One page of a list's rows, optionally only those with a status or in a segment."""
+    """One page of a list's rows (as `withdrawn` leaves them), optionally only those with a
+    status or in a segment."""
     first = (max(number, 1) - 1) * per_page
     found: list[Subscriber] = []
     total = 0
     with open_list(existing_list(subscribers_dir, list_name)) as src:
-        index = src.columns.index("status")
-        for line, values in src.rows:
-            if status and status_of(values[index]) != status:
+        for line, values in _seen_through(src.columns, src.rows, withdrawn):
+            if status and status_of(values[src.columns.index("status")]) != status:
                 continue
             if segment is not None:
                 sub = to_subscriber(src.columns, line, values)
@@ -95,6 +103,24 @@ def page(
                 found.append(to_subscriber(src.columns, line, values))
             total += 1
     return Page(found, total, max(number, 1), per_page)
+
+
+def _seen_through(
+    cols: Columns, rows: Iterable[tuple[int, list[str]]], withdrawn: Withdrawn | None
+) -> Iterator[tuple[int, list[str]]]:
+    """The rows with the opt-outs `withdrawn` names shown (status and source changed)."""
+    if not withdrawn:
+        yield from rows
+        return
+    e, s, src = cols.index("email"), cols.index("status"), cols.index("source")
+    for line, values in rows:
+        moved = withdrawn.change(values[e], status_of(values[s]))
+        if moved is not None:
+            values = list(values)
+            values[s] = moved[0]
+            if moved[1]:
+                values[src] = moved[1]
+        yield line, values
 
 
 def validate(
@@ -178,8 +204,10 @@ def export(
     statuses: Sequence[str] = (),
     to: Path | None = None,
     stream: TextIO | None = None,
+    withdrawn: Withdrawn | None = None,
 ) -> int:
-    """Write a list (all rows, or those with the given statuses) as CSV; returns the row count."""
+    """Write a list (all rows, or those with the given statuses) as CSV, with the opt-outs
+    `withdrawn` names shown; returns the row count."""
     for status in statuses:
         known_status(status)
     path = existing_list(subscribers_dir, list_name)
@@ -194,7 +222,7 @@ def export(
             writer = Writer(out.file, src.newline)
             writer.writerow(src.columns.names)
             width, index, written = len(src.columns.names), src.columns.index("status"), 0
-            for _, values in src.rows:
+            for _, values in _seen_through(src.columns, src.rows, withdrawn):
                 if not statuses or status_of(values[index]) in statuses:
                     writer.writerow(values[:width])
                     written += 1

@@ -25,6 +25,7 @@ from newsletter.subscribers.model import (
 from newsletter.subscribers.seen import Seen
 from newsletter.subscribers.store import rewrite
 from newsletter.subscribers.suppressions import load_suppressed
+from newsletter.subscribers.withdrawn import Withdrawn
 
 
 @dataclass
@@ -47,15 +48,6 @@ class Skipped:
     email: str  # as written (may be empty)
     where: str  # file:line
     reason: str
-
-
-@dataclass(frozen=True)
-class Withdrawn:
-    """Opt-outs recorded elsewhere (the journal) that the list rows may not show yet."""
-
-    statuses: Mapping[str, str] = field(default_factory=dict)  # key -> status it moves to
-    ids: frozenset[str] = frozenset()  # token address ids not matched to a row yet
-    address_id: Callable[[str], str] | None = None  # key -> its address id in this list
 
 
 def sendable(

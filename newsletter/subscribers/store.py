@@ -15,7 +15,7 @@ from filelock import FileLock, Timeout
 
 from newsletter.errors import SubscriberError
 from newsletter.files import PRIVATE_FILE, make_folder
-from newsletter.subscribers.csvfile import Columns, CsvSource, check_row, open_list
+from newsletter.subscribers.csvfile import Columns, CsvSource, check_row, open_list, status_of
 from newsletter.subscribers.model import (
     COLUMNS,
     HEADER_UNSAFE,
@@ -25,7 +25,9 @@ from newsletter.subscribers.model import (
     checked_tags,
     display,
     format_tags,
+    utc_now,
 )
+from newsletter.subscribers.withdrawn import Fold, fold_for
 
 LOCK_TIMEOUT = 30.0
 
@@ -145,6 +147,11 @@ def _rewrite_locked(
     if create:
         make_folder(path.parent, private=True)
     with _locked(path):
+        fold = fold_for(path)  # asked under the lock: what is withdrawn now, nothing missed
+        if fold is not None and fold.withdrawn:
+            needed = (*needed, *(c for c in _FOLDED if c not in needed))
+        else:
+            fold = None
         if path.is_file():
             source = open_list(path, known)
         elif create:
@@ -160,6 +167,8 @@ def _rewrite_locked(
                 rows = src.rows
             writer = Writer(out.file, src.newline)
             writer.writerow(cols.names)
+            if fold is not None:
+                rows = _folded(fold, cols, rows)
             edits = edit(cols, rows)
             while True:
                 try:
@@ -168,8 +177,30 @@ def _rewrite_locked(
                     changed = bool(stop.value)
                     break
                 writer.writerow(row[:width])
-            out.commit = changed
+            out.commit = changed or (fold is not None and fold.changed > 0)
+        if fold is not None:
+            fold.done()  # the file holds them now (or never had their rows)
     return changed
+
+
+_FOLDED = ("status", "updated_at", "source")
+
+
+def _folded(
+    fold: Fold, cols: Columns, rows: Iterator[tuple[int, list[str]]]
+) -> Iterator[tuple[int, list[str]]]:
+    """The rows with what the fold withdraws applied, counted in fold.changed."""
+    e, s, u, src = (cols.index(c) for c in ("email", *_FOLDED))
+    withdrawn, stamp = fold.withdrawn, utc_now()
+    for line, values in rows:
+        if len(values) > max(e, s):
+            moved = withdrawn.change(values[e], status_of(values[s]))
+            if moved is not None:
+                values[s], values[u] = moved[0], stamp
+                if moved[1]:
+                    values[src] = moved[1]
+                fold.changed += 1
+        yield line, values
 
 
 @contextmanager

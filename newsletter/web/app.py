@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from functools import partial
 from urllib.parse import urlsplit
 
@@ -26,7 +27,8 @@ from starlette.routing import Route
 from newsletter import optouts
 from newsletter import subscribers as subs
 from newsletter.config import Config, is_loopback
-from newsletter.errors import ConfigError, SubscriberError
+from newsletter.errors import ConfigError, StoreError, SubscriberError
+from newsletter.store import uses_postgres
 from newsletter.tokens import load_secret
 from newsletter.web import (
     archive,
@@ -103,20 +105,31 @@ def make_service(config: Config, env: Mapping[str, str] | None = None) -> Servic
     resend_secret = resend_webhook.load_secret(os.environ if env is None else env)
     mailgun_key = mailgun_webhook.load_key(os.environ if env is None else env)
     pages = Pages(config)
-    directory = Directory(config.subscribers_dir, secret)
-    events = EventStore.for_workspace(config.state_dir)
     serve = config.serve
     writes = threading.Lock()
+    shared = _postgres(config, secret) if uses_postgres(config) else None
+    if shared is not None:
+        directory, events, requests, per_ip, per_address, lists = shared
+        journal = None
+    else:
+        directory = Directory(config.subscribers_dir, secret)
+        threading.Thread(target=directory.warm, name="index-links", daemon=True).start()
+        events = EventStore.for_workspace(config.state_dir)
+        requests = RequestStore.for_workspace(config.state_dir)
+        per_ip = guards.RateLimiter(serve.subscribe_per_ip_per_hour, 3600)
+        per_address = guards.RateLimiter(serve.confirmations_per_address_per_day, 24 * 3600)
+        journal, lists = optouts.Journal(config.state_dir), None
     optin = OptIn(
         config,
         secret,
         pages,
         directory,
         events,
-        guards.RateLimiter(serve.confirmations_per_address_per_day, 24 * 3600),
+        per_address,
         writes,
-        RequestStore.for_workspace(config.state_dir),
+        requests,
         welcome=Welcome(config, secret),
+        pg=lists,
     )
     return Service(
         writes=writes,
@@ -128,12 +141,39 @@ def make_service(config: Config, env: Mapping[str, str] | None = None) -> Servic
         optin=optin,
         archive=Archive(config),
         webhook_key=webhook_key,
-        per_ip=guards.RateLimiter(serve.subscribe_per_ip_per_hour, 3600),
-        journal=optouts.Journal(config.state_dir),
+        per_ip=per_ip,
+        journal=journal,
         postmark_webhook=Credentials.load(config, env),
         resend_webhook_secret=resend_secret,
         mailgun_webhook_key=mailgun_key,
         mailgun_tokens=mailgun_webhook.Tokens(),
+        pg=lists,
+    )
+
+
+def _postgres(config: Config, secret: bytes):
+    """serve's stores on PostgreSQL, through one pool of `[store] pool_size` connections:
+    (directory, events, requests, per-IP limiter, per-address limiter, list changes).
+    StoreError when the store cannot be reached or its schema is not current."""
+    from newsletter.store import migrations
+    from newsletter.store import pg as store_pg
+    from newsletter.web.pglists import PgDirectory, PgLists
+    from newsletter.web.pgstore import Pg, PgEvents, PgRateLimiter, PgRequests
+
+    db = Pg(store_pg.url_of(config), config.store.pool_size)
+    db.run(migrations.check, "cannot read the store's schema version")
+    serve = config.serve
+    directory = PgDirectory(db, secret)
+    # Index the links of rows added since the last start (all of them, the first time) while
+    # serving: a lookup that misses does the same for its own list meanwhile.
+    threading.Thread(target=directory.warm, name="index-links", daemon=True).start()
+    return (
+        directory,
+        PgEvents(db),
+        PgRequests(db),
+        PgRateLimiter(db, "subscribe-ip", serve.subscribe_per_ip_per_hour, 3600),
+        PgRateLimiter(db, "confirm-address", serve.confirmations_per_address_per_day, 86400),
+        PgLists(db),
     )
 
 
@@ -169,7 +209,17 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
         route("/o/{token}", tracking.open_pixel, "GET"),
         route("/healthz", healthz, "GET"),
     ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if service.pg is not None:  # the pool's connections, closed with the server
+                service.pg.db.close()
+
     app = Starlette(
+        lifespan=lifespan,
         routes=routes,
         middleware=[
             Middleware(guards.Hardening),
@@ -180,6 +230,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
             404: service.not_found,
             405: service.method_not_allowed,
             500: service.server_error,
+            StoreError: service.store_unavailable,
         },
     )
     app.state.service = service

@@ -25,7 +25,8 @@ class _Index:
     stamp: tuple[int, int, int] | None = None
     ids: dict[str, str] = field(default_factory=dict)
     complete: bool = True  # every row could be read
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # held for lookups only
+    building: threading.Lock = field(default_factory=threading.Lock)  # held while rebuilding
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -58,7 +59,8 @@ class Directory:
 
     def lookup(self, list_name: str, ident: str) -> tuple[str | None, bool]:
         """(the key of the row whose address id this is or None, whether the whole list was
-        read); never raises for a malformed list."""
+        read); never raises for a malformed list. Ids already indexed are answered at once,
+        also while a changed list is being indexed again (one rebuild at a time)."""
         path = self.path(list_name)
         if path is None:
             return None, True
@@ -66,11 +68,27 @@ class Directory:
             index = self._indexes.setdefault(list_name, _Index())
         with index.lock:
             key = index.ids.get(ident)
-            if key is None and _stamp(path) != index.stamp:
-                index.stamp = _stamp(path)
-                index.ids, index.complete = address_ids(path, self.secret, list_name)
-                key = index.ids.get(ident)
-            return key, index.complete
+            if key is not None or _stamp(path) == index.stamp:
+                return key, index.complete
+        with index.building:
+            with index.lock:  # another thread may have rebuilt it meanwhile
+                if _stamp(path) == index.stamp:
+                    return index.ids.get(ident), index.complete
+            stamp = _stamp(path)
+            ids, complete = address_ids(path, self.secret, list_name)
+            with index.lock:
+                index.ids, index.complete, index.stamp = ids, complete, stamp
+                return ids.get(ident), complete
+
+    def warm(self) -> None:
+        """Index every list (at start, in the background), so the first unsubscribe of a big
+        list does not wait for the whole file to be hashed."""
+        try:
+            names = subs.list_names(self.folder)
+        except (OSError, SubscriberError):
+            return
+        for name in names:
+            self.lookup(name, "")
 
     def resolve(self, list_name: str, ids: set[str]) -> tuple[dict[str, str], bool]:
         """({address id: key} of those ids found, whether the whole list was read): the

@@ -40,6 +40,9 @@ CREATE INDEX events_kind ON events (event, occurred_at);
 """
 
 
+_COLUMNS = ("source", "event_id", "event", "email", "list_name", "issue", "occurred_at")
+
+
 class EventStoreError(NewsletterError):
     """The state database cannot be opened or written."""
 
@@ -54,6 +57,11 @@ class Event:
     issue: str | None = None
     occurred_at: str | None = None  # ISO 8601, UTC
     payload: dict = field(default_factory=dict)
+
+    def row(self) -> tuple:
+        """(source, event_id, event, email, list, issue, occurred_at, payload as JSON)."""
+        payload = json.dumps(self.payload, ensure_ascii=False, sort_keys=True)
+        return (*(getattr(self, f) for f in _COLUMNS), payload)
 
 
 def now_iso() -> str:
@@ -95,20 +103,11 @@ class EventStore(Database):
             new = []
             stamp = now_iso()
             for event in events:
+                row = event.row()
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO events (source, event_id, event, email, list, "
                     "issue, occurred_at, received_at, payload) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (
-                        event.source,
-                        event.event_id,
-                        event.event,
-                        event.email,
-                        event.list_name,
-                        event.issue,
-                        event.occurred_at,
-                        stamp,
-                        json.dumps(event.payload, ensure_ascii=False, sort_keys=True),
-                    ),
+                    (*row[:7], stamp, row[7]),
                 )
                 if cursor.rowcount:
                     new.append(event)

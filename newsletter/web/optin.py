@@ -25,6 +25,7 @@ from newsletter.web.directory import Directory
 from newsletter.web.events import EventStore, web_event
 from newsletter.web.guards import RateLimiter
 from newsletter.web.pages import Pages
+from newsletter.web.pglists import PgLists
 from newsletter.web.requests import Request, RequestStore
 from newsletter.web.welcome import Welcome
 
@@ -71,6 +72,7 @@ class OptIn:
     requests: RequestStore
     sending: threading.Lock = field(default_factory=threading.Lock)
     welcome: Welcome | None = None  # [subscribe] welcome: mailed after a confirmation
+    pg: PgLists | None = None  # on PostgreSQL: rows change there, each confirm one transaction
 
     @property
     def hours(self) -> int:
@@ -85,7 +87,7 @@ class OptIn:
         try:
             with self.writes:
                 stored = self._store_request(list_name, email, name, key, request_id)
-        except SubscriberError as exc:  # suppressed, or the list cannot be written
+        except NewsletterError as exc:  # suppressed, or the list/store cannot be written
             log.info("subscribe request not taken: %s", type(exc).__name__)
             return "refused"
         if stored not in CONFIRMABLE:
@@ -120,17 +122,22 @@ class OptIn:
         confirmation subscribes it again.
         """
         folder = self.config.subscribers_dir
-        row = self.directory.row(list_name, key)
+        ident = address_id(self.secret, list_name, key)
+        row = self._row(list_name, key)
         if row is None:
-            subs.add_subscriber(folder, list_name, email, name=name, status="pending", source="web")
-            row = self.directory.row(list_name, key)
+            if self.pg is not None:
+                self.pg.add_pending(list_name, email, name, ident)
+            else:
+                subs.add_subscriber(
+                    folder, list_name, email, name=name, status="pending", source="web"
+                )
+            row = self._row(list_name, key)
             if row is None:
                 return "gone"  # erased or rewritten by another process meanwhile
         if row.status not in CONFIRMABLE:
             return row.status
-        if subs.suppression_reason(key, subs.suppression_reasons(folder)):
+        if self._suppressed(key):
             return "suppressed"
-        ident = address_id(self.secret, list_name, key)
         self.requests.open(list_name, ident, request_id, row.status, row.updated_at)
         return row.status
 
@@ -159,6 +166,11 @@ class OptIn:
                 return row.status == "subscribed", None
             if not self._confirmable(claims, request, row):
                 return False, None  # a newer request, an unsubscribe or a bounce since: void
+            if self.pg is not None:  # all of it in one transaction, checked again there
+                done = self.pg.confirm(
+                    claims.list_name, row.key, claims.address_id, request.request_id, row
+                )
+                return done, replace(row, status="subscribed") if done else None
             try:
                 subs.set_status(
                     self.config.subscribers_dir,
@@ -182,11 +194,23 @@ class OptIn:
             log.info("welcome message for list %s: %s", list_name, outcome)
 
     def _confirmable(self, claims: Claims, request: Request, row: subs.Subscriber) -> bool:
-        if not _unchanged(request, row):
-            return False
-        # Unsubscribed since, and the list row does not show it yet.
-        state_dir = self.config.state_dir
-        return not optouts.unsubscribe_pending(state_dir, claims.list_name, claims.address_id)
+        # The row as readers see it: an unsubscribe since, kept in the journal, voids the link.
+        return _unchanged(request, row)
+
+    def _suppressed(self, key: str) -> bool:
+        if self.pg is not None:
+            return self.pg.suppressed(key)
+        reasons = subs.suppression_reasons(self.config.subscribers_dir)
+        return subs.suppression_reason(key, reasons) is not None
+
+    def _row(self, list_name: str, key: str) -> subs.Subscriber | None:
+        """The row with this key, with the opt-outs the journal keeps for it shown."""
+        row = self.directory.row(list_name, key)
+        if row is None or self.pg is not None:  # on PostgreSQL the row shows them already
+            return row
+        seen = optouts.withdrawn(self.config.state_dir, list_name, self.secret)
+        moved = seen.change(row.email, row.status) if seen else None
+        return replace(row, status=moved[0]) if moved else row
 
     def _find(self, claims: Claims) -> tuple[Request, subs.Subscriber] | None:
         if claims.request_id is None:
@@ -195,7 +219,7 @@ class OptIn:
         if request is None:
             return None
         key = self.directory.key_for(claims.list_name, claims.address_id)
-        row = self.directory.row(claims.list_name, key) if key else None
+        row = self._row(claims.list_name, key) if key else None
         return (request, row) if row is not None else None
 
 

@@ -16,7 +16,6 @@ from starlette.responses import HTMLResponse, Response
 
 from newsletter import optouts
 from newsletter.config import Config
-from newsletter.errors import NewsletterError
 from newsletter.tokens import Claims, verify_token
 from newsletter.web import guards
 from newsletter.web.archive import Archive
@@ -24,6 +23,7 @@ from newsletter.web.directory import Directory
 from newsletter.web.events import EventStore
 from newsletter.web.optin import OptIn
 from newsletter.web.pages import Pages
+from newsletter.web.pglists import PgLists
 
 FORM_LIMIT = 16 * 1024  # bytes: a subscribe form or an unsubscribe POST
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -45,7 +45,8 @@ class Service:
     archive: Archive
     webhook_key: Any
     per_ip: guards.RateLimiter
-    journal: optouts.Journal  # unsubscribes and provider events, kept before the lists change
+    journal: optouts.Journal | None  # files store: unsubscribes and provider events, kept
+    # before the lists change (None on PostgreSQL, where `pg` changes the rows at once)
     resend_webhook_secret: bytes | None = None  # RESEND_WEBHOOK_SECRET, decoded
     # List writes from this process take turns here before the file lock, which waiters only
     # poll for: 200 unsubscribes at once then queue on a lock that wakes them at once.
@@ -53,6 +54,7 @@ class Service:
     postmark_webhook: Any = None  # providers.postmark.webhook.Credentials; None = refused
     mailgun_webhook_key: bytes | None = None  # MAILGUN_WEBHOOK_SIGNING_KEY; None = refused
     mailgun_tokens: Any = None  # providers.mailgun.webhook.Tokens: signatures already used
+    pg: PgLists | None = None  # PostgreSQL store: list changes, each one transaction
 
     @property
     def lists(self) -> list[str]:
@@ -135,17 +137,6 @@ class Service:
         """Where links point: base_url; without it, the loopback name HostCheck let through."""
         return (self.config.base_url or str(request.base_url)).rstrip("/")
 
-    def apply_optouts(self) -> None:
-        """What the journal holds that the lists do not show yet, applied where they can be
-        written; what cannot be stays pending (sends honour it meanwhile)."""
-        try:
-            with self.writes:
-                optouts.apply_pending(
-                    self.config, self.secret, self.journal, self.directory.resolve
-                )
-        except NewsletterError as exc:
-            log.warning("opt-outs kept, not applied yet: %s", exc)
-
     # Error pages ------------------------------------------------------------------------------
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
@@ -153,6 +144,16 @@ class Service:
 
     async def method_not_allowed(self, request: Request, exc: Exception) -> Response:
         return self.message(request, 405, "Not allowed", "This page does not take that request.")
+
+    async def store_unavailable(self, request: Request, exc: Exception) -> Response:
+        """The PostgreSQL store could not be reached: nothing was recorded, so say so."""
+        log.error("%s %s: %s", request.method, guards.redact(request.url.path), exc)
+        return self.message(
+            request,
+            503,
+            "Please try again",
+            "We could not record your request just now. Please try again in a minute.",
+        )
 
     async def server_error(self, request: Request, exc: Exception) -> Response:
         return self.message(

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from newsletter import subscribers as subs
+from newsletter.errors import NewsletterError
 from newsletter.tokens import verify_request_token
 from newsletter.web.optin import CONFIRM_PURPOSE
 from newsletter.web.service import Service
@@ -69,7 +70,14 @@ async def subscribe(service: Service, request: Request) -> Response:
     if form.get(HONEYPOT):
         return service.page(request, "check-inbox", hours=hours)
     client = request.client.host if request.client else "unknown"
-    if not service.per_ip.allow(client):
+    try:  # off the event loop: on PostgreSQL the count is shared by every instance
+        allowed = await run_in_threadpool(service.per_ip.allow, client)
+    except NewsletterError as exc:
+        log.error("subscribe request not counted: %s", exc)
+        return service.message(
+            request, 503, "Please try again", "We could not take your request just now."
+        )
+    if not allowed:
         return service.message(
             request,
             429,

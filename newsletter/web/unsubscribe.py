@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -61,15 +60,17 @@ async def unsubscribe(service: Service, request: Request) -> Response:
             "Please try again",
             "We could not record your request just now. Please try again in a minute.",
         )
-    response = service.page(request, "unsubscribed", forms=(f"/resubscribe/{token}",), token=token)
-    response.background = BackgroundTask(service.apply_optouts)
-    return response
+    return service.page(request, "unsubscribed", forms=(f"/resubscribe/{token}",), token=token)
 
 
 def record(service: Service, claims: Claims, key: str | None, via: str) -> bool:
     """Keep the unsubscribe in the journal (durably, without the list); False if it could
-    not be kept. The list row changes after the answer, in `Service.apply_optouts`."""
+    not be kept. The list file is not rewritten: every reader honours the journal at once and
+    the next command that writes the list folds it in (optouts.fold)."""
     try:
+        if service.pg is not None:  # the row, the journal and the event: one transaction
+            service.pg.unsubscribe(claims.list_name, claims.address_id, key, via)
+            return True
         service.journal.unsubscribe(claims.list_name, claims.address_id, key, via)
     except NewsletterError as exc:
         log.error("unsubscribe not recorded for list %s: %s", claims.list_name, exc)
@@ -113,6 +114,12 @@ def undo(service: Service, claims: Claims, key: str | None) -> bool:
     An entry never applied left the row as it was: taking it back is all there is to do.
     """
     list_name = claims.list_name
+    if service.pg is not None:
+        try:
+            return service.pg.resubscribe(list_name, claims.address_id, key)
+        except NewsletterError as exc:
+            log.error("resubscribe not recorded for list %s: %s", list_name, exc)
+            return False
     try:
         with service.writes:  # not while the entry is being applied to the list
             entry = service.journal.cancel(list_name, claims.address_id)

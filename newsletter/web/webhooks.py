@@ -16,11 +16,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from newsletter import optouts
 from newsletter import subscribers as subs
-from newsletter.config import Config
 from newsletter.errors import NewsletterError
-from newsletter.optouts import Journal
 from newsletter.providers.sendgrid.webhook import WebhookRefused, verify
-from newsletter.web.events import Event, EventStore
+from newsletter.web.events import Event
 
 if TYPE_CHECKING:
     from newsletter.web.service import Service
@@ -114,43 +112,20 @@ def action_for(event: Event, asm_group_id: int | None = None) -> Action | None:
 class Outcome:
     received: int
     new: int
-    changed_rows: int
-    suppressed: int
+    suppressed: int  # addresses added to the suppression file
 
 
-def process(
-    config: Config,
-    store: EventStore,
-    raw_events: Iterable[dict],
-    journal: Journal,
-    secret: bytes,
-    resolve: optouts.Resolver | None = None,
-) -> Outcome:
-    """Record the events, keep the actions of the new ones in the opt-out journal, then apply
-    what the journal holds to the suppression file and the lists where they can be written.
+def changes_of(asm_group_id: int | None) -> Callable[[Event], list[Change]]:
+    """What each SendGrid event asks of the lists (see action_for), as journal changes."""
 
-    The actions are journaled inside the events' transaction: if that fails, the events are
-    not recorded either and SendGrid's retry brings them again. Applying them never fails the
-    delivery: a malformed list or suppression file keeps them pending, and the sends honour
-    them meanwhile.
-    """
-    events = [to_event(raw) for raw in raw_events]
-    with store.recording(events) as new:
-        actions = [a for e in new if (a := action_for(e, config.sendgrid.asm_group_id))]
-        journal.record_actions(
-            (a.email, a.status, list_name, a.suppress)
-            for a in actions
-            for list_name in (a.lists or (None,))
-        )
-    changed, suppressed = optouts.apply_pending(config, secret, journal, resolve)
-    if new:
-        log.info(
-            "sendgrid webhook: %d event(s), %d new, %d action(s)",
-            len(events),
-            len(new),
-            len(actions),
-        )
-    return Outcome(len(events), len(new), changed, suppressed)
+    def changes(event: Event) -> list[Change]:
+        action = action_for(event, asm_group_id)
+        if action is None:
+            return []
+        lists = action.lists or (None,)
+        return [(action.email, action.status, name, action.suppress) for name in lists]
+
+    return changes
 
 
 # What a provider's event asks of the lists: (email, status, list or None for every list,
@@ -176,28 +151,34 @@ def event_of(source: str, parsed) -> Event:
 def record_and_apply(
     service: Service, source: str, events: list[Event], changes: Callable[[Event], Iterable[Change]]
 ) -> Outcome:
-    """Record the events; journal the changes of the new ones in the same transaction (so a
-    failure leaves them unrecorded and the provider's retry brings them again); then apply
-    what the journal holds to the lists and the suppression file where they can be written."""
-    with service.events.recording(events) as new:
-        found = [change for event in new for change in changes(event)]
-        service.journal.record_actions(found)
-    changed, suppressed = optouts.apply_pending(
-        service.config, service.secret, service.journal, service.directory.resolve
-    )
+    """Record the events and what the new ones ask of the lists, together.
+
+    Files store: the changes are journaled in the events' transaction (so a failure leaves
+    them unrecorded and the provider's retry brings them again); then the suppressions the
+    journal holds go to the suppression file. The lists are never rewritten here: sends,
+    count, list and export honour the journal at once, and the next command that writes a
+    list folds it in (optouts.fold). A malformed suppression file keeps them pending; sends
+    honour them meanwhile.
+    PostgreSQL: events, rows and suppressions change in one transaction (PgLists.record).
+    """
+    if service.pg is not None:
+        new, found, suppressed = service.pg.record(events, changes)
+    else:
+        with service.events.recording(events) as fresh:
+            changed = [change for event in fresh for change in changes(event)]
+            service.journal.record_actions(changed)
+        new, found = len(fresh), len(changed)
+        suppressed = optouts.suppress_pending(service.config, service.journal)
     if new:
-        log.info(
-            "%s webhook: %d event(s), %d new, %d change(s)",
-            source,
-            len(events),
-            len(new),
-            len(found),
-        )
-    return Outcome(len(events), len(new), changed, suppressed)
+        log.info("%s webhook: %d event(s), %d new, %d change(s)", source, len(events), new, found)
+    return Outcome(len(events), new, suppressed)
 
 
 def in_turn(service: Service, process: Callable[..., Outcome], *args) -> Outcome:
-    """Run `process` with this process's list writers taking turns (see Service.writes)."""
+    """Run `process` with this process's list writers taking turns (see Service.writes);
+    on PostgreSQL the database orders them."""
+    if service.pg is not None:
+        return process(service, *args)
     with service.writes:
         return process(service, *args)
 
@@ -228,12 +209,6 @@ async def receive(service: Service, request: Request) -> Response:
 
 
 def _process_in_turn(service: Service, events: list[dict]) -> Outcome:
-    with service.writes:
-        return process(
-            service.config,
-            service.events,
-            events,
-            service.journal,
-            service.secret,
-            service.directory.resolve,
-        )
+    changes = changes_of(service.config.sendgrid.asm_group_id)
+    stored = [to_event(raw) for raw in events]
+    return in_turn(service, record_and_apply, SOURCE, stored, changes)
