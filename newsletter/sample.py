@@ -41,14 +41,16 @@ class CheckedIssue:
 
 def find_recipient(config: Config, list_name: str, email: str) -> tuple[dict[str, str], str]:
     """(merge fields, name) of a subscriber of the list, by address (case-insensitive)."""
-    from newsletter.subscribers import iter_subscribers, list_path
+    from newsletter.store import lists, uses_postgres
+    from newsletter.subscribers import list_path
 
-    wanted = email.strip().lower()
-    path = list_path(config.subscribers_dir, list_name)
-    for subscriber in iter_subscribers(path):
-        if subscriber.key == wanted or subscriber.email.lower() == wanted:
-            return subscriber.merge_fields(), subscriber.name
-    raise SubscriberError(f"{email} is not in the list {list_name!r}", where=str(path))
+    subscriber = lists.find(config, list_name, email)
+    if subscriber is not None:
+        return subscriber.merge_fields(), subscriber.name
+    where = (
+        "PostgreSQL" if uses_postgres(config) else str(list_path(config.subscribers_dir, list_name))
+    )
+    raise SubscriberError(f"{email} is not in the list {list_name!r}", where=where)
 
 
 def sample_message(

@@ -13,16 +13,20 @@ from newsletter.cli.common import ConfigOption, load, plural
 from newsletter.errors import ExitCode, SubscriberError
 
 
-class _Subscribers:
-    """newsletter.subscribers, imported on first use so other commands start without it."""
+class _Lazy:
+    """A module imported on first use, so other commands start without it."""
 
-    def __getattr__(self, name: str):
-        from newsletter import subscribers
+    def __init__(self, name: str) -> None:
+        self.name = name
 
-        return getattr(subscribers, name)
+    def __getattr__(self, attr: str):
+        import importlib
+
+        return getattr(importlib.import_module(self.name), attr)
 
 
-subs = _Subscribers()
+subs = _Lazy("newsletter.subscribers")
+lists = _Lazy("newsletter.store.lists")  # picks the files or the PostgreSQL store
 
 app = typer.Typer(
     help="Manage subscriber lists (CSV files in subscribers/).",
@@ -88,12 +92,11 @@ def list_(
     Example: newsletter subscribers list main --status unsubscribed --page 2
     """
     cfg = load(config)
-    folder = cfg.subscribers_dir
     if name is None:
-        _show_lists(folder)
+        _show_lists(cfg)
         return
     wanted = status.value if status else None
-    found = subs.page(folder, name, status=wanted, number=page, per_page=per_page)
+    found = lists.page(cfg, name, status=wanted, number=page, per_page=per_page)
     suffix = f" with status {wanted}" if wanted else ""
     if not found.subscribers:
         typer.echo(f"No rows in {name}{suffix} on page {page} ({found.total} in all).")
@@ -116,14 +119,14 @@ def list_(
     typer.echo(f"Rows {first}-{last} of {found.total} in {name}{suffix}{more}.")
 
 
-def _show_lists(folder: Path) -> None:
-    names = subs.list_names(folder)
+def _show_lists(cfg) -> None:
+    names = lists.list_names(cfg)
     if not names:
         typer.echo(
-            f"No lists in {subs.display(folder)}/ yet: add one with `newsletter subscribers add EMAIL`."
+            f"No lists in {_where(cfg)} yet: add one with `newsletter subscribers add EMAIL`."
         )
         return
-    counts = {name: subs.count(folder, name) for name in names}
+    counts = {name: lists.count(cfg, name) for name in names}
     columns = ["total", *subs.STATUSES]
     if any("invalid" in c for c in counts.values()):
         columns.append("invalid")
@@ -132,9 +135,9 @@ def _show_lists(folder: Path) -> None:
         by_status["total"] = sum(by_status.values())
         rows.append([name, *(str(by_status.get(c, 0)) for c in columns)])
     show.table(rows)
-    suppressed = subs.load_suppressed(folder)
+    suppressed = lists.suppression_reasons(cfg)
     if suppressed:
-        where = subs.display(subs.suppressions_path(folder))
+        where = lists.suppressions_where(cfg)
         addresses = plural(len(suppressed), "suppressed address", "suppressed addresses")
         typer.echo(f"{addresses} in {where} (never mailed).")
 
@@ -146,7 +149,7 @@ def count(name: ListArgument = None, config: ConfigOption = None) -> None:
     Example: newsletter subscribers count main
     """
     cfg = load(config)
-    by_status = subs.count(cfg.subscribers_dir, name or cfg.list)
+    by_status = lists.count(cfg, name or cfg.list)
     by_status["total"] = sum(by_status.values())
     width = max(map(len, by_status))
     for status, number in by_status.items():
@@ -177,8 +180,8 @@ def add(
     fields = _pairs(field or [], "--field")
     cfg = load(config)
     target = list_name or cfg.list
-    result = subs.add_subscriber(
-        cfg.subscribers_dir,
+    result = lists.add_subscriber(
+        cfg,
         target,
         email,
         name=name,
@@ -213,7 +216,7 @@ def remove(
     """
     cfg = load(config)
     target = list_name or cfg.list
-    changed, previous = subs.remove_subscriber(cfg.subscribers_dir, target, email, source="cli")
+    changed, previous = lists.remove_subscriber(cfg, target, email, source="cli")
     if changed:
         typer.echo(f"Unsubscribed {email.strip()} from {target} (the row is kept).")
     else:
@@ -242,7 +245,7 @@ def forget(
         typer.echo(f"Erased {email.strip()}: {parts}.")
     else:
         typer.echo(f"{email.strip()} was in no list.")
-    where = subs.display(subs.suppressions_path(cfg.subscribers_dir))
+    where = lists.suppressions_where(cfg)
     typer.echo(f"Only its hash is kept, in {where}, so it is never imported or added again.")
     if erasure.ledger_rows or erasure.events:
         typer.echo(
@@ -272,8 +275,8 @@ def import_(
     """
     mapping = _pairs(map_ or [], "--map")
     cfg = load(config)
-    report = subs.import_file(
-        cfg.subscribers_dir,
+    report = lists.import_file(
+        cfg,
         list_name or cfg.list,
         file,
         format=format.value,
@@ -287,7 +290,7 @@ def import_(
         f"{report.rejected} rejected."
     )
     if report.suppressed:
-        where = subs.display(subs.suppressions_path(cfg.subscribers_dir))
+        where = lists.suppressions_where(cfg)
         addresses = plural(
             report.suppressed, "bounced or blocked address", "bounced or blocked addresses"
         )
@@ -329,7 +332,7 @@ def export(
     cfg = load(config)
     target = name or cfg.list
     statuses = [s.value for s in status or []]
-    written = subs.export(cfg.subscribers_dir, target, statuses=statuses, to=to)
+    written = lists.export(cfg, target, statuses=statuses, to=to)
     if to is not None:
         typer.echo(f"Exported {written} rows of {target} to {subs.display(to)}.")
 
@@ -347,8 +350,7 @@ def validate(
     Example: newsletter subscribers validate main
     """
     cfg = load(config)
-    folder = cfg.subscribers_dir
-    found = subs.validate(folder, name, check_deliverability=check_deliverability)
+    found = lists.validate(cfg, name, check_deliverability=check_deliverability)
     for problem in found:
         typer.echo(str(problem))
     problems = [p for p in found if not p.warning]
@@ -360,9 +362,9 @@ def validate(
     if name is not None:
         typer.echo(f"No problems in {name}{also}.")
     else:
-        checked = len(subs.list_names(folder))
+        checked = len(lists.list_names(cfg))
         if not checked:
-            typer.echo(f"No lists in {subs.display(folder)}/ to check.")
+            typer.echo(f"No lists in {_where(cfg)} to check.")
         else:
             typer.echo(f"No problems in {plural(checked, 'list')}{also}.")
 
@@ -395,4 +397,11 @@ def sync(
         which = "is not an email address" if report.skipped == 1 else "are not email addresses"
         typer.echo(f"Skipped {plural(report.skipped, 'entry', 'entries')} that {which}.")
     total = sum(report.added.values())
-    typer.echo(f"Added {plural(total, 'suppression')} to subscribers/suppressions.csv.")
+    typer.echo(f"Added {plural(total, 'suppression')} to {lists.suppressions_where(cfg)}.")
+
+
+def _where(cfg) -> str:
+    """Where the lists live, for messages: the folder, or the PostgreSQL store."""
+    from newsletter.store import uses_postgres
+
+    return "the PostgreSQL store" if uses_postgres(cfg) else f"{subs.display(cfg.subscribers_dir)}/"

@@ -71,13 +71,11 @@ class Prepared:
         if self.is_test:
             return iter(self.test_recipients)
         from newsletter import optouts
-        from newsletter.subscribers import sendable
+        from newsletter.store.lists import sendable
 
         config = self.config
         withdrawn = optouts.withdrawn(config.state_dir, self.list_name, self.campaign.secret)
-        return sendable(
-            config.subscribers_dir, self.list_name, dropped, withdrawn, skip_bad_rows=True
-        )
+        return sendable(config, self.list_name, dropped, withdrawn, skip_bad_rows=True)
 
 
 def prepare(

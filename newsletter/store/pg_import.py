@@ -1,0 +1,148 @@
+"""Importing an export into a list on PostgreSQL: the rows are read and checked as on the
+files store (subscribers.importing.read_import), copied into a temporary table with COPY, and
+merged by one INSERT ... ON CONFLICT that applies the same rules as subscribers.importing:
+new addresses are added (unless suppressed), existing rows only become less mailable, and
+with `update` names, fields and a missing subscribed_at are refreshed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import psycopg
+
+from newsletter.store import pg_suppressions
+from newsletter.store.pg_changes import RANK, ensure_list, split_tags
+from newsletter.store.pg_lists import TAGS, shape
+from newsletter.subscribers.formats import column_slug
+from newsletter.subscribers.importing import (
+    ImportReport,
+    check_format,
+    read_import,
+    suppressed_message,
+)
+from newsletter.subscribers.model import COLUMNS, list_path, suppression_hash, utc_now
+
+_INCOMING = """
+CREATE TEMP TABLE IF NOT EXISTS import_rows (
+    key text, hash text, email text, name text, status text, subscribed_at text,
+    source text, fields jsonb, tags text[], line bigint, n bigint
+) ON COMMIT DROP
+"""
+_COPY = (
+    "COPY import_rows (key, hash, email, name, status, subscribed_at, source, fields, tags, "
+    "line, n) FROM STDIN"
+)
+# Rows whose address is new to the list but suppressed (by key or by its erased hash).
+_SUPPRESSED = """
+DELETE FROM import_rows i
+USING suppressions s
+WHERE s.key IN (i.key, i.hash)
+  AND NOT EXISTS (SELECT 1 FROM subscribers x WHERE x.list = %(list)s AND x.key = i.key)
+RETURNING i.line, s.reason, s.key = i.key
+"""
+# The merge: EXCLUDED.status is the status the row ends with (see subscribers.importing's
+# _merge_row): the file's when less mailable, or pending -> subscribed with --update.
+_MERGE = f"""
+WITH up AS (
+    INSERT INTO subscribers AS x (list, key, email, name, status, subscribed_at, updated_at,
+                                  source, fields, tags, position)
+    SELECT %(list)s, i.key, i.email, i.name,
+           CASE WHEN o.status IS NULL THEN i.status
+                WHEN o.status NOT IN ('subscribed', 'pending', 'unsubscribed', 'bounced',
+                                      'complained') THEN o.status
+                WHEN {RANK.format("i.status")} > {RANK.format("o.status")} THEN i.status
+                WHEN %(update)s AND o.status = 'pending' AND i.status = 'subscribed'
+                    THEN 'subscribed'
+                ELSE o.status END,
+           i.subscribed_at, %(stamp)s, i.source, i.fields, i.tags, %(base)s + i.n
+    FROM import_rows i
+    LEFT JOIN subscribers o ON o.list = %(list)s AND o.key = i.key
+    ORDER BY i.n
+    ON CONFLICT (list, key) DO UPDATE SET
+        status = EXCLUDED.status,
+        source = CASE WHEN EXCLUDED.status <> x.status THEN EXCLUDED.source ELSE x.source END,
+        subscribed_at = CASE
+            WHEN EXCLUDED.status <> x.status AND EXCLUDED.status = 'subscribed'
+                 AND btrim(x.subscribed_at) = ''
+                THEN coalesce(nullif(EXCLUDED.subscribed_at, ''), %(stamp)s)
+            WHEN %(update)s AND btrim(x.subscribed_at) = '' AND EXCLUDED.subscribed_at <> ''
+                THEN EXCLUDED.subscribed_at
+            ELSE x.subscribed_at END,
+        name = CASE WHEN %(update)s AND EXCLUDED.name <> '' THEN EXCLUDED.name ELSE x.name END,
+        fields = CASE WHEN %(update)s THEN x.fields || EXCLUDED.fields ELSE x.fields END,
+        tags = CASE WHEN %(update)s AND cardinality(EXCLUDED.tags) > 0 THEN EXCLUDED.tags
+                    ELSE x.tags END,
+        updated_at = EXCLUDED.updated_at
+    WHERE EXCLUDED.status <> x.status
+       OR (%(update)s AND (
+            (EXCLUDED.name <> '' AND EXCLUDED.name <> x.name)
+            OR NOT x.fields @> EXCLUDED.fields
+            OR (cardinality(EXCLUDED.tags) > 0 AND EXCLUDED.tags <> x.tags)
+            OR (btrim(x.subscribed_at) = '' AND EXCLUDED.subscribed_at <> '')))
+    RETURNING xmax = 0 AS added
+)
+SELECT count(*) FILTER (WHERE added), count(*) FILTER (WHERE NOT added) FROM up
+"""
+
+
+def import_file(
+    conn: psycopg.Connection,
+    list_name: str,
+    file: Path,
+    *,
+    format: str = "auto",
+    mapping: Mapping[str, str] | None = None,
+    update: bool = False,
+    check_deliverability: bool = False,
+) -> ImportReport:
+    """As subscribers.import_file, into a list in the store (the caller commits)."""
+    check_format(format)
+    list_path(Path("."), list_name)  # the same rules for names
+    known = shape(conn, list_name)
+    existing = {
+        column_slug(c): c for c in (known.columns if known else ()) if c.lower() not in COLUMNS
+    }
+    got = read_import(file, format, mapping, existing, check_deliverability)
+    custom = dict.fromkeys(name for new in got.rows.values() for name in new.fields)
+    ensure_list(conn, list_name, (*COLUMNS, *custom))  # creates and locks the list
+    conn.execute(_INCOMING)
+    conn.execute("TRUNCATE import_rows")
+    with conn.cursor().copy(_COPY) as copy:
+        copy.set_types(["text"] * 8 + ["text[]", "int8", "int8"])
+        for n, new in enumerate(got.rows.values(), 1):
+            fields = dict(new.fields)
+            tags = split_tags(fields.pop(TAGS, ""))
+            copy.write_row(
+                (
+                    new.key,
+                    suppression_hash(new.key),
+                    new.email,
+                    new.name,
+                    new.status,
+                    new.subscribed_at,
+                    new.source,
+                    json.dumps(fields, ensure_ascii=False),
+                    tags,
+                    new.line,
+                    n,
+                )
+            )
+    params = {"list": list_name, "update": update, "stamp": utc_now()}
+    for line, reason, _ in conn.execute(_SUPPRESSED, params).fetchall():
+        got.rejects[line] = suppressed_message(reason.strip() or "suppressed").replace(
+            "in subscribers/suppressions.csv", f"in {pg_suppressions.WHERE}"
+        )
+    present = conn.execute(
+        "SELECT count(*) FROM import_rows i JOIN subscribers x "
+        "ON x.list = %(list)s AND x.key = i.key",
+        params,
+    ).fetchone()[0]
+    params["base"] = conn.execute(
+        "SELECT coalesce(max(position), 1) FROM subscribers WHERE list = %s", (list_name,)
+    ).fetchone()[0]
+    added, updated = conn.execute(_MERGE, params).fetchone()
+    suppressed = pg_suppressions.add_suppressions(conn, got.suppressions())
+    return got.report(list_name, file, (added, updated, present - updated), suppressed)
