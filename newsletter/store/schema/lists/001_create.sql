@@ -27,7 +27,7 @@ CREATE TABLE subscribers (
     PRIMARY KEY (list, key)
 );
 -- Streaming one list in order (sending, export, pull) and counting it by status.
-CREATE INDEX subscribers_list_position ON subscribers (list, position);
+CREATE INDEX subscribers_list_position ON subscribers (list, position, key);
 CREATE INDEX subscribers_list_status ON subscribers (list, status);
 -- `forget` erases an address from every list at once.
 CREATE INDEX subscribers_key ON subscribers (key);
