@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, TextIO
 
 from newsletter import subscribers as subs
 from newsletter.config import Config
-from newsletter.errors import SubscriberError
 from newsletter.store import uses_postgres
 
 if TYPE_CHECKING:  # psycopg is imported only when the PostgreSQL store is used
@@ -175,17 +174,13 @@ def export(
     import sys
 
     from newsletter.store import pg_lists
+    from newsletter.subscribers.lists import refuse_export_target
     from newsletter.subscribers.model import known_status
     from newsletter.subscribers.store import atomic_write
 
     for status in statuses:
         known_status(status)
-    folder = config.subscribers_dir
-    if to is not None and to.resolve().parent == folder.resolve() and to.suffix == ".csv":
-        raise SubscriberError(
-            f"refusing to write {subs.display(to)}: it would replace a list or the suppression "
-            f"file; export to a file outside {subs.display(folder)}/"
-        )
+    refuse_export_target(config.subscribers_dir, to)
     with transaction(config, "cannot export the list") as conn:
         shape = pg_lists.existing(conn, list_name)
         if to is None:

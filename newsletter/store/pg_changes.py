@@ -13,10 +13,9 @@ from psycopg.types.json import Jsonb
 from newsletter.errors import SubscriberError
 from newsletter.store import pg_suppressions
 from newsletter.store.pg_lists import TAGS, existing, list_path_checked
-from newsletter.subscribers.changes import _refuse_unconfirmed
+from newsletter.subscribers.changes import new_subscriber, refuse_unconfirmed
 from newsletter.subscribers.model import (
     COLUMNS,
-    FIELD_NAME,
     STATUS_RANK,
     STATUSES,
     Subscriber,
@@ -24,7 +23,7 @@ from newsletter.subscribers.model import (
     known_status,
     utc_now,
 )
-from newsletter.subscribers.store import check_value, checked_new
+from newsletter.subscribers.store import check_value
 
 # STATUS_RANK in SQL: an unknown status ranks as "may be mailed", as status_of/.get(…, 0) do.
 RANK = (
@@ -94,24 +93,8 @@ def add_subscriber(
     check_deliverability: bool = False,
 ) -> str:
     """As subscribers.add_subscriber: 'added', 'updated' or 'unchanged'."""
-    known_status(status)
-    for field in fields or {}:
-        if not FIELD_NAME.fullmatch(field) or field.lower() in COLUMNS:
-            raise SubscriberError(
-                f"invalid field name {field!r}: use letters, digits, '_' and '-', "
-                f"and none of {', '.join(COLUMNS)}"
-            )
-    stamp = utc_now()
-    new = Subscriber(
-        email=email.strip(),
-        name=name.strip(),
-        status=status,
-        subscribed_at=stamp if status == "subscribed" else "",
-        updated_at=stamp,
-        source=source,
-        fields=dict(fields or {}),
-    )
-    key = checked_new(new, deliverability=check_deliverability)
+    new, key = new_subscriber(email, name, fields, status, source, check_deliverability)
+    stamp = new.updated_at
     ensure_list(conn, list_name, (*COLUMNS, *new.fields))
     if status in ("subscribed", "pending"):
         pg_suppressions.refuse_suppressed(conn, key, new.email)
@@ -125,7 +108,7 @@ def add_subscriber(
         return "added"
     current, old_name, subscribed_at, old_fields, old_tags, position = row
     if status == "subscribed" and not resubscribe:
-        _refuse_unconfirmed(new.email, current, list_name, position)
+        refuse_unconfirmed(new.email, current, list_name, position)
     target = "subscribed" if status == "subscribed" and resubscribe else current
     values = {"status": current, "subscribed_at": subscribed_at, "name": old_name}
     fields_now, tags_now = dict(old_fields), list(old_tags)

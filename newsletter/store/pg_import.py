@@ -16,10 +16,10 @@ import psycopg
 from newsletter.store import pg_suppressions
 from newsletter.store.pg_changes import RANK, ensure_list, split_tags
 from newsletter.store.pg_lists import TAGS, shape
-from newsletter.subscribers.formats import column_slug
 from newsletter.subscribers.importing import (
     ImportReport,
     check_format,
+    custom_targets,
     read_import,
     suppressed_message,
 )
@@ -102,9 +102,7 @@ def import_file(
     check_format(format)
     list_path(Path("."), list_name)  # the same rules for names
     known = shape(conn, list_name)
-    existing = {
-        column_slug(c): c for c in (known.columns if known else ()) if c.lower() not in COLUMNS
-    }
+    existing = custom_targets(known.columns if known else ())
     got = read_import(file, format, mapping, existing, check_deliverability)
     custom = dict.fromkeys(name for new in got.rows.values() for name in new.fields)
     ensure_list(conn, list_name, (*COLUMNS, *custom))  # creates and locks the list

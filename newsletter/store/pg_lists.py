@@ -10,9 +10,11 @@ connection and leaves the transaction to its caller (changes are in pg_changes).
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TextIO
 
 import psycopg
@@ -32,14 +34,13 @@ from newsletter.subscribers.model import (
     known_status,
     list_path,
     normalize_email,
-    suppression_hash,
 )
-from newsletter.subscribers.seen import Seen
-from newsletter.subscribers.sending import SendableStats, Skipped, Withdrawn
+from newsletter.subscribers.sending import SendableStats, Skipped, Sorting, Withdrawn
 from newsletter.subscribers.store import Writer
 
 CHUNK = 5_000  # rows per round trip of a server-side cursor
 TAGS = "tags"  # the CSV column whose cell is the tags array
+_cursors = itertools.count()  # names for server-side cursors, unique within a connection
 ROW = "email, name, status, subscribed_at, updated_at, source, fields, tags, position, key"
 
 
@@ -81,8 +82,6 @@ def existing(conn: psycopg.Connection, list_name: str) -> ListShape:
 
 def list_path_checked(list_name: str) -> None:
     """The files store's rules for a list name (letters, digits, '-', '_'; not 'suppressions')."""
-    from pathlib import Path
-
     list_path(Path("."), list_name)
 
 
@@ -101,7 +100,7 @@ def rows(conn: psycopg.Connection, list_name: str, statuses: Sequence[str] = ())
     if statuses:
         query += " AND status = ANY(%s)"
         params.append(list(statuses))
-    with conn.cursor(name=f"rows_{id(params)}") as cur:
+    with conn.cursor(name=f"rows_{next(_cursors)}") as cur:
         cur.itersize = CHUNK
         cur.execute(query + " ORDER BY position, key", params)
         yield from cur
@@ -241,13 +240,7 @@ def sendable(
     raises naming the list and row, or with `skip_bad_rows` is yielded as a Skipped.
     """
     existing(conn, list_name)
-    suppressed = set(suppression_reasons(conn))
-    hashed = any(key.startswith(HASH_PREFIX) for key in suppressed)
-    stats = stats if stats is not None else SendableStats()
-    other = stats.not_subscribed
-    seen = Seen()
-    withdrawn = withdrawn or Withdrawn()
-    gone, ids, ident = withdrawn.statuses, withdrawn.ids, withdrawn.address_id
+    sorting = Sorting(set(suppression_reasons(conn)), stats or SendableStats(), withdrawn)
     where = where_of(list_name)
     for row in rows(conn, list_name):
         email, name, status, sa, ua, _, _, _, position, _ = row
@@ -255,26 +248,16 @@ def sendable(
         if found and not skip_bad_rows:
             raise SubscriberError(found[0], where=f"{where}:{position}")
         bad = "; ".join(found) if found else None
-        if status != "subscribed" and status in other:
-            other[status] += 1
-        elif key in suppressed or (hashed and suppression_hash(key) in suppressed):
-            stats.suppressed += 1
-        elif gone and key in gone:
-            other[gone[key]] += 1
-        elif ids and key and ident(key) in ids:
-            other["unsubscribed"] += 1
-        elif not key:
+        if sorting.left_out(key, status):
+            continue
+        if not key:
             yield Skipped(f"invalid:{where}:{position}", email, f"{where}:{position}", bad or "")
-        elif not seen.add(key):
-            stats.repeated += 1
+        elif sorting.repeated(key):
+            continue
         elif bad:
             yield Skipped(key, email, f"{where}:{position}", bad)
         else:
             sub = to_subscriber(row)
-            yield sub if sub.key == key else _with_key(sub, key)
-
-
-def _with_key(sub: Subscriber, key: str) -> Subscriber:
-    from dataclasses import replace
-
-    return replace(sub, known_key=key)
+            # The key as the files store works it out, should normalising have changed since
+            # the row was stored.
+            yield sub if sub.key == key else replace(sub, known_key=key)

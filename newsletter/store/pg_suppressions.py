@@ -12,9 +12,8 @@ from collections.abc import Iterable
 import psycopg
 
 from newsletter.errors import SubscriberError
-from newsletter.subscribers.model import key_of, suppression_hash, utc_now
-from newsletter.subscribers.store import check_value
-from newsletter.subscribers.suppressions import suppression_key
+from newsletter.subscribers.model import suppression_hash, utc_now
+from newsletter.subscribers.suppressions import checked_entries
 
 WHERE = "the store's suppressions"
 
@@ -36,12 +35,7 @@ def reason_for(conn: psycopg.Connection, key: str) -> str | None:
 
 def add_suppressions(conn: psycopg.Connection, entries: Iterable[tuple[str, str]]) -> int:
     """Suppress several addresses in one statement; returns how many were new."""
-    wanted: dict[str, tuple[str, str]] = {}
-    for email, reason in entries:
-        email = email.strip()
-        check_value("email", email)
-        check_value("reason", reason)
-        wanted.setdefault(key_of(email), (email, reason))
+    wanted = checked_entries(entries)
     if not wanted:
         return 0
     keys = list(wanted)
@@ -91,14 +85,3 @@ def erase(conn: psycopg.Connection, key: str) -> None:
 
 def suppression_count(conn: psycopg.Connection) -> int:
     return conn.execute("SELECT count(*) FROM suppressions").fetchone()[0]
-
-
-__all__ = [
-    "add_suppressions",
-    "erase",
-    "reason_for",
-    "refuse_suppressed",
-    "suppression_count",
-    "suppression_key",
-    "suppression_reasons",
-]

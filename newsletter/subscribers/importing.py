@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -286,7 +286,12 @@ def _custom_columns(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     with open_list(path) as src:
-        return {column_slug(name): name for name, _ in src.columns.custom}
+        return custom_targets(src.columns.names)
+
+
+def custom_targets(columns: Iterable[str]) -> dict[str, str]:
+    """Slug -> name of a header's custom columns (not email, name, status, ...)."""
+    return {column_slug(name): name for name in columns if name.lower() not in COLUMNS}
 
 
 def _merge_into(
