@@ -248,8 +248,12 @@ def forget(conn: psycopg.Connection, email: str) -> dict[str, int]:
     key = key_of(email)
     pg_suppressions.erase(conn, key)
     removed: dict[str, int] = {}
-    for (list_name,) in conn.execute(
-        "DELETE FROM subscribers WHERE key = %s RETURNING list", (key,)
-    ):
+    # (list, key) pairs for every list, so the primary key finds the rows: no index on key
+    # alone to keep up on every import.
+    names = [name for (name,) in conn.execute("SELECT name FROM subscriber_lists")]
+    erased = conn.execute(
+        "DELETE FROM subscribers WHERE list = ANY(%s) AND key = %s RETURNING list", (names, key)
+    )
+    for (list_name,) in erased:
         removed[list_name] = removed.get(list_name, 0) + 1
     return dict(sorted(removed.items()))

@@ -128,6 +128,7 @@ def import_file(
                     n,
                 )
             )
+    conn.execute("ANALYZE import_rows")  # a temporary table has no statistics until asked
     params = {"list": list_name, "update": update, "stamp": utc_now()}
     for line, reason, _ in conn.execute(_SUPPRESSED, params).fetchall():
         got.rejects[line] = suppressed_message(reason.strip() or "suppressed").replace(

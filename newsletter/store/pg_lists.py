@@ -240,7 +240,10 @@ def sendable(
     raises naming the list and row, or with `skip_bad_rows` is yielded as a Skipped.
     """
     existing(conn, list_name)
-    sorting = Sorting(set(suppression_reasons(conn)), stats or SendableStats(), withdrawn)
+    # The table keeps one row per key, the key the files store would work out: memory stays
+    # flat however long the list, where a CSV needs the set of keys seen so far.
+    suppressed = set(suppression_reasons(conn))
+    sorting = Sorting(suppressed, stats or SendableStats(), withdrawn, unique=True)
     where = where_of(list_name)
     for row in rows(conn, list_name):
         email, name, status, sa, ua, _, _, _, position, _ = row

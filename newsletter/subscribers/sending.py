@@ -61,13 +61,19 @@ class Sorting:
     """Which rows a send leaves out, row by row, counting why (both stores use it)."""
 
     def __init__(
-        self, suppressed: set[str], stats: SendableStats, withdrawn: Withdrawn | None
+        self,
+        suppressed: set[str],
+        stats: SendableStats,
+        withdrawn: Withdrawn | None,
+        *,
+        unique: bool = False,
     ) -> None:
         self.suppressed = suppressed
         self.hashed = any(key.startswith(HASH_PREFIX) for key in suppressed)  # else skip hashing
         self.stats = stats
         self.withdrawn = withdrawn or Withdrawn()
         self.seen = Seen()  # exact, in under half the memory of a set: lists run to millions
+        self.unique = unique  # rows come one per key (PostgreSQL's primary key): nothing to hold
 
     def left_out(self, key: str, status: str) -> bool:
         """Not subscribed, suppressed, or opted out where the list does not show it yet."""
@@ -86,7 +92,7 @@ class Sorting:
 
     def repeated(self, key: str) -> bool:
         """An earlier row had this address (the first one wins)."""
-        if self.seen.add(key):
+        if self.unique or self.seen.add(key):
             return False
         self.stats.repeated += 1
         return True

@@ -29,8 +29,6 @@ CREATE TABLE subscribers (
 -- Streaming one list in order (sending, export, pull) and counting it by status.
 CREATE INDEX subscribers_list_position ON subscribers (list, position, key);
 CREATE INDEX subscribers_list_status ON subscribers (list, status);
--- `forget` erases an address from every list at once.
-CREATE INDEX subscribers_key ON subscribers (key);
 
 -- Addresses (by key) and the sha256: hashes `forget` leaves, never mailed from any list.
 CREATE TABLE suppressions (
