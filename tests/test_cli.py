@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 COMMANDS = [
-    "init", "new", "preview", "doctor", "send", "status", "serve", "subscribers", "archive",
+    "init", "new", "preview", "doctor", "send", "status", "serve", "subscribers", "archive", "store",
 ]  # fmt: skip
 SUBSCRIBER_COMMANDS = [
     "list", "count", "add", "remove", "forget", "import", "export", "validate", "sync",

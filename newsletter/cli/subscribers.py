@@ -29,7 +29,7 @@ subs = _Lazy("newsletter.subscribers")
 lists = _Lazy("newsletter.store.lists")  # picks the files or the PostgreSQL store
 
 app = typer.Typer(
-    help="Manage subscriber lists (CSV files in subscribers/).",
+    help="Manage subscriber lists (CSV files in subscribers/, or the PostgreSQL store).",
     no_args_is_help=True,
     rich_markup_mode=None,  # as the main app: help shows what it says
 )
