@@ -274,6 +274,31 @@ def test_sendable_leaves_out_suppressed_erased_and_withdrawn_addresses(store_wor
     assert stats.not_subscribed["unsubscribed"] == 1
 
 
+def test_downgrades_only_ever_make_a_row_less_mailable(store_workspace):
+    config = load_config(Path("newsletter.toml"))
+    assert lists.downgrade_status(config, "main", "ada@example.org", "bounced", source="webhook")
+    assert not lists.downgrade_status(config, "main", "ada@example.org", "unsubscribed")
+    changed = lists.downgrade_many(
+        config,
+        "main",
+        lambda: {
+            "ada@example.org": ("complained", ""),
+            "grace@example.net": ("unsubscribed", "link"),
+            "alan@example.com": ("unsubscribed", "link"),
+            "nobody@example.org": ("bounced", ""),
+        },
+    )
+    assert changed == 2
+    rows = {s.email: (s.status, s.source) for s in lists.page(config, "main").subscribers}
+    assert rows == {
+        "ada@example.org": ("complained", "webhook"),
+        "grace@example.net": ("unsubscribed", "link"),
+        "alan@example.com": ("unsubscribed", "import"),
+    }
+    assert lists.set_status(config, "main", "alan@example.com", "pending")
+    assert lists.count(config, "main")["pending"] == 1
+
+
 # --- PostgreSQL: push, pull, send, preview ---------------------------------------------------
 
 

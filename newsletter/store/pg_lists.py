@@ -87,7 +87,7 @@ def list_path_checked(list_name: str) -> None:
 
 def to_subscriber(row: Sequence) -> Subscriber:
     email, name, status, subscribed_at, updated_at, source, fields, tags, position, key = row
-    values = dict(fields)
+    values = {name: value for name, value in fields.items() if value}  # as a CSV row's
     if tags:
         values[TAGS] = ",".join(tags)
     return Subscriber(email, name, status, subscribed_at, updated_at, source, values, position, key)
