@@ -182,6 +182,21 @@ def test_import_reports_bad_rows_and_writes_the_same_rejects_file(store_workspac
     assert run("subscribers", "count").stdout.endswith("total         6\n")
 
 
+def test_import_refuses_a_new_address_that_is_suppressed(store_workspace, tmp_path):
+    put_list(
+        store_workspace,
+        "other",
+        "email\nx@example.org\n",
+        suppressions="email,reason,at\nBlocked@example.org,bounced,\n",
+    )
+    export = tmp_path / "in.csv"
+    export.write_text("email\nblocked@example.org\nfresh@example.org\n")
+    result = run("subscribers", "import", str(export))
+    assert "1 added, 0 updated, 0 unchanged, 1 rejected." in result.stdout
+    held = "the store's suppressions" if on_postgres() else "subscribers/suppressions.csv"
+    assert f"{export}:2: suppressed (bounced) in {held}\n" in result.stderr
+
+
 def test_import_only_makes_rows_less_mailable_unless_update(store_workspace, tmp_path):
     export = tmp_path / "changes.csv"
     export.write_text(
