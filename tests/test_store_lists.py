@@ -415,3 +415,24 @@ def test_preview_as_reads_the_subscriber_from_postgresql(pg_workspace):
     missing = run("preview", "issues/merge.md", "--as", "nobody@example.org")
     assert missing.exit_code == 4
     assert missing.output.strip().endswith("nobody@example.org is not in the list 'main'")
+
+
+def test_an_unsubscribe_never_waits_for_an_import_of_the_same_list(
+    pg_workspace, pg_url, tmp_path, monkeypatch
+):
+    from newsletter.store import pg_import
+
+    push_and_hide(pg_workspace)
+    export = tmp_path / "in.csv"
+    export.write_text("email\n" + "".join(f"r{i}@example.org\n" for i in range(100)))
+    importing = psycopg.connect(pg_url)  # an import under way: its transaction still open
+    try:
+        assert pg_import.import_file(importing, "main", export).added == 100
+        monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=2s")  # waiting would fail, not hang
+        config = load_config(Path("newsletter.toml"))
+        assert lists.downgrade_status(config, "main", "ada@example.org", "unsubscribed")
+        assert lists.set_status(config, "main", "grace@example.net", "bounced")
+        assert lists.count(config, "main")["subscribed"] == 0
+    finally:
+        importing.rollback()
+        importing.close()

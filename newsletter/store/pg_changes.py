@@ -1,6 +1,8 @@
 """Subscriber lists on PostgreSQL, the changing side: add, remove, set or downgrade a status,
 downgrade many, forget. The same rules and messages as newsletter/subscribers/changes.py;
-each change is one short transaction that locks only the rows it changes (the caller commits).
+each change is one short transaction (the caller commits). A status change (remove, an
+unsubscribe, a bounce, a confirm) locks only its row, so it never waits for an import of the
+same list; adds and imports take the list's row in turn, as writers of a CSV take its lock.
 """
 
 from __future__ import annotations
@@ -31,16 +33,20 @@ RANK = (
 )
 
 
-def ensure_list(conn: psycopg.Connection, list_name: str, needed: Iterable[str] = ()) -> None:
-    """Create the list if new, add any column it lacks to its header, and lock it for this
-    transaction, so concurrent writers of one list take turns as on the files store."""
+def ensure_list(
+    conn: psycopg.Connection, list_name: str, needed: Iterable[str] = (), *, lock: bool = True
+) -> None:
+    """Create the list if new and add any column it lacks to its header; with `lock`, hold
+    the list for this transaction, so adds and imports of one list take turns."""
     list_path_checked(list_name)
     conn.execute(
         "INSERT INTO subscriber_lists (name, columns) VALUES (%s, %s) ON CONFLICT DO NOTHING",
         (list_name, list(COLUMNS)),
     )
+    # NO KEY UPDATE: rows being inserted into the list (their foreign key) are not held up.
+    hold = " FOR NO KEY UPDATE" if lock else ""
     columns = conn.execute(
-        "SELECT columns FROM subscriber_lists WHERE name = %s FOR UPDATE", (list_name,)
+        f"SELECT columns FROM subscriber_lists WHERE name = %s{hold}", (list_name,)
     ).fetchone()[0]
     have = {c.lower() if c.lower() in COLUMNS else c for c in columns}
     extra = [
@@ -163,7 +169,7 @@ def _update_status(
     check_value("source", source)
     existing(conn, list_name)
     key = key_of(email)
-    ensure_list(conn, list_name, ("status", "updated_at", "source", "subscribed_at"))
+    ensure_list(conn, list_name, ("status", "updated_at", "source", "subscribed_at"), lock=False)
     if status in ("subscribed", "pending"):
         pg_suppressions.refuse_suppressed(conn, key, email.strip())
     row = conn.execute(
@@ -219,8 +225,8 @@ def downgrade_many(
 ) -> int:
     """As subscribers.downgrade_many, in one statement: rows only move to less mailable."""
     existing(conn, list_name)
-    ensure_list(conn, list_name)  # the lock: `wanted` is asked once it is held
-    targets = dict(wanted())
+    ensure_list(conn, list_name, ("status", "updated_at", "source"), lock=False)
+    targets = dict(wanted())  # nothing to wait for first: each row is locked as it changes
     if not targets:
         return 0
     keys = list(targets)
