@@ -1,6 +1,6 @@
 """Importing an export into a list on PostgreSQL: the rows are read and checked as on the
 files store (subscribers.importing.read_import), copied into a temporary table with COPY, and
-merged by one INSERT ... ON CONFLICT that applies the same rules as subscribers.importing:
+merged by one UPDATE and one INSERT ... ON CONFLICT that apply the rules of subscribers.importing:
 new addresses are added (unless suppressed), existing rows only become less mailable, and
 with `update` names, fields and a missing subscribed_at are refreshed.
 """
@@ -44,48 +44,50 @@ WHERE s.key = i.{0}
   AND NOT EXISTS (SELECT 1 FROM subscribers x WHERE x.list = %(list)s AND x.key = i.key)
 RETURNING i.line, s.reason
 """
-# The merge: EXCLUDED.status is the status the row ends with (see subscribers.importing's
-# _merge_row): the file's when less mailable, or pending -> subscribed with --update.
-_MERGE = f"""
-WITH up AS (
-    INSERT INTO subscribers AS x (list, key, email, name, status, subscribed_at, updated_at,
-                                  source, fields, tags, position)
-    SELECT %(list)s, i.key, i.email, i.name,
-           CASE WHEN o.status IS NULL THEN i.status
-                WHEN o.status NOT IN ('subscribed', 'pending', 'unsubscribed', 'bounced',
-                                      'complained') THEN o.status
-                WHEN {RANK.format("i.status")} > {RANK.format("o.status")} THEN i.status
-                WHEN %(update)s AND o.status = 'pending' AND i.status = 'subscribed'
-                    THEN 'subscribed'
-                ELSE o.status END,
-           i.subscribed_at, %(stamp)s, i.source, i.fields, i.tags, %(base)s + i.n
-    FROM import_rows i
-    LEFT JOIN subscribers o ON o.list = %(list)s AND o.key = i.key
-    ORDER BY i.n
-    ON CONFLICT (list, key) DO UPDATE SET
-        status = EXCLUDED.status,
-        source = CASE WHEN EXCLUDED.status <> x.status THEN EXCLUDED.source ELSE x.source END,
-        subscribed_at = CASE
-            WHEN EXCLUDED.status <> x.status AND EXCLUDED.status = 'subscribed'
-                 AND btrim(x.subscribed_at) = ''
-                THEN coalesce(nullif(EXCLUDED.subscribed_at, ''), %(stamp)s)
-            WHEN %(update)s AND btrim(x.subscribed_at) = '' AND EXCLUDED.subscribed_at <> ''
-                THEN EXCLUDED.subscribed_at
-            ELSE x.subscribed_at END,
-        name = CASE WHEN %(update)s AND EXCLUDED.name <> '' THEN EXCLUDED.name ELSE x.name END,
-        fields = CASE WHEN %(update)s THEN x.fields || EXCLUDED.fields ELSE x.fields END,
-        tags = CASE WHEN %(update)s AND cardinality(EXCLUDED.tags) > 0 THEN EXCLUDED.tags
-                    ELSE x.tags END,
-        updated_at = EXCLUDED.updated_at
-    WHERE EXCLUDED.status <> x.status
+# The status an existing row ends with (subscribers.importing's _merge_row): the file's when
+# less mailable, pending -> subscribed with --update, else its own (an unknown one stays).
+_TARGET = f"""(CASE
+    WHEN x.status NOT IN ('subscribed', 'pending', 'unsubscribed', 'bounced', 'complained')
+        THEN x.status
+    WHEN {RANK.format("i.status")} > {RANK.format("x.status")} THEN i.status
+    WHEN %(update)s AND x.status = 'pending' AND i.status = 'subscribed' THEN 'subscribed'
+    ELSE x.status END)"""
+# Existing rows: an UPDATE that touches (and so locks) only the rows it changes, so an
+# unsubscribe of any other address in the file is not held up until the import commits.
+_UPDATE = f"""
+UPDATE subscribers x SET
+    status = {_TARGET},
+    source = CASE WHEN {_TARGET} <> x.status THEN i.source ELSE x.source END,
+    subscribed_at = CASE
+        WHEN {_TARGET} <> x.status AND {_TARGET} = 'subscribed' AND btrim(x.subscribed_at) = ''
+            THEN coalesce(nullif(i.subscribed_at, ''), %(stamp)s)
+        WHEN %(update)s AND btrim(x.subscribed_at) = '' AND i.subscribed_at <> ''
+            THEN i.subscribed_at
+        ELSE x.subscribed_at END,
+    name = CASE WHEN %(update)s AND i.name <> '' THEN i.name ELSE x.name END,
+    fields = CASE WHEN %(update)s THEN x.fields || i.fields ELSE x.fields END,
+    tags = CASE WHEN %(update)s AND cardinality(i.tags) > 0 THEN i.tags ELSE x.tags END,
+    updated_at = %(stamp)s
+FROM import_rows i
+WHERE x.list = %(list)s AND x.key = i.key
+  AND ({_TARGET} <> x.status
        OR (%(update)s AND (
-            (EXCLUDED.name <> '' AND EXCLUDED.name <> x.name)
-            OR NOT x.fields @> EXCLUDED.fields
-            OR (cardinality(EXCLUDED.tags) > 0 AND EXCLUDED.tags <> x.tags)
-            OR (btrim(x.subscribed_at) = '' AND EXCLUDED.subscribed_at <> '')))
-    RETURNING xmax = 0 AS added
-)
-SELECT count(*) FILTER (WHERE added), count(*) FILTER (WHERE NOT added) FROM up
+            (i.name <> '' AND i.name <> x.name)
+            OR NOT x.fields @> i.fields
+            OR (cardinality(i.tags) > 0 AND i.tags <> x.tags)
+            OR (btrim(x.subscribed_at) = '' AND i.subscribed_at <> ''))))
+"""
+# New addresses, after the list's last row in the file's order; one added meanwhile by
+# someone else (`subscribers add`, the subscribe form) is kept as it is.
+_INSERT = """
+INSERT INTO subscribers (list, key, email, name, status, subscribed_at, updated_at, source,
+                         fields, tags, position)
+SELECT %(list)s, i.key, i.email, i.name, i.status, i.subscribed_at, %(stamp)s, i.source,
+       i.fields, i.tags, %(base)s + i.n
+FROM import_rows i
+WHERE NOT EXISTS (SELECT 1 FROM subscribers x WHERE x.list = %(list)s AND x.key = i.key)
+ORDER BY i.n
+ON CONFLICT (list, key) DO NOTHING
 """
 
 
@@ -145,6 +147,7 @@ def import_file(
     params["base"] = conn.execute(
         "SELECT coalesce(max(position), 1) FROM subscribers WHERE list = %s", (list_name,)
     ).fetchone()[0]
-    added, updated = conn.execute(_MERGE, params).fetchone()
+    updated = conn.execute(_UPDATE, params).rowcount
+    added = conn.execute(_INSERT, params).rowcount
     suppressed = pg_suppressions.add_suppressions(conn, got.suppressions())
     return got.report(list_name, file, (added, updated, present - updated), suppressed)
