@@ -19,9 +19,10 @@ def forget_everywhere(config: Config, email: str) -> Erasure:
     """Erase an address from every list (keeping its hash as a suppression), the ledger and events."""
     from newsletter import optouts
     from newsletter.sending.ledger import LEDGER_NAME, Ledger
+    from newsletter.store import lists
     from newsletter.web.events import EVENTS_NAME, EventStore
 
-    removed = subs.forget(config.subscribers_dir, email)
+    removed = lists.forget(config, email)
     key = subs.email_key(email)
     optouts.clear(config.state_dir, key)  # its hash in the suppression file keeps it unmailed
     ledger_rows = events = 0

@@ -41,14 +41,16 @@ class CheckedIssue:
 
 def find_recipient(config: Config, list_name: str, email: str) -> tuple[dict[str, str], str]:
     """(merge fields, name) of a subscriber of the list, by address (case-insensitive)."""
-    from newsletter.subscribers import iter_subscribers, list_path
+    from newsletter.store import lists, uses_postgres
+    from newsletter.subscribers import list_path
 
-    wanted = email.strip().lower()
-    path = list_path(config.subscribers_dir, list_name)
-    for subscriber in iter_subscribers(path):
-        if subscriber.key == wanted or subscriber.email.lower() == wanted:
-            return subscriber.merge_fields(), subscriber.name
-    raise SubscriberError(f"{email} is not in the list {list_name!r}", where=str(path))
+    subscriber = lists.find(config, list_name, email)
+    if subscriber is not None:
+        return subscriber.merge_fields(), subscriber.name
+    where = (
+        "PostgreSQL" if uses_postgres(config) else str(list_path(config.subscribers_dir, list_name))
+    )
+    raise SubscriberError(f"{email} is not in the list {list_name!r}", where=where)
 
 
 def segment_recipient(
@@ -56,24 +58,25 @@ def segment_recipient(
 ) -> tuple[dict[str, str], str, str]:
     """(merge fields, name, address) of a subscriber in the segment: `email` when it is in
     it (else an error), or the list's first subscribed row the segment matches."""
-    from newsletter.segments import for_list
-    from newsletter.subscribers import iter_subscribers, list_path
+    from newsletter.store import lists, uses_postgres
+    from newsletter.subscribers import list_path
 
-    chosen = for_list(config.subscribers_dir, list_name, segment)
-    wanted = email.strip().lower() if email else None
-    path = list_path(config.subscribers_dir, list_name)
-    for sub in iter_subscribers(path):
-        if wanted is not None:
-            if sub.key != wanted and sub.email.lower() != wanted:
-                continue
-            if not chosen.matches(sub):
-                raise SubscriberError(f"{email} is not in the segment {segment!r}", where=str(path))
-        elif sub.status != "subscribed" or not chosen.matches(sub):
-            continue
+    chosen = lists.segment_for(config, list_name, segment)
+    where = (
+        "PostgreSQL" if uses_postgres(config) else str(list_path(config.subscribers_dir, list_name))
+    )
+    if email is not None:
+        sub = lists.find(config, list_name, email)
+        if sub is None:
+            raise SubscriberError(f"{email} is not in the list {list_name!r}", where=where)
+        if not chosen.matches(sub):
+            raise SubscriberError(f"{email} is not in the segment {segment!r}", where=where)
         return sub.merge_fields(), sub.name, sub.email
-    if wanted is not None:
-        raise SubscriberError(f"{email} is not in the list {list_name!r}", where=str(path))
-    raise SubscriberError(f"no subscriber matches the segment {segment!r}", where=str(path))
+    first = lists.page(config, list_name, status="subscribed", per_page=1, segment=chosen)
+    if not first.subscribers:
+        raise SubscriberError(f"no subscriber matches the segment {segment!r}", where=where)
+    sub = first.subscribers[0]
+    return sub.merge_fields(), sub.name, sub.email
 
 
 def sample_message(

@@ -223,3 +223,29 @@ def test_since_accepts_dates_times_and_unix_seconds():
     assert parse_since("1714521600") == 1714521600
     with pytest.raises(ValueError):
         parse_since("yesterday")
+
+
+def test_cli_sync_on_postgresql_puts_the_suppressions_in_the_store(
+    pg_workspace, sendgrid, monkeypatch
+):
+    from newsletter.store import lists
+
+    use_server(pg_workspace, sendgrid.url)
+    monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
+    runner = CliRunner()
+    assert runner.invoke(app, ["store", "push"]).exit_code == 0
+    result = runner.invoke(app, ["subscribers", "sync"])
+    assert result.exit_code == 0, result.output
+    config = load_config(pg_workspace / "newsletter.toml")
+    reasons = lists.suppression_reasons(config)
+    assert result.output.splitlines()[-1] == (
+        f"Added {len(reasons):,} suppressions to the PostgreSQL store's suppressions."
+    )
+    assert not subs.suppressions_path(pg_workspace / "subscribers").exists()
+    assert reasons["ada@example.org"] == "sendgrid: unsubscribe"
+    assert reasons["grace@example.net"] == "sendgrid: group unsubscribe"
+    assert [s.email for s in lists.sendable(config, "main")] == []
+    again = runner.invoke(app, ["subscribers", "sync"])
+    assert again.output.splitlines()[-1] == (
+        "Added 0 suppressions to the PostgreSQL store's suppressions."
+    )

@@ -1,4 +1,4 @@
-"""`newsletter store`: the PostgreSQL store's schema (and, later, moving a workspace into it)."""
+"""`newsletter store`: the PostgreSQL store's schema, and moving a workspace in and out of it."""
 
 from __future__ import annotations
 
@@ -57,3 +57,35 @@ def status(config: ConfigOption = None) -> None:
 
 def _versions(current: dict[str, int]) -> str:
     return ", ".join(f"{c} {v}" for c, v in sorted(current.items()))
+
+
+@app.command()
+def push(config: ConfigOption = None) -> None:
+    """Copy this workspace's lists and suppressions into the PostgreSQL store (safe to repeat).
+
+    Example: NEWSLETTER_STORE_URL=postgresql://db.example.org/newsletter newsletter store push
+    """
+    from newsletter.store import push as pushing
+    from newsletter.store.lists import transaction
+
+    cfg = load(config)
+    with transaction(cfg, "cannot push the workspace") as conn:
+        lines = pushing.push(conn, cfg)
+    for line in lines:
+        typer.echo(line)
+
+
+@app.command()
+def pull(config: ConfigOption = None) -> None:
+    """Write the PostgreSQL store's lists and suppressions back to CSV files in subscribers/.
+
+    Example: newsletter store pull && git diff subscribers/
+    """
+    from newsletter.store import push as pushing
+    from newsletter.store.lists import transaction
+
+    cfg = load(config)
+    with transaction(cfg, "cannot pull the lists") as conn:
+        lines = pushing.pull(conn, cfg)
+    for line in lines:
+        typer.echo(line)

@@ -13,19 +13,23 @@ from newsletter.cli.common import ConfigOption, load, plural
 from newsletter.errors import ExitCode, SubscriberError
 
 
-class _Subscribers:
-    """newsletter.subscribers, imported on first use so other commands start without it."""
+class _Lazy:
+    """A module imported on first use, so other commands start without it."""
 
-    def __getattr__(self, name: str):
-        from newsletter import subscribers
+    def __init__(self, name: str) -> None:
+        self.name = name
 
-        return getattr(subscribers, name)
+    def __getattr__(self, attr: str):
+        import importlib
+
+        return getattr(importlib.import_module(self.name), attr)
 
 
-subs = _Subscribers()
+subs = _Lazy("newsletter.subscribers")
+lists = _Lazy("newsletter.store.lists")  # picks the files or the PostgreSQL store
 
 app = typer.Typer(
-    help="Manage subscriber lists (CSV files in subscribers/).",
+    help="Manage subscriber lists (CSV files in subscribers/, or the PostgreSQL store).",
     no_args_is_help=True,
     rich_markup_mode=None,  # as the main app: help shows what it says
 )
@@ -93,21 +97,12 @@ def list_(
     Example: newsletter subscribers list main --status unsubscribed --page 2
     """
     cfg = load(config)
-    folder = cfg.subscribers_dir
     if name is None:
-        _show_lists(cfg, folder)
+        _show_lists(cfg)
         return
     wanted = status.value if status else None
-    chosen = _segment(folder, name, segment)
-    found = subs.page(
-        folder,
-        name,
-        status=wanted,
-        number=page,
-        per_page=per_page,
-        withdrawn=_seen(cfg, name),
-        segment=chosen,
-    )
+    chosen = lists.segment_for(cfg, name, segment)
+    found = lists.page(cfg, name, status=wanted, number=page, per_page=per_page, segment=chosen)
     suffix = f" with status {wanted}" if wanted else ""
     suffix += f" in segment {segment}" if segment else ""
     if not found.subscribers:
@@ -131,28 +126,25 @@ def list_(
     typer.echo(f"Rows {first}-{last} of {found.total} in {name}{suffix}{more}.")
 
 
-def _seen(cfg, list_name: str):
-    """The opt-outs `serve` kept that the list file does not show yet (shown at once)."""
-    from newsletter import optouts
-
-    return optouts.view(cfg, list_name)
-
-
 def _folding(cfg):
-    """Writes of a list in this block fold in the opt-outs kept for it (optouts.fold)."""
+    """Writes of a list in this block fold in the opt-outs kept for it (optouts.fold); on
+    PostgreSQL serve changes the rows themselves, so there is nothing to fold."""
+    from contextlib import nullcontext
+
     from newsletter import optouts
+    from newsletter.store import uses_postgres
 
-    return optouts.folding(cfg)
+    return nullcontext() if uses_postgres(cfg) else optouts.folding(cfg)
 
 
-def _show_lists(cfg, folder: Path) -> None:
-    names = subs.list_names(folder)
+def _show_lists(cfg) -> None:
+    names = lists.list_names(cfg)
     if not names:
         typer.echo(
-            f"No lists in {subs.display(folder)}/ yet: add one with `newsletter subscribers add EMAIL`."
+            f"No lists in {_where(cfg)} yet: add one with `newsletter subscribers add EMAIL`."
         )
         return
-    counts = {name: subs.count(folder, name, _seen(cfg, name)) for name in names}
+    counts = {name: lists.count(cfg, name) for name in names}
     columns = ["total", *subs.STATUSES]
     if any("invalid" in c for c in counts.values()):
         columns.append("invalid")
@@ -161,20 +153,11 @@ def _show_lists(cfg, folder: Path) -> None:
         by_status["total"] = sum(by_status.values())
         rows.append([name, *(str(by_status.get(c, 0)) for c in columns)])
     show.table(rows)
-    suppressed = subs.load_suppressed(folder)
+    suppressed = lists.suppression_reasons(cfg)
     if suppressed:
-        where = subs.display(subs.suppressions_path(folder))
+        where = lists.suppressions_where(cfg)
         addresses = plural(len(suppressed), "suppressed address", "suppressed addresses")
         typer.echo(f"{addresses} in {where} (never mailed).")
-
-
-def _segment(folder: Path, list_name: str, text: str | None):
-    """--segment checked against the list's columns (None without it)."""
-    if text is None:
-        return None
-    from newsletter.segments import for_list
-
-    return for_list(folder, list_name, text)
 
 
 @app.command()
@@ -187,8 +170,8 @@ def count(
     """
     cfg = load(config)
     target = name or cfg.list
-    chosen = _segment(cfg.subscribers_dir, target, segment)
-    by_status = subs.count(cfg.subscribers_dir, target, _seen(cfg, target), segment=chosen)
+    chosen = lists.segment_for(cfg, target, segment)
+    by_status = lists.count(cfg, target, segment=chosen)
     by_status["total"] = sum(by_status.values())
     width = max(map(len, by_status))
     for status, number in by_status.items():
@@ -220,8 +203,8 @@ def add(
     cfg = load(config)
     target = list_name or cfg.list
     with _folding(cfg):
-        result = subs.add_subscriber(
-            cfg.subscribers_dir,
+        result = lists.add_subscriber(
+            cfg,
             target,
             email,
             name=name,
@@ -257,7 +240,7 @@ def remove(
     cfg = load(config)
     target = list_name or cfg.list
     with _folding(cfg):
-        changed, previous = subs.remove_subscriber(cfg.subscribers_dir, target, email, source="cli")
+        changed, previous = lists.remove_subscriber(cfg, target, email, source="cli")
     if changed:
         typer.echo(f"Unsubscribed {email.strip()} from {target} (the row is kept).")
     else:
@@ -287,7 +270,7 @@ def forget(
         typer.echo(f"Erased {email.strip()}: {parts}.")
     else:
         typer.echo(f"{email.strip()} was in no list.")
-    where = subs.display(subs.suppressions_path(cfg.subscribers_dir))
+    where = lists.suppressions_where(cfg)
     typer.echo(f"Only its hash is kept, in {where}, so it is never imported or added again.")
     if erasure.ledger_rows or erasure.events:
         typer.echo(
@@ -322,8 +305,8 @@ def import_(
     mapping = _pairs(map_ or [], "--map")
     cfg = load(config)
     with _folding(cfg):
-        report = subs.import_file(
-            cfg.subscribers_dir,
+        report = lists.import_file(
+            cfg,
             list_name or cfg.list,
             file,
             format=format.value,
@@ -338,7 +321,7 @@ def import_(
         f"{report.rejected} rejected."
     )
     if report.suppressed:
-        where = subs.display(subs.suppressions_path(cfg.subscribers_dir))
+        where = lists.suppressions_where(cfg)
         addresses = plural(
             report.suppressed, "bounced or blocked address", "bounced or blocked addresses"
         )
@@ -397,7 +380,7 @@ def _tag(email: str, tags: list[str], list_name: str | None, config, *, remove: 
     cfg = load(config)
     target = list_name or cfg.list
     with _folding(cfg):
-        after = subs.tag_subscriber(cfg.subscribers_dir, target, email, tags, remove=remove)
+        after = lists.tag_subscriber(cfg, target, email, tags, remove=remove)
     if after is None:
         typer.echo(f"{email.strip()} in {target}: nothing changed.")
     else:
@@ -422,9 +405,7 @@ def export(
     cfg = load(config)
     target = name or cfg.list
     statuses = [s.value for s in status or []]
-    written = subs.export(
-        cfg.subscribers_dir, target, statuses=statuses, to=to, withdrawn=_seen(cfg, target)
-    )
+    written = lists.export(cfg, target, statuses=statuses, to=to)
     if to is not None:
         typer.echo(f"Exported {written} rows of {target} to {subs.display(to)}.")
 
@@ -442,8 +423,7 @@ def validate(
     Example: newsletter subscribers validate main
     """
     cfg = load(config)
-    folder = cfg.subscribers_dir
-    found = subs.validate(folder, name, check_deliverability=check_deliverability)
+    found = lists.validate(cfg, name, check_deliverability=check_deliverability)
     for problem in found:
         typer.echo(str(problem))
     problems = [p for p in found if not p.warning]
@@ -455,9 +435,9 @@ def validate(
     if name is not None:
         typer.echo(f"No problems in {name}{also}.")
     else:
-        checked = len(subs.list_names(folder))
+        checked = len(lists.list_names(cfg))
         if not checked:
-            typer.echo(f"No lists in {subs.display(folder)}/ to check.")
+            typer.echo(f"No lists in {_where(cfg)} to check.")
         else:
             typer.echo(f"No problems in {plural(checked, 'list')}{also}.")
 
@@ -490,4 +470,11 @@ def sync(
         which = "is not an email address" if report.skipped == 1 else "are not email addresses"
         typer.echo(f"Skipped {plural(report.skipped, 'entry', 'entries')} that {which}.")
     total = sum(report.added.values())
-    typer.echo(f"Added {plural(total, 'suppression')} to subscribers/suppressions.csv.")
+    typer.echo(f"Added {plural(total, 'suppression')} to {lists.suppressions_where(cfg)}.")
+
+
+def _where(cfg) -> str:
+    """Where the lists live, for messages: the folder, or the PostgreSQL store."""
+    from newsletter.store import uses_postgres
+
+    return "the PostgreSQL store" if uses_postgres(cfg) else f"{subs.display(cfg.subscribers_dir)}/"

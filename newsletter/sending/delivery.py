@@ -194,9 +194,9 @@ class Delivery:
         if outcomes:
             self.ledger.record(self.prepared.slug, outcomes)
         if bounced:
-            from newsletter.subscribers import add_suppressions
+            from newsletter.store.lists import add_suppressions
 
-            add_suppressions(self.prepared.config.subscribers_dir, bounced)
+            add_suppressions(self.prepared.config, bounced)
         with self.tally.lock:
             summary = self.tally.summary
             for message, result in final:

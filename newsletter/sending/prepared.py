@@ -15,7 +15,6 @@ from newsletter.sample import CheckedIssue, check_issue, find_recipient
 from newsletter.segments import Segment
 from newsletter.sending.ledger import LEDGER_NAME, Ledger
 from newsletter.sending.options import OptionError
-from newsletter.subscribers.model import Subscriber
 from newsletter.tokens import load_secret
 
 TEST_PREFIX = "[TEST] "
@@ -74,26 +73,13 @@ class Prepared:
         if self.is_test:
             return iter(self.test_recipients)
         from newsletter import optouts
-        from newsletter.subscribers import sendable
+        from newsletter.store.lists import sendable
 
         config = self.config
         withdrawn = optouts.withdrawn(config.state_dir, self.list_name, self.campaign.secret)
-        found = sendable(
-            config.subscribers_dir, self.list_name, dropped, withdrawn, skip_bad_rows=True
+        return sendable(
+            config, self.list_name, dropped, withdrawn, skip_bad_rows=True, segment=self.segment
         )
-        if self.segment is None:
-            return found
-        return _in_segment(found, self.segment, dropped)
-
-
-def _in_segment(found: Iterator, segment: Segment, dropped) -> Iterator:
-    matches = segment.matches
-    for recipient in found:
-        # A bad row stays in, so the send still reports it (its fields cannot be trusted).
-        if not isinstance(recipient, Subscriber) or matches(recipient):
-            yield recipient
-        elif dropped is not None:
-            dropped.outside_segment += 1
 
 
 def prepare(
@@ -151,14 +137,15 @@ def prepare(
 
 def list_segment(config: Config, list_name: str, text: str | None, issue=None) -> Segment | None:
     """--segment (or else the issue's `segment:`), checked against the list's columns."""
-    from newsletter.segments import for_list
 
     where = "--segment"
     if text is None and issue is not None and issue.segment:
         text, where = issue.segment, f"{issue.where('segment')}: segment"
     if not text:
         return None
-    return for_list(config.subscribers_dir, list_name, text, where=where)
+    from newsletter.store.lists import segment_for
+
+    return segment_for(config, list_name, text, where=where)
 
 
 def _tracked(config: Config, rendered):
@@ -185,7 +172,8 @@ def _test_recipient(address: str, fields: dict[str, str], name: str) -> SampleRe
 def open_ledger(
     config: Config, prepared: Prepared, *, sandbox: bool = False, dry_run: bool = False
 ) -> Ledger:
-    """The workspace ledger (the store's on PostgreSQL); test and sandbox sends deliver nothing real and use a scratch one."""
+    """The workspace ledger (the store's on PostgreSQL); test and sandbox sends deliver
+    nothing real and use a scratch one."""
     path = config.state_dir / LEDGER_NAME
     if prepared.is_test or sandbox:
         return Ledger(None)

@@ -127,25 +127,8 @@ def add_subscriber(
     An unsubscribed, bounced or complained row is only subscribed again with `resubscribe`,
     and a suppressed address never is.
     """
-    known_status(status)
-    for key in fields or {}:
-        if not FIELD_NAME.fullmatch(key) or key.lower() in (*COLUMNS, TAGS):
-            raise SubscriberError(
-                f"invalid field name {key!r}: use letters, digits, '_' and '-', "
-                f"and none of {', '.join((*COLUMNS, TAGS))} (tags: `subscribers tag`)"
-            )
     path = list_path(subscribers_dir, list_name)
-    stamp = utc_now()
-    new = Subscriber(
-        email=email.strip(),
-        name=name.strip(),
-        status=status,
-        subscribed_at=stamp if status == "subscribed" else "",
-        updated_at=stamp,
-        source=source,
-        fields=dict(fields or {}),
-    )
-    key = checked_new(new, deliverability=check_deliverability)
+    new, key = new_subscriber(email, name, fields, status, source, check_deliverability)
     same = address_matcher(key)
     result = "added"
 
@@ -160,7 +143,7 @@ def add_subscriber(
                 if result == "added":
                     result = "unchanged"
                     if status == "subscribed" and not resubscribe:
-                        _refuse_unconfirmed(new.email, current, list_name, line)
+                        refuse_unconfirmed(new.email, current, list_name, line)
                 if _update_row(cols, values, new, current, resubscribe):
                     result = "updated"
             yield values
@@ -215,7 +198,36 @@ def tag_subscriber(
     return after if changed else None
 
 
-def _refuse_unconfirmed(email: str, current: str, list_name: str, line: int) -> None:
+def new_subscriber(
+    email: str,
+    name: str,
+    fields: Mapping[str, str] | None,
+    status: str,
+    source: str,
+    check_deliverability: bool,
+) -> tuple[Subscriber, str]:
+    """The row `add` would write, checked, and its key (either store)."""
+    known_status(status)
+    for key in fields or {}:
+        if not FIELD_NAME.fullmatch(key) or key.lower() in (*COLUMNS, TAGS):
+            raise SubscriberError(
+                f"invalid field name {key!r}: use letters, digits, '_' and '-', "
+                f"and none of {', '.join((*COLUMNS, TAGS))} (tags: `subscribers tag`)"
+            )
+    stamp = utc_now()
+    new = Subscriber(
+        email=email.strip(),
+        name=name.strip(),
+        status=status,
+        subscribed_at=stamp if status == "subscribed" else "",
+        updated_at=stamp,
+        source=source,
+        fields=dict(fields or {}),
+    )
+    return new, checked_new(new, deliverability=check_deliverability)
+
+
+def refuse_unconfirmed(email: str, current: str, list_name: str, line: int) -> None:
     """Only the person subscribes an address that left or never confirmed (or --resubscribe)."""
     if current == "pending":
         raise SubscriberError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -202,12 +202,66 @@ def import_file(
     `tags` are added to every row the file holds, new or already in the list.
     """
     extra_tags = checked_tags(tags)
-    if format not in FORMATS:
-        raise SubscriberError(f"unknown format {format!r} (expected one of: {', '.join(FORMATS)})")
+    check_format(format)
     path = list_path(subscribers_dir, list_name)
     if path.exists() and file.resolve() == path.resolve():
         raise SubscriberError(f"{display(file)} is the list itself; nothing to import")
-    existing = _custom_columns(path)
+    got = read_import(
+        file, format, mapping, _custom_columns(path), check_deliverability, extra_tags
+    )
+    counts = _merge_into(subscribers_dir, path, got.rows, got.rejects, update)
+    suppressed = add_suppressions(subscribers_dir, got.suppressions())
+    return got.report(list_name, file, counts, suppressed)
+
+
+def check_format(format: str) -> None:
+    if format not in FORMATS:
+        raise SubscriberError(f"unknown format {format!r} (expected one of: {', '.join(FORMATS)})")
+
+
+@dataclass
+class ImportRows:
+    """An export read and checked, before it is merged into a list (files or PostgreSQL)."""
+
+    format: str
+    ignored: tuple[str, ...]
+    rows: dict[str, _Incoming]  # key -> the row to merge (the first one with the key)
+    rejects: dict[int, str]  # line -> why; the merge adds the suppressed ones
+    where: str
+
+    def suppressions(self) -> list[tuple[str, str]]:
+        return [(new.email, new.suppress) for new in self.rows.values() if new.suppress]
+
+    def report(
+        self, list_name: str, file: Path, counts: tuple[int, int, int], suppressed: int
+    ) -> ImportReport:
+        rejects = self.rejects
+        return ImportReport(
+            list_name=list_name,
+            format=self.format,
+            added=counts[0],
+            updated=counts[1],
+            unchanged=counts[2],
+            rejected=len(rejects),
+            suppressed=suppressed,
+            rejects_path=_write_rejects(file, rejects) if rejects else None,
+            problems=tuple(
+                Problem(self.where, line, reason) for line, reason in sorted(rejects.items())
+            ),
+            ignored_columns=self.ignored,
+        )
+
+
+def read_import(
+    file: Path,
+    format: str,
+    mapping: Mapping[str, str] | None,
+    existing: Mapping[str, str],
+    check_deliverability: bool,
+    extra_tags: tuple[str, ...] = (),
+) -> ImportRows:
+    """Read and check every row of an export; `existing` maps slugs to the list's columns;
+    `extra_tags` (those of `--tag`) go on every row."""
     rejects: dict[int, str] = {}
     incoming: dict[str, _Incoming] = {}
     with read_csv(file, sniff=True) as src:
@@ -236,24 +290,14 @@ def import_file(
         if not rows:
             raise SubscriberError("no rows after the header; nothing to import", where=src.where)
         where = src.where
+    return ImportRows(fmt.name, plan.ignored, incoming, rejects, where)
 
-    counts = _merge_into(subscribers_dir, path, incoming, rejects, update)
-    suppressed = add_suppressions(
-        subscribers_dir, [(new.email, new.suppress) for new in incoming.values() if new.suppress]
-    )
-    rejects_path = _write_rejects(file, rejects) if rejects else None
-    return ImportReport(
-        list_name=list_name,
-        format=fmt.name,
-        added=counts[0],
-        updated=counts[1],
-        unchanged=counts[2],
-        rejected=len(rejects),
-        suppressed=suppressed,
-        rejects_path=rejects_path,
-        problems=tuple(Problem(where, line, reason) for line, reason in sorted(rejects.items())),
-        ignored_columns=plan.ignored,
-    )
+
+def suppressed_message(reason: str) -> str:
+    """Why an import refuses a new row whose address is suppressed."""
+    if reason == "erased":
+        return "erased with `forget`; it cannot be imported again"
+    return f"suppressed ({reason}) in subscribers/{SUPPRESSIONS}.csv"
 
 
 def _custom_columns(path: Path) -> dict[str, str]:
@@ -261,7 +305,12 @@ def _custom_columns(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     with open_list(path) as src:
-        return {column_slug(name): name for name, _ in src.columns.custom}
+        return custom_targets(src.columns.names)
+
+
+def custom_targets(columns: Iterable[str]) -> dict[str, str]:
+    """Slug -> name of a header's custom columns (not email, name, status, ...)."""
+    return {column_slug(name): name for name in columns if name.lower() not in COLUMNS}
 
 
 def _merge_into(
@@ -291,11 +340,7 @@ def _merge_into(
                 continue
             reason = suppression_reason(key, reasons)
             if reason:
-                rejects[new.line] = (
-                    "erased with `forget`; it cannot be imported again"
-                    if reason == "erased"
-                    else f"suppressed ({reason}) in subscribers/{SUPPRESSIONS}.csv"
-                )
+                rejects[new.line] = suppressed_message(reason)
                 continue
             added += 1
             yield row_values(

@@ -211,11 +211,7 @@ def export(
     for status in statuses:
         known_status(status)
     path = existing_list(subscribers_dir, list_name)
-    if to is not None and to.resolve().parent == subscribers_dir.resolve() and to.suffix == ".csv":
-        raise SubscriberError(
-            f"refusing to write {display(to)}: it would replace a list or the suppression file; "
-            f"export to a file outside {display(subscribers_dir)}/"
-        )
+    refuse_export_target(subscribers_dir, to)
     with open_list(path) as src:
         target = atomic_write(to, bom=src.bom) if to is not None else None
         with target or _Stream(stream) as out:
@@ -227,6 +223,15 @@ def export(
                     writer.writerow(values[:width])
                     written += 1
     return written
+
+
+def refuse_export_target(subscribers_dir: Path, to: Path | None) -> None:
+    """An export never replaces a list or the suppression file."""
+    if to is not None and to.resolve().parent == subscribers_dir.resolve() and to.suffix == ".csv":
+        raise SubscriberError(
+            f"refusing to write {display(to)}: it would replace a list or the suppression file; "
+            f"export to a file outside {display(subscribers_dir)}/"
+        )
 
 
 class _Stream:

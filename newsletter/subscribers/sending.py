@@ -50,6 +50,47 @@ class Skipped:
     reason: str
 
 
+class Sorting:
+    """Which rows a send leaves out, row by row, counting why (both stores use it)."""
+
+    def __init__(
+        self,
+        suppressed: set[str],
+        stats: SendableStats,
+        withdrawn: Withdrawn | None,
+        *,
+        unique: bool = False,
+    ) -> None:
+        self.suppressed = suppressed
+        self.hashed = any(key.startswith(HASH_PREFIX) for key in suppressed)  # else skip hashing
+        self.stats = stats
+        self.withdrawn = withdrawn or Withdrawn()
+        self.seen = Seen()  # exact, in under half the memory of a set: lists run to millions
+        self.unique = unique  # rows come one per key (PostgreSQL's primary key): nothing to hold
+
+    def left_out(self, key: str, status: str) -> bool:
+        """Not subscribed, suppressed, or opted out where the list does not show it yet."""
+        other, gone = self.stats.not_subscribed, self.withdrawn.statuses
+        if status != "subscribed" and status in other:
+            other[status] += 1
+        elif key in self.suppressed or (self.hashed and suppression_hash(key) in self.suppressed):
+            self.stats.suppressed += 1
+        elif gone and key in gone:
+            other[gone[key]] += 1
+        elif self.withdrawn.ids and key and self.withdrawn.address_id(key) in self.withdrawn.ids:
+            other["unsubscribed"] += 1
+        else:
+            return False
+        return True
+
+    def repeated(self, key: str) -> bool:
+        """An earlier row had this address (the first one wins)."""
+        if self.unique or self.seen.add(key):
+            return False
+        self.stats.repeated += 1
+        return True
+
+
 def sendable(
     subscribers_dir: Path,
     list_name: str,
@@ -64,13 +105,7 @@ def sendable(
     instead (an address that may be mailed is never yielded twice, whichever row holds it).
     """
     path = existing_list(subscribers_dir, list_name)
-    suppressed = load_suppressed(subscribers_dir)
-    hashed = any(key.startswith(HASH_PREFIX) for key in suppressed)  # else skip hashing each key
-    stats = stats if stats is not None else SendableStats()
-    other = stats.not_subscribed
-    seen = Seen()  # exact, in under half the memory of a set: lists run to millions
-    withdrawn = withdrawn or Withdrawn()
-    gone, ids, ident = withdrawn.statuses, withdrawn.ids, withdrawn.address_id
+    sorting = Sorting(load_suppressed(subscribers_dir), stats or SendableStats(), withdrawn)
     problems: list[Problem] | None = [] if skip_bad_rows else None
     where = display(path)
     for cols, line, values, key, status in checked_rows(path, problems):
@@ -80,23 +115,17 @@ def sendable(
             if problems:
                 bad = "; ".join(p.message for p in problems)
                 problems.clear()
-        if status != "subscribed" and status in other:
-            other[status] += 1
-        elif key in suppressed or (hashed and suppression_hash(key) in suppressed):
-            stats.suppressed += 1
-        elif gone and key in gone:
-            other[gone[key]] += 1
-        elif ids and key and ident(key) in ids:
-            other["unsubscribed"] += 1
-        elif not key:
+        if sorting.left_out(key, status):
+            continue
+        if not key:
             yield Skipped(
                 f"invalid:{where}:{line}",
                 values[cols.pos["email"]].strip(),
                 f"{where}:{line}",
                 bad or "",
             )
-        elif not seen.add(key):
-            stats.repeated += 1
+        elif sorting.repeated(key):
+            continue
         elif bad:
             yield Skipped(key, values[cols.pos["email"]].strip(), f"{where}:{line}", bad)
         else:

@@ -57,12 +57,7 @@ def add_suppression(subscribers_dir: Path, email: str, reason: str) -> None:
 
 def add_suppressions(subscribers_dir: Path, entries: Iterable[tuple[str, str]]) -> int:
     """Suppress several addresses in one locked write; returns how many were new."""
-    wanted: dict[str, tuple[str, str]] = {}
-    for email, reason in entries:
-        email = email.strip()
-        check_value("email", email)
-        check_value("reason", reason)
-        wanted.setdefault(key_of(email), (email, reason))
+    wanted = checked_entries(entries)
     added = 0
 
     def edit(cols, rows):
@@ -86,6 +81,17 @@ def add_suppressions(subscribers_dir: Path, entries: Iterable[tuple[str, str]]) 
             suppressions_path(subscribers_dir), SUPPRESSION_COLUMNS, edit, known=SUPPRESSION_COLUMNS
         )
     return added
+
+
+def checked_entries(entries: Iterable[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """key -> (address, reason) of each entry to suppress (the first one per key), checked."""
+    wanted: dict[str, tuple[str, str]] = {}
+    for email, reason in entries:
+        email = email.strip()
+        check_value("email", email)
+        check_value("reason", reason)
+        wanted.setdefault(key_of(email), (email, reason))
+    return wanted
 
 
 def refuse_suppressed(subscribers_dir: Path, key: str, email: str) -> None:

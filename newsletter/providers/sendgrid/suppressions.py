@@ -19,6 +19,7 @@ from newsletter import subscribers as subs
 from newsletter.config import Config
 from newsletter.errors import ProviderError
 from newsletter.providers.sendgrid import api
+from newsletter.store import lists as store_lists
 
 PAGE_SIZE = 500  # the most the suppression endpoints return per request
 MAX_RETRIES = 5
@@ -175,5 +176,5 @@ def sync_suppressions(
                 report.skipped += 1
                 continue
             usable.append((email.strip(), reasons[kind]))
-        report.added[kind] = subs.add_suppressions(config.subscribers_dir, usable)
+        report.added[kind] = store_lists.add_suppressions(config, usable)
     return report
