@@ -90,3 +90,13 @@ class PgServer:
         finally:
             time.sleep(0)
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def push_files(root: Path) -> None:
+    """`newsletter store push` of the workspace at root into NEWSLETTER_STORE_URL's database:
+    for tests that write a list file and then work on the PostgreSQL store."""
+    from newsletter.config import load_config
+    from newsletter.store import push
+
+    with psycopg.connect(os.environ["NEWSLETTER_STORE_URL"]) as conn:
+        push.push(conn, load_config(root / "newsletter.toml"))

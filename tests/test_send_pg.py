@@ -6,17 +6,37 @@ Every test runs against the real PostgreSQL server of the session (conftest.pg_w
 from __future__ import annotations
 
 import collections
+import os
 import re
 
 import psycopg
+import pytest
 from loopback import SendgridServer
-from test_send import write_list
+from pg_server import push_files
+from test_send import write_list as write_file
 from test_send_cli import outbox, run
 
 from newsletter.errors import ExitCode
 from newsletter.sending.ledger import SENT
 
 KEY = "SG.loopback-test-key.pg"
+
+
+def write_list(root, count: int, **options) -> list[str]:
+    """subscribers/main.csv as test_send writes it, in place of the list in the PostgreSQL
+    store (a push keeps rows only in the store: the fixture's are dropped first)."""
+    emails = write_file(root, count, **options)
+    with psycopg.connect(os.environ["NEWSLETTER_STORE_URL"]) as conn:
+        conn.execute("DELETE FROM subscribers WHERE list = 'main'")
+    push_files(root)
+    return emails
+
+
+@pytest.fixture(autouse=True)
+def _lists_in_the_store(request):
+    """The workspace's lists in the PostgreSQL store, as `newsletter store push` puts them."""
+    if "pg_workspace" in request.fixturenames:
+        push_files(request.getfixturevalue("pg_workspace"))
 
 
 def states(url: str, issue: str = "merge") -> dict[str, str]:
@@ -95,6 +115,8 @@ def test_push_ledger_copies_the_files_ledger_once_and_a_send_then_sends_nobody_a
         migrations.migrate(conn)
         first = push_ledger(conn, config)
         again = push_ledger(conn, config)
+    push_files(workspace)  # the lists too, as `newsletter store push` does
+    with psycopg.connect(pg_url) as conn:
         run_of = conn.execute(
             "SELECT count(*) FROM send_recipients r JOIN send_runs u ON u.id = r.run"
         ).fetchone()[0]
@@ -123,11 +145,11 @@ def test_malformed_rows_are_recorded_invalid_and_status_names_them(pg_workspace,
     write_list(pg_workspace, 3, extra=extra)
     result = run("send", "issues/merge.md", "--yes")
     assert result.exit_code == ExitCode.INCOMPLETE, result.output  # a row was skipped
-    assert "subscribers/main.csv:5: " in result.output
+    assert "main (PostgreSQL):5: invalid email address 'not-an-address'" in result.output
     assert len(outbox(pg_workspace)) == 3
     status = run("status", "issues/merge.md")
     assert "list main: 3 sent, 1 invalid" in status.output
-    assert "subscribers/main.csv:5:" in status.output
+    assert "main (PostgreSQL):5:" in status.output
 
 
 def test_forget_keeps_only_the_hash_in_the_shared_ledger(pg_workspace, pg_url):

@@ -1,9 +1,8 @@
 """`serve` on PostgreSQL: each unsubscribe, confirm or provider event is one transaction in the
 database, several instances share everything, and an outage answers 503 losing nothing.
 
-Against the real PostgreSQL server of the session (tests/pg_server.py). The `subscribers` and
-`suppressions` tables are the lists component's; they are created here with that shape when
-this branch does not have the component yet (CREATE TABLE IF NOT EXISTS).
+Against the real PostgreSQL server of the session (tests/pg_server.py); `seed` puts the
+fixture's rows into the lists component's tables.
 """
 
 from __future__ import annotations
@@ -18,21 +17,9 @@ from test_serve import ONE_CLICK, LiveServer, confirmations, form_token, subscri
 from test_webhook import events_body, key_pair, signed
 
 from newsletter.config import Config, load_config
+from newsletter.subscribers.model import COLUMNS
 from newsletter.tokens import load_secret, make_token
 
-LISTS = """
-CREATE TABLE IF NOT EXISTS subscribers (
-    list text NOT NULL, key text NOT NULL, email text NOT NULL, name text NOT NULL DEFAULT '',
-    status text NOT NULL DEFAULT 'subscribed', subscribed_at text NOT NULL DEFAULT '',
-    updated_at text NOT NULL DEFAULT '', source text NOT NULL DEFAULT '',
-    fields jsonb NOT NULL DEFAULT '{}', tags text[] NOT NULL DEFAULT '{}',
-    position bigint NOT NULL, PRIMARY KEY (list, key)
-);
-CREATE TABLE IF NOT EXISTS suppressions (
-    key text PRIMARY KEY, email text NOT NULL, reason text NOT NULL DEFAULT '',
-    at text NOT NULL DEFAULT '', position bigserial NOT NULL
-);
-"""
 ROWS = [
     ("ada@example.org", "Ada Lovelace", "subscribed"),
     ("grace@example.net", "Grace Hopper", "subscribed"),
@@ -42,7 +29,11 @@ ROWS = [
 
 def seed(url: str) -> None:
     with psycopg.connect(url) as conn:
-        conn.execute(LISTS)
+        conn.execute(  # the list, as `store push` makes it (the lists schema component)
+            "INSERT INTO subscriber_lists (name, columns) VALUES ('main', %s) "
+            "ON CONFLICT DO NOTHING",
+            (list(COLUMNS),),
+        )
         for position, (email, name, status) in enumerate(ROWS, start=2):
             conn.execute(
                 "INSERT INTO subscribers (list, key, email, name, status, updated_at, source, "

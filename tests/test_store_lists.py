@@ -339,6 +339,8 @@ def test_push_then_pull_gives_back_every_list_byte_for_byte(pg_workspace, pg_url
     assert pushed.stdout == (
         "lists: main 3 rows (3 added, 0 updated); odd 3 rows (3 added, 0 updated)\n"
         "suppressions: 2 entries (2 added)\n"
+        "ledger: no sends recorded, nothing to copy\n"
+        "events: none kept\nopt-in requests: none kept\nopt-outs: none kept\n"
     )
     shutil.rmtree(folder)
     pulled = run("store", "pull")
@@ -362,6 +364,8 @@ def test_push_twice_changes_nothing_and_says_so(pg_workspace, pg_url):
     assert again.stdout == (
         "lists: main 3 rows (0 added, 0 updated): nothing changed\n"
         "suppressions: 1 entries: nothing changed\n"
+        "ledger: no sends recorded, nothing to copy\n"
+        "events: none kept\nopt-in requests: none kept\nopt-outs: none kept\n"
     )
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT xmin::text, * FROM subscribers ORDER BY key").fetchall() == (

@@ -175,7 +175,27 @@ def push_suppressions(conn: psycopg.Connection, config: Config) -> str:
 
 
 Pusher = Callable[[psycopg.Connection, Config], str]
-PUSHERS: list[Pusher] = [push_lists, push_suppressions]
+def _later(module: str, name: str) -> Pusher:
+    """A pusher from another package, imported when it runs (they import this package)."""
+
+    def run(conn: psycopg.Connection, config: Config) -> str:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(conn, config)
+
+    run.__name__ = name
+    return run
+
+
+# Lists first: the web's opt-outs and the ledger refer to the rows they create.
+PUSHERS: list[Pusher] = [
+    push_lists,
+    push_suppressions,
+    _later("newsletter.sending.pgpush", "push_ledger"),
+    _later("newsletter.web.pgpush", "push_events"),
+    _later("newsletter.web.pgpush", "push_optin"),
+    _later("newsletter.web.pgpush", "push_optouts"),
+]
 
 
 def push(conn: psycopg.Connection, config: Config) -> list[str]:
