@@ -161,3 +161,36 @@ def test_forget_keeps_only_the_hash_in_the_shared_ledger(pg_workspace, pg_url):
         assert ledger.forget("ada@example.org", "sha256:abc") == 1
         assert set(ledger.first_sent()) == {"merge"}
     assert states(pg_url) == {"sha256:abc": SENT, "grace@example.net": SENT}
+
+
+def test_subscribers_forget_on_postgresql_erases_the_address_from_the_shared_ledger_and_web_events(
+    pg_workspace, pg_url
+):
+    assert run("send", "issues/merge.md", "--yes").exit_code == 0
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(
+            "INSERT INTO web_events (source, event_id, event, email, list) "
+            "VALUES ('web', 'e1', 'unsubscribe', 'ada@example.org', 'main')"
+        )
+    result = run("subscribers", "forget", "ada@example.org", "--yes")
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(pg_url) as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM send_recipients WHERE email = 'ada@example.org' "
+            "OR key = 'ada@example.org'"
+        ).fetchone()[0]
+        events = conn.execute("SELECT count(*) FROM web_events").fetchone()[0]
+        hashed = conn.execute(
+            "SELECT count(*) FROM send_recipients WHERE key LIKE 'sha256:%'"
+        ).fetchone()[0]
+    assert (left, events, hashed) == (0, 0, 1)
+
+
+def test_a_segmented_send_on_postgresql_mails_only_the_segment_and_records_it(pg_workspace, pg_url):
+    result = run("send", "issues/merge.md", "--yes", "--segment", 'name ~ "Ada"')
+    assert result.exit_code == 0, result.output
+    assert "1 outside the segment" in result.output
+    assert [m["To"] for m in outbox(pg_workspace)] == ["Ada Lovelace <ada@example.org>"]
+    assert states(pg_url) == {"ada@example.org": SENT}
+    status = run("status", "issues/merge.md")
+    assert 'list main (segment: name ~ "Ada"): 1 sent' in status.output

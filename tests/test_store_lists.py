@@ -442,3 +442,34 @@ def test_an_unsubscribe_never_waits_for_an_import_of_the_same_list(
     finally:
         importing.rollback()
         importing.close()
+
+
+def test_tags_and_segments_behave_the_same_on_both_stores(store_workspace, tmp_path):
+    assert run("subscribers", "tag", "ada@example.org", "python", "ops").exit_code == 0
+    assert run("subscribers", "tag", "grace@example.net", "python").exit_code == 0
+    assert run("subscribers", "untag", "ada@example.org", "ops").exit_code == 0
+    missing = run("subscribers", "tag", "nobody@example.org", "python")
+    assert (missing.exit_code, missing.stderr) == (
+        4,
+        "Error: nobody@example.org is not in list 'main'\n",
+    )
+    export = tmp_path / "more.csv"
+    export.write_text("email,tags\nlin@example.com,rust\ngrace@example.net,\n")
+    imported = run("subscribers", "import", str(export), "--tag", "spring")
+    assert imported.exit_code == 0, imported.output
+    count = run("subscribers", "count", "--segment", 'tag:python and not company = "x"')
+    assert count.stdout.startswith("subscribed    2\n"), count.output
+    spring = run("subscribers", "list", "main", "--segment", "tag:spring and tag:rust")
+    assert "lin@example.com" in spring.stdout and "grace@" not in spring.stdout
+    both = run("subscribers", "count", "--segment", "tag:spring and tag:python")
+    assert both.stdout.startswith("subscribed    1\n"), both.output  # grace: --tag on a known row
+    bad = run("subscribers", "count", "--segment", "country = 1")
+    assert bad.exit_code == 4 and "unknown column 'country'" in bad.stderr
+    rows = {s.email: s.tags for s in lists.page(_config(store_workspace), "main").subscribers}
+    assert rows["ada@example.org"] == ("python",)
+    assert rows["grace@example.net"] == ("python", "spring")
+    assert rows["lin@example.com"] == ("rust", "spring")
+
+
+def _config(root: Path):
+    return load_config(root / "newsletter.toml")

@@ -79,7 +79,10 @@ class SharedRun(engine._Run):
 
     def execute(self) -> Summary:
         prepared, ledger = self.prepared, self.ledger
-        self.run_id = ledger.start_run(prepared.slug, prepared.list_name, prepared.provider)
+        segment = prepared.segment.text if prepared.segment else None
+        self.run_id = ledger.start_run(
+            prepared.slug, prepared.list_name, prepared.provider, segment
+        )
         delivery = Delivery(prepared, ledger, self.settings, self.tally, self.run_id)
         if self.settings.rate:  # the whole send's rate, not this sender's
             delivery.rate = SharedRate(

@@ -175,6 +175,8 @@ def push_suppressions(conn: psycopg.Connection, config: Config) -> str:
 
 
 Pusher = Callable[[psycopg.Connection, Config], str]
+
+
 def _later(module: str, name: str) -> Pusher:
     """A pusher from another package, imported when it runs (they import this package)."""
 
