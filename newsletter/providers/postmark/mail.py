@@ -20,7 +20,6 @@ from newsletter.message import NAME_MAX, NEEDS_SMTPUTF8, Campaign, OutgoingMessa
 from newsletter.providers.base import Provider, Result, SendOptions, Status, Step
 from newsletter.providers.postmark import api
 from newsletter.render import fill
-from newsletter.tokens import address_id
 
 MAX_TAG = 1000
 MAX_METADATA_VALUE = 80
@@ -135,7 +134,7 @@ class PostmarkProvider(Provider):
         meta = {
             "issue": campaign.issue_slug[:MAX_METADATA_VALUE],
             "list": campaign.list_name[:MAX_METADATA_VALUE],
-            "recipient": address_id(campaign.secret, campaign.list_name, message.key),
+            "recipient": message.recipient(),
         }
         payload = {
             **shared.base,

@@ -13,6 +13,7 @@ import json
 import urllib.error
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 
 import python_http_client.exceptions as http_errors
 
@@ -30,7 +31,6 @@ from newsletter.providers.base import Provider, Result, SendOptions, Status, Ste
 from newsletter.providers.common import place
 from newsletter.providers.sendgrid import api
 from newsletter.providers.sendgrid.api import API_KEY_ENV
-from newsletter.tokens import address_id
 
 HTML_TAG = "-nlh{}-"  # substitution tags; the trailing dash keeps -nlh1- out of -nlh12-
 TEXT_TAG = "-nlt{}-"
@@ -74,6 +74,43 @@ class _Shared:
     base_size: int
     html_fields: list[int]
     text_fields: list[int]
+    html_tags: list[tuple[str, int]] = field(default_factory=list)  # (substitution tag, field)
+    text_tags: list[tuple[str, int]] = field(default_factory=list)
+    tag_bytes: int = 0  # of all the tags together
+    skeletons: dict[tuple, int] = field(default_factory=dict)  # see size_of
+
+    def __post_init__(self) -> None:
+        self.html_tags = [(HTML_TAG.format(i), i) for i in self.html_fields]
+        self.text_tags = [(TEXT_TAG.format(i), i) for i in self.text_fields]
+        self.tag_bytes = sum(len(tag) for tag, _ in [*self.html_tags, *self.text_tags])
+
+    def size_of(self, personalization: dict) -> int:
+        """len(json.dumps(personalization)), without encoding it all for every recipient.
+
+        Personalizations of one shape (the same keys everywhere) differ only in their
+        strings: the JSON of one is its shape's fixed part plus each string encoded alone.
+        """
+        to = personalization["to"][0]
+        subs = personalization.get("substitutions")
+        headers = personalization["headers"]
+        args = personalization["custom_args"]
+        shape = (
+            tuple(to),
+            tuple(personalization),
+            tuple(headers),
+            tuple(args),
+            tuple(subs) if subs else (),
+        )
+        strings = [*to.values(), personalization["subject"], *headers.values(), *args.values()]
+        if subs:
+            strings += subs.values()
+        if not all(type(s) is str for s in strings):
+            return _size(personalization)
+        measured = sum(map(len, map(encode_basestring_ascii, strings)))
+        fixed = self.skeletons.get(shape)
+        if fixed is None:
+            fixed = self.skeletons[shape] = _size(personalization) - measured
+        return fixed + measured
 
 
 @dataclass
@@ -204,13 +241,18 @@ class SendgridProvider(Provider):
             "custom_args": {
                 "issue": campaign.issue_slug,
                 "list": campaign.list_name,
-                "recipient": address_id(campaign.secret, campaign.list_name, message.key),
+                "recipient": message.recipient(),
             },
         }
-        subs = {HTML_TAG.format(i): html_values[i] for i in shared.html_fields}
-        subs.update({TEXT_TAG.format(i): text_values[i] for i in shared.text_fields})
+        subs = {tag: html_values[i] for tag, i in shared.html_tags}
+        subs.update({tag: text_values[i] for tag, i in shared.text_tags})
         content = None
-        if sum(len(k.encode()) + len(v.encode()) for k, v in subs.items()) > MAX_SUBSTITUTION_BYTES:
+        # A character is at most 4 bytes: count them exactly only when that could matter.
+        if (
+            shared.tag_bytes + 4 * sum(map(len, subs.values())) > MAX_SUBSTITUTION_BYTES
+            and sum(len(k.encode()) + len(v.encode()) for k, v in subs.items())
+            > MAX_SUBSTITUTION_BYTES
+        ):
             # Too much to substitute: this recipient gets a request with their own content.
             filled = rendered.fill_values(message.values)
             content = [
@@ -223,7 +265,7 @@ class SendgridProvider(Provider):
             index=index,
             message=message,
             personalization=personalization,
-            size=_size(personalization) + 2,  # and the ", " that separates it
+            size=shared.size_of(personalization) + 2,  # and the ", " that separates it
             address=to["email"].lower(),
             content=content,
         )
