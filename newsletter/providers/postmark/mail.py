@@ -38,6 +38,32 @@ class _Shared:
     base: dict
     html_static: int  # JSON bytes of the HTML without its merge values
     text_static: int
+    html_fields: list[int] = field(default_factory=list)  # each merge field where it is used
+    text_fields: list[int] = field(default_factory=list)
+    skeletons: dict[tuple, int] = field(default_factory=dict)  # see size_of
+
+    def size_of(self, payload: dict) -> int:
+        """The JSON bytes of a message without its bodies, as postmarker sends it (Headers as
+        a list of Name/Value, no Attachments), without encoding it all for every recipient.
+
+        Messages of one shape (the same keys) differ only in their strings: the JSON of one
+        is its shape's fixed part plus each string encoded alone.
+        """
+        headers, meta = payload["Headers"], payload["Metadata"]
+        shape = (tuple(payload), tuple(headers), tuple(meta))
+        strings = [payload["To"], payload["Subject"], *headers.values(), *meta.values()]
+        if not all(type(s) is str for s in strings):
+            return _wire_size(payload)
+        measured = sum(map(len, map(encode_basestring_ascii, strings)))
+        fixed = self.skeletons.get(shape)
+        if fixed is None:
+            fixed = self.skeletons[shape] = _wire_size(payload) - measured
+        return fixed + measured
+
+
+def _wire_size(payload: dict) -> int:
+    wire = {**payload, "Headers": [{"Name": k, "Value": v} for k, v in payload["Headers"].items()]}
+    return len(json.dumps({**wire, "Attachments": []}))
 
 
 @dataclass
@@ -116,6 +142,8 @@ class PostmarkProvider(Provider):
             base=base,
             html_static=sum(_json_len(p) for p in rendered.html_parts[0::2]),
             text_static=sum(_json_len(p) for p in rendered.text_parts[0::2]),
+            html_fields=[int(i) for i in rendered.html_parts[1::2]],
+            text_fields=[int(i) for i in rendered.text_parts[1::2]],
         )
         return self._shared
 
@@ -145,21 +173,15 @@ class PostmarkProvider(Provider):
         }
         # Measured as postmarker sends it (headers as a list, no attachments), bodies apart:
         # JSON escapes character by character, so a body's size is its parts' sizes summed.
-        wire = {
-            **payload,
-            "Headers": [{"Name": k, "Value": v} for k, v in payload["Headers"].items()],
-        }
-        size = len(json.dumps({**wire, "Attachments": []})) + 2  # and the ", " before it
+        size = shared.size_of(payload) + 2  # and the ", " before it
         html = text = None
         if rendered.html_parts != [""]:
             html = fill(rendered.html_parts, html_values)
-            fields = rendered.html_parts[1::2]
-            dynamic = sum(_json_len(html_values[int(i)]) for i in fields)
+            dynamic = sum(map(_json_len, map(html_values.__getitem__, shared.html_fields)))
             size += _BODY_KEY["HtmlBody"] + shared.html_static + dynamic
         if rendered.text_parts != [""]:
             text = fill(rendered.text_parts, text_values)
-            fields = rendered.text_parts[1::2]
-            dynamic = sum(_json_len(text_values[int(i)]) for i in fields)
+            dynamic = sum(map(_json_len, map(text_values.__getitem__, shared.text_fields)))
             size += _BODY_KEY["TextBody"] + shared.text_static + dynamic
         if html is not None:
             payload["HtmlBody"] = html
