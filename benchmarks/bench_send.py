@@ -119,6 +119,11 @@ class Server:
         self.process.start()
         self.address = self.conn.recv()
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (user + system)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def close(self) -> None:
         self.conn.send("stop")
         self.process.join(10)
@@ -319,23 +324,33 @@ def compare(
         if workers:
             env["NEWSLETTER_SEND_WORKERS"] = str(workers)
         for _ in range(rounds):
+            before = server.cpu_seconds() if server else 0.0
             raw = measure("raw", root, env)
+            middle = server.cpu_seconds() if server else 0.0
             shutil.rmtree(root / ".newsletter", ignore_errors=True)
             sent = measure("send", root, env)
             shutil.rmtree(root / ".newsletter", ignore_errors=True)
+            # The server's CPU per side: it must be as busy for both, and not the limit.
+            raw["server_cpu"] = middle - before
+            sent["server_cpu"] = (server.cpu_seconds() if server else 0.0) - middle
             if sent["sent"] != count:
                 raise SystemExit(f"{kind}: newsletter send sent {sent['sent']} of {count}")
-            pairs.append((raw["sent"] / raw["seconds"], sent["sent"] / sent["seconds"], sent))
+            pairs.append((raw["sent"] / raw["seconds"], sent["sent"] / sent["seconds"], raw, sent))
     finally:
         if server:
             server.close()
     print(f"{kind}: {count:,} recipients" + (f" (server {smtp_server})" if server is None else ""))
-    for raw_rate, rate, sent in pairs:
+    for raw_rate, rate, raw, sent in pairs:
         print(
             f"  raw {raw_rate:8,.0f}/s  newsletter send {rate:8,.0f}/s  ratio {rate / raw_rate:.2f}"
             f"  (target {TARGET:.2f}; send peak {sent['pss_mb']:.0f} MB with its read-ahead)"
         )
-    ratios = [rate / raw_rate for raw_rate, rate, _ in pairs]
+        if server:
+            print(
+                f"    timed: raw {raw['seconds']:.1f} s, send {sent['seconds']:.1f} s; "
+                f"server CPU: {raw['server_cpu']:.1f} s, {sent['server_cpu']:.1f} s"
+            )
+    ratios = [rate / raw_rate for raw_rate, rate, _, _ in pairs]
     return min(ratios), max(ratios)
 
 
