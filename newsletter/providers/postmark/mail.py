@@ -18,6 +18,7 @@ from newsletter.config import Config
 from newsletter.errors import ProviderError, SubscriberError
 from newsletter.message import NAME_MAX, NEEDS_SMTPUTF8, Campaign, OutgoingMessage, header_safe
 from newsletter.providers.base import Provider, Result, SendOptions, Status, Step
+from newsletter.providers.common import shaped_size
 from newsletter.providers.postmark import api
 from newsletter.render import fill
 
@@ -44,21 +45,11 @@ class _Shared:
 
     def size_of(self, payload: dict) -> int:
         """The JSON bytes of a message without its bodies, as postmarker sends it (Headers as
-        a list of Name/Value, no Attachments), without encoding it all for every recipient.
-
-        Messages of one shape (the same keys) differ only in their strings: the JSON of one
-        is its shape's fixed part plus each string encoded alone.
-        """
+        a list of Name/Value, no Attachments), without encoding it all for every recipient."""
         headers, meta = payload["Headers"], payload["Metadata"]
         shape = (tuple(payload), tuple(headers), tuple(meta))
         strings = [payload["To"], payload["Subject"], *headers.values(), *meta.values()]
-        if not all(type(s) is str for s in strings):
-            return _wire_size(payload)
-        measured = sum(map(len, map(encode_basestring_ascii, strings)))
-        fixed = self.skeletons.get(shape)
-        if fixed is None:
-            fixed = self.skeletons[shape] = _wire_size(payload) - measured
-        return fixed + measured
+        return shaped_size(self.skeletons, shape, strings, lambda: _wire_size(payload))
 
 
 def _wire_size(payload: dict) -> int:

@@ -13,7 +13,6 @@ import json
 import urllib.error
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring_ascii
 
 import python_http_client.exceptions as http_errors
 
@@ -28,7 +27,7 @@ from newsletter.message import (
     wire_address,
 )
 from newsletter.providers.base import Provider, Result, SendOptions, Status, Step
-from newsletter.providers.common import place
+from newsletter.providers.common import place, shaped_size
 from newsletter.providers.sendgrid import api
 from newsletter.providers.sendgrid.api import API_KEY_ENV
 
@@ -85,11 +84,7 @@ class _Shared:
         self.tag_bytes = sum(len(tag) for tag, _ in [*self.html_tags, *self.text_tags])
 
     def size_of(self, personalization: dict) -> int:
-        """len(json.dumps(personalization)), without encoding it all for every recipient.
-
-        Personalizations of one shape (the same keys everywhere) differ only in their
-        strings: the JSON of one is its shape's fixed part plus each string encoded alone.
-        """
+        """len(json.dumps(personalization)), without encoding it all for every recipient."""
         to = personalization["to"][0]
         subs = personalization.get("substitutions")
         headers = personalization["headers"]
@@ -104,13 +99,7 @@ class _Shared:
         strings = [*to.values(), personalization["subject"], *headers.values(), *args.values()]
         if subs:
             strings += subs.values()
-        if not all(type(s) is str for s in strings):
-            return _size(personalization)
-        measured = sum(map(len, map(encode_basestring_ascii, strings)))
-        fixed = self.skeletons.get(shape)
-        if fixed is None:
-            fixed = self.skeletons[shape] = _size(personalization) - measured
-        return fixed + measured
+        return shaped_size(self.skeletons, shape, strings, lambda: _size(personalization))
 
 
 @dataclass
