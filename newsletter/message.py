@@ -22,7 +22,7 @@ from newsletter.config import Config
 from newsletter.errors import ConfigError, SubscriberError
 from newsletter.render import Personalized, Rendered
 from newsletter.subscribers.model import NAME_MAX, email_key
-from newsletter.tokens import make_token
+from newsletter.tokens import address_id, make_token
 
 CRLF = "\r\n"
 WIDTH = 78  # RFC 5322's recommended line length: headers are folded to it where they can be
@@ -211,7 +211,9 @@ class Campaign:
 
     def unsubscribe_links(self, key: str) -> tuple[str | None, str]:
         """(https URL or None without base_url, mailto URL) for one recipient."""
-        token = make_token(self.secret, self.list_name, key)
+        return self._links(make_token(self.secret, self.list_name, key))
+
+    def _links(self, token: str) -> tuple[str | None, str]:
         base = (self.config.base_url or "").rstrip("/")
         url = f"{base}/unsubscribe/{token}" if base else None
         # Tokens are URL-safe already (base64url and the list name); quote only what is not.
@@ -223,7 +225,8 @@ class Campaign:
         self, to_email: str, key: str, fields: dict[str, str], name: str = ""
     ) -> OutgoingMessage:
         """One recipient's message; merge fields are evaluated now (TemplateError if one fails)."""
-        url, mailto = self.unsubscribe_links(key)
+        token = make_token(self.secret, self.list_name, key)
+        url, mailto = self._links(token)
         values = self.rendered.values(fields, url or mailto)
         if self.rendered.tracked:
             from newsletter.tracking.rewrite import personal_values
@@ -247,6 +250,8 @@ class Campaign:
             unsubscribe_url=url,
             unsubscribe_mailto=mailto,
             values=values,
+            # The token's middle part: providers tag messages with it, no HMAC of their own.
+            recipient_id=token.rsplit(".", 2)[1],
         )
 
 
@@ -290,6 +295,14 @@ class OutgoingMessage:
     unsubscribe_url: str | None
     unsubscribe_mailto: str
     values: dict[int, object]
+    recipient_id: str = ""  # address_id(secret, list, key), as the token carries it; "" unknown
+
+    def recipient(self) -> str:
+        """address_id of the recipient: what webhooks and opt-outs match them by."""
+        if self.recipient_id:
+            return self.recipient_id
+        campaign = self.campaign
+        return address_id(campaign.secret, campaign.list_name, self.key)
 
     @property
     def one_click(self) -> bool:

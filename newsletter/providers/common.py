@@ -1,11 +1,12 @@
 """What providers do alike: secrets from the environment, API base URLs, Retry-After, packing
-recipients into requests, and the age of a signed webhook delivery."""
+recipients into requests and measuring them, and the age of a signed webhook delivery."""
 
 from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from newsletter.errors import ConfigError
@@ -82,3 +83,19 @@ def place(
     request.size += size
     request.addresses.add(address)
     return request, opened
+
+
+def shaped_size(
+    fixed_parts: dict[tuple, int], shape: tuple, strings: Sequence, measure: Callable[[], int]
+) -> int:
+    """The JSON bytes of a value, without encoding it all: values of one `shape` (the same
+    keys everywhere) differ only in their `strings`, so the JSON of one is its shape's fixed
+    part (`measure()` minus its strings, once per shape, kept in `fixed_parts`) plus each
+    string encoded alone, as json.dumps encodes it (ASCII, escaped)."""
+    if not all(type(s) is str for s in strings):
+        return measure()
+    measured = sum(map(len, map(encode_basestring_ascii, strings)))
+    fixed = fixed_parts.get(shape)
+    if fixed is None:
+        fixed = fixed_parts[shape] = measure() - measured
+    return fixed + measured

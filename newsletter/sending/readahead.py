@@ -125,8 +125,8 @@ def _rebuilt(campaign, key: str, email: str, flat) -> OutgoingMessage | str | Sk
     """The other end of `_flat`: the message again, or the reason it could not be built."""
     if type(flat) is not tuple:  # a reason, or a Skipped row: as it was
         return flat
-    name, message_id, url, mailto, values = flat
-    return OutgoingMessage(campaign, email, name, key, message_id, url, mailto, values)
+    name, message_id, url, mailto, values, ident = flat
+    return OutgoingMessage(campaign, email, name, key, message_id, url, mailto, values, ident)
 
 
 def _flat(item: Built) -> tuple:
@@ -138,7 +138,14 @@ def _flat(item: Built) -> tuple:
     key, email, m = item
     if not isinstance(m, OutgoingMessage):
         return item
-    parts = (m.to_name, m.message_id, m.unsubscribe_url, m.unsubscribe_mailto, m.values)
+    parts = (
+        m.to_name,
+        m.message_id,
+        m.unsubscribe_url,
+        m.unsubscribe_mailto,
+        m.values,
+        m.recipient_id,
+    )
     return key, email, parts
 
 

@@ -18,9 +18,9 @@ from newsletter.config import Config
 from newsletter.errors import ProviderError, SubscriberError
 from newsletter.message import NAME_MAX, NEEDS_SMTPUTF8, Campaign, OutgoingMessage, header_safe
 from newsletter.providers.base import Provider, Result, SendOptions, Status, Step
+from newsletter.providers.common import shaped_size
 from newsletter.providers.postmark import api
 from newsletter.render import fill
-from newsletter.tokens import address_id
 
 MAX_TAG = 1000
 MAX_METADATA_VALUE = 80
@@ -39,6 +39,22 @@ class _Shared:
     base: dict
     html_static: int  # JSON bytes of the HTML without its merge values
     text_static: int
+    html_fields: list[int] = field(default_factory=list)  # each merge field where it is used
+    text_fields: list[int] = field(default_factory=list)
+    skeletons: dict[tuple, int] = field(default_factory=dict)  # see size_of
+
+    def size_of(self, payload: dict) -> int:
+        """The JSON bytes of a message without its bodies, as postmarker sends it (Headers as
+        a list of Name/Value, no Attachments), without encoding it all for every recipient."""
+        headers, meta = payload["Headers"], payload["Metadata"]
+        shape = (tuple(payload), tuple(headers), tuple(meta))
+        strings = [payload["To"], payload["Subject"], *headers.values(), *meta.values()]
+        return shaped_size(self.skeletons, shape, strings, lambda: _wire_size(payload))
+
+
+def _wire_size(payload: dict) -> int:
+    wire = {**payload, "Headers": [{"Name": k, "Value": v} for k, v in payload["Headers"].items()]}
+    return len(json.dumps({**wire, "Attachments": []}))
 
 
 @dataclass
@@ -117,6 +133,8 @@ class PostmarkProvider(Provider):
             base=base,
             html_static=sum(_json_len(p) for p in rendered.html_parts[0::2]),
             text_static=sum(_json_len(p) for p in rendered.text_parts[0::2]),
+            html_fields=[int(i) for i in rendered.html_parts[1::2]],
+            text_fields=[int(i) for i in rendered.text_parts[1::2]],
         )
         return self._shared
 
@@ -135,7 +153,7 @@ class PostmarkProvider(Provider):
         meta = {
             "issue": campaign.issue_slug[:MAX_METADATA_VALUE],
             "list": campaign.list_name[:MAX_METADATA_VALUE],
-            "recipient": address_id(campaign.secret, campaign.list_name, message.key),
+            "recipient": message.recipient(),
         }
         payload = {
             **shared.base,
@@ -146,21 +164,15 @@ class PostmarkProvider(Provider):
         }
         # Measured as postmarker sends it (headers as a list, no attachments), bodies apart:
         # JSON escapes character by character, so a body's size is its parts' sizes summed.
-        wire = {
-            **payload,
-            "Headers": [{"Name": k, "Value": v} for k, v in payload["Headers"].items()],
-        }
-        size = len(json.dumps({**wire, "Attachments": []})) + 2  # and the ", " before it
+        size = shared.size_of(payload) + 2  # and the ", " before it
         html = text = None
         if rendered.html_parts != [""]:
             html = fill(rendered.html_parts, html_values)
-            fields = rendered.html_parts[1::2]
-            dynamic = sum(_json_len(html_values[int(i)]) for i in fields)
+            dynamic = sum(map(_json_len, map(html_values.__getitem__, shared.html_fields)))
             size += _BODY_KEY["HtmlBody"] + shared.html_static + dynamic
         if rendered.text_parts != [""]:
             text = fill(rendered.text_parts, text_values)
-            fields = rendered.text_parts[1::2]
-            dynamic = sum(_json_len(text_values[int(i)]) for i in fields)
+            dynamic = sum(map(_json_len, map(text_values.__getitem__, shared.text_fields)))
             size += _BODY_KEY["TextBody"] + shared.text_static + dynamic
         if html is not None:
             payload["HtmlBody"] = html

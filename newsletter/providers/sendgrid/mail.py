@@ -27,10 +27,9 @@ from newsletter.message import (
     wire_address,
 )
 from newsletter.providers.base import Provider, Result, SendOptions, Status, Step
-from newsletter.providers.common import place
+from newsletter.providers.common import place, shaped_size
 from newsletter.providers.sendgrid import api
 from newsletter.providers.sendgrid.api import API_KEY_ENV
-from newsletter.tokens import address_id
 
 HTML_TAG = "-nlh{}-"  # substitution tags; the trailing dash keeps -nlh1- out of -nlh12-
 TEXT_TAG = "-nlt{}-"
@@ -74,6 +73,33 @@ class _Shared:
     base_size: int
     html_fields: list[int]
     text_fields: list[int]
+    html_tags: list[tuple[str, int]] = field(default_factory=list)  # (substitution tag, field)
+    text_tags: list[tuple[str, int]] = field(default_factory=list)
+    tag_bytes: int = 0  # of all the tags together
+    skeletons: dict[tuple, int] = field(default_factory=dict)  # see size_of
+
+    def __post_init__(self) -> None:
+        self.html_tags = [(HTML_TAG.format(i), i) for i in self.html_fields]
+        self.text_tags = [(TEXT_TAG.format(i), i) for i in self.text_fields]
+        self.tag_bytes = sum(len(tag) for tag, _ in [*self.html_tags, *self.text_tags])
+
+    def size_of(self, personalization: dict) -> int:
+        """len(json.dumps(personalization)), without encoding it all for every recipient."""
+        to = personalization["to"][0]
+        subs = personalization.get("substitutions")
+        headers = personalization["headers"]
+        args = personalization["custom_args"]
+        shape = (
+            tuple(to),
+            tuple(personalization),
+            tuple(headers),
+            tuple(args),
+            tuple(subs) if subs else (),
+        )
+        strings = [*to.values(), personalization["subject"], *headers.values(), *args.values()]
+        if subs:
+            strings += subs.values()
+        return shaped_size(self.skeletons, shape, strings, lambda: _size(personalization))
 
 
 @dataclass
@@ -204,13 +230,18 @@ class SendgridProvider(Provider):
             "custom_args": {
                 "issue": campaign.issue_slug,
                 "list": campaign.list_name,
-                "recipient": address_id(campaign.secret, campaign.list_name, message.key),
+                "recipient": message.recipient(),
             },
         }
-        subs = {HTML_TAG.format(i): html_values[i] for i in shared.html_fields}
-        subs.update({TEXT_TAG.format(i): text_values[i] for i in shared.text_fields})
+        subs = {tag: html_values[i] for tag, i in shared.html_tags}
+        subs.update({tag: text_values[i] for tag, i in shared.text_tags})
         content = None
-        if sum(len(k.encode()) + len(v.encode()) for k, v in subs.items()) > MAX_SUBSTITUTION_BYTES:
+        # A character is at most 4 bytes: count them exactly only when that could matter.
+        if (
+            shared.tag_bytes + 4 * sum(map(len, subs.values())) > MAX_SUBSTITUTION_BYTES
+            and sum(len(k.encode()) + len(v.encode()) for k, v in subs.items())
+            > MAX_SUBSTITUTION_BYTES
+        ):
             # Too much to substitute: this recipient gets a request with their own content.
             filled = rendered.fill_values(message.values)
             content = [
@@ -223,7 +254,7 @@ class SendgridProvider(Provider):
             index=index,
             message=message,
             personalization=personalization,
-            size=_size(personalization) + 2,  # and the ", " that separates it
+            size=shared.size_of(personalization) + 2,  # and the ", " that separates it
             address=to["email"].lower(),
             content=content,
         )
