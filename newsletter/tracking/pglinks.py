@@ -1,0 +1,49 @@
+"""An issue's links on the PostgreSQL store (the `report` schema component's `issue_links`).
+
+The files store keeps them in `.newsletter/links/<issue>.json` on the machine that sent; on
+PostgreSQL every `serve` instance (click redirects) and `report` may run elsewhere, so a send
+writes them into the store, replacing what an earlier send of the issue wrote.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from newsletter.config import Config
+from newsletter.tracking.links import Link
+
+
+def write(conn: psycopg.Connection, issue: str, links: list[Link]) -> None:
+    """The issue's links as sent now, in one transaction (the caller's connection)."""
+    with conn.transaction():
+        conn.execute("DELETE FROM issue_links WHERE issue = %s", (issue,))
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO issue_links (issue, position, url, text) VALUES (%s, %s, %s, %s)",
+                [(issue, n, link.url, link.text) for n, link in enumerate(links)],
+            )
+
+
+def read(conn: psycopg.Connection, issue: str) -> list[Link]:
+    """The issue's links as last sent, in message order; [] when none were kept."""
+    rows = conn.execute(
+        "SELECT url, text FROM issue_links WHERE issue = %s ORDER BY position", (issue,)
+    ).fetchall()
+    return [Link(url, text) for url, text in rows]
+
+
+def has(conn: psycopg.Connection, issue: str, url: str) -> bool:
+    """Whether `url` is a link of the issue as sent (serve's click redirect asks)."""
+    row = conn.execute(
+        "SELECT 1 FROM issue_links WHERE issue = %s AND url = %s LIMIT 1", (issue, url)
+    ).fetchone()
+    return row is not None
+
+
+def keep(config: Config, issue: str, links: list[Link]) -> None:
+    """A send's links into the store (StoreError when it cannot be reached or is not current)."""
+    from newsletter.store import pg
+    from newsletter.store.open import open_checked
+
+    with open_checked(config) as conn, pg.errors(pg.url_of(config), "keeping the issue's links"):
+        write(conn, issue, links)
