@@ -128,7 +128,7 @@ def make_service(config: Config, env: Mapping[str, str] | None = None) -> Servic
         per_address,
         writes,
         requests,
-        welcome=Welcome(config, secret),
+        welcome=Welcome(config, secret, pg=lists.db if lists is not None else None),
         pg=lists,
     )
     return Service(
