@@ -110,3 +110,34 @@ def test_tracked_clicks_on_postgresql_redirect_and_count_from_links_kept_in_the_
     assert data["clicks"]["links"] == [
         {"url": STORY, "text": "the long story", "clicks": 1, "clickers": 1, "automated": 0}
     ]
+
+
+def test_store_push_copies_the_links_of_issues_sent_on_the_files_store(
+    pg_workspace, pg_url, monkeypatch
+):
+    root = pg_workspace
+    write_workspace(root)
+    (root / "newsletter.toml").write_text(
+        (root / "newsletter.toml").read_text() + "\n[tracking]\nclicks = true\n"
+    )
+    monkeypatch.delenv("NEWSLETTER_STORE_URL")  # sent before the workspace moved
+    sent = runner.invoke(app, ["send", "issues/links.md", "--yes"])
+    assert sent.exit_code == 0, sent.output
+    assert (root / ".newsletter" / "links" / "links.json").is_file()
+    monkeypatch.setenv("NEWSLETTER_STORE_URL", pg_url)
+    pushed = runner.invoke(app, ["store", "push"])
+    assert pushed.exit_code == 0, pushed.output
+    assert pushed.output.splitlines()[-1] == "links: 1 issues (1 copied)"
+    again = runner.invoke(app, ["store", "push"])
+    assert again.output.splitlines()[-1] == "links: 1 issues (0 copied): nothing changed"
+    (root / ".newsletter" / "links" / "links.json").unlink()  # serve runs elsewhere now
+    [message] = [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        for p in (root / "outbox").glob("*/*.eml")
+        if "r1@example.org" in p.read_text()
+    ]
+    html = message.get_body(("html",)).get_content()
+    story = re.search(r'href="(https://[^"]+/c/[^"]+)"', html).group(1)
+    with LiveServer(pg_config(root, pg_url)) as live, live.client() as client:
+        answer = client.get(live.local(story))
+    assert (answer.status_code, answer.headers["location"]) == (302, STORY)

@@ -2,7 +2,9 @@
 
 The files store keeps them in `.newsletter/links/<issue>.json` on the machine that sent; on
 PostgreSQL every `serve` instance (click redirects) and `report` may run elsewhere, so a send
-writes them into the store, replacing what an earlier send of the issue wrote.
+writes them into the store, replacing what an earlier send of the issue wrote, and `store
+push` copies the files store's (push_links), so the links of issues sent before the move
+still redirect.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import psycopg
 
 from newsletter.config import Config
-from newsletter.tracking.links import Link
+from newsletter.tracking.links import LINKS_DIR, Link, read_links
 
 
 def write(conn: psycopg.Connection, issue: str, links: list[Link]) -> None:
@@ -47,3 +49,22 @@ def keep(config: Config, issue: str, links: list[Link]) -> None:
 
     with open_checked(config) as conn, pg.errors(pg.url_of(config), "keeping the issue's links"):
         write(conn, issue, links)
+
+
+def push_links(conn: psycopg.Connection, config: Config) -> str:
+    """`store push`: each issue's links file into the store, unless the store has that
+    issue's links already (a send on PostgreSQL wrote them: they are newer). What it did."""
+    folder = config.state_dir / LINKS_DIR
+    issues = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+    if not issues:
+        return "links: none kept"
+    have = {issue for (issue,) in conn.execute("SELECT DISTINCT issue FROM issue_links")}
+    copied = 0
+    for issue in issues:
+        links = read_links(config.state_dir, issue)
+        if issue not in have and links:
+            write(conn, issue, links)
+            copied += 1
+    return f"links: {len(issues)} issues ({copied} copied)" + (
+        "" if copied else ": nothing changed"
+    )
