@@ -50,7 +50,10 @@ class PgReader:
         recipients = [
             Recipient(list_, key, state, stamp(sent_at), error)
             for list_, key, state, sent_at, error in conn.execute(
-                f"SELECT list, key, state, sent_at, error FROM send_recipients WHERE {where} "
+                # A row a sender has claimed is as good as in flight (as PgLedger.blocked);
+                # a planned one is not in anyone's hands yet and counts as nothing so far.
+                "SELECT list, key, CASE state WHEN 'claimed' THEN 'in_flight' ELSE state END, "
+                f"sent_at, error FROM send_recipients WHERE {where} AND state != 'planned' "
                 "ORDER BY list, key",
                 params,
             )
