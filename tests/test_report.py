@@ -152,7 +152,11 @@ def lines(output: str) -> list[str]:
 def test_report_json_counts_every_figure_exactly(reported):
     _, _, result, *_ = reported
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    assert_figures(json.loads(result.output))
+
+
+def assert_figures(data: dict) -> None:
+    """The figures of the `reported` send and its stream (test_report_pg asserts the same)."""
     funnel = {k: v for k, v in data["total"].items() if k not in ("list", "ledger")}
     assert funnel == {
         "handed_over": 10,

@@ -341,6 +341,7 @@ def test_push_then_pull_gives_back_every_list_byte_for_byte(pg_workspace, pg_url
         "suppressions: 2 entries (2 added)\n"
         "ledger: no sends recorded, nothing to copy\n"
         "events: none kept\nopt-in requests: none kept\nopt-outs: none kept\n"
+        "links: none kept\n"
     )
     shutil.rmtree(folder)
     pulled = run("store", "pull")
@@ -366,6 +367,7 @@ def test_push_twice_changes_nothing_and_says_so(pg_workspace, pg_url):
         "suppressions: 1 entries: nothing changed\n"
         "ledger: no sends recorded, nothing to copy\n"
         "events: none kept\nopt-in requests: none kept\nopt-outs: none kept\n"
+        "links: none kept\n"
     )
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT xmin::text, * FROM subscribers ORDER BY key").fetchall() == (

@@ -1,6 +1,6 @@
 """`newsletter report`: what happened to an issue after it was handed over.
 
-read.py reads the rows (the files store today; a PostgreSQL reader returns the same rows),
+read.py reads the rows from the files store and pgread.py the same rows from PostgreSQL,
 classify.py puts the providers' events in one vocabulary and tells machines from readers,
 figures.py computes the report as a pure function of the rows, and terminal.py, page.py
 (HTML) and charts.py (SVG) show it.
@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from newsletter.config import Config
 from newsletter.report.figures import Report, compute
+from newsletter.report.pgread import PgReader
 from newsletter.report.read import FilesReader, Send
+from newsletter.store import uses_postgres
 
 
-def reader(config: Config) -> FilesReader:
-    """The store's reader: the files store's SQLite files (a PostgreSQL twin comes with
-    the store's ledger and events tables)."""
+def reader(config: Config) -> FilesReader | PgReader:
+    """The store's reader: the files store's SQLite files, or the PostgreSQL store's tables."""
+    if uses_postgres(config):
+        return PgReader(config)
     return FilesReader(config)
 
 

@@ -283,11 +283,8 @@ class PgLedger:
 
     def first_sent(self) -> dict[str, str]:
         """{issue: when its first message was accepted} for every issue sent to anyone."""
-        rows = self.run(
-            "SELECT issue, min(sent_at) FROM send_recipients WHERE state = %s GROUP BY issue",
-            (SENT,),
-        )
-        return {issue: stamp(at) for issue, at in rows if at}
+        with pg.errors(self.url, "the send ledger"), self.pool.connection() as conn:
+            return first_sent(conn)
 
     def unknown_batches(self, issue: str) -> dict[str, tuple[int, int]]:
         rows = self.run(
@@ -328,6 +325,15 @@ class PgLedger:
             for r in page:
                 yield Row(*r[:9], stamp(r[9]), stamp(r[10]), stamp(r[11]), r[12])
             last = page[-1][1]
+
+
+def first_sent(conn: psycopg.Connection) -> dict[str, str]:
+    """PgLedger.first_sent on a connection of the caller's (serve's pool, the archive's)."""
+    rows = conn.execute(
+        "SELECT issue, min(sent_at) FROM send_recipients WHERE state = %s GROUP BY issue",
+        (SENT,),
+    ).fetchall()
+    return {issue: stamp(at) for issue, at in rows if at}
 
 
 class PgJournal:

@@ -2,7 +2,7 @@
 
 Push is a list of per-domain pushers, each `(conn, config) -> str` (one summary line), run in
 one transaction: lists (custom fields and row order included) and suppressions (erased
-hashes included) here; the send ledger and events add theirs to PUSHERS. Pushing is
+hashes included) here; the send ledger, events and links add theirs to PUSHERS. Pushing is
 idempotent: a row already in the store as the file has it is left alone, and a second push
 says nothing changed. Rows only in the store (say, subscribed through `serve`) are kept.
 
@@ -197,6 +197,7 @@ PUSHERS: list[Pusher] = [
     _later("newsletter.web.pgpush", "push_events"),
     _later("newsletter.web.pgpush", "push_optin"),
     _later("newsletter.web.pgpush", "push_optouts"),
+    _later("newsletter.tracking.pglinks", "push_links"),
 ]
 
 

@@ -128,7 +128,7 @@ def make_service(config: Config, env: Mapping[str, str] | None = None) -> Servic
         per_address,
         writes,
         requests,
-        welcome=Welcome(config, secret),
+        welcome=Welcome(config, secret, pg=lists.db if lists is not None else None),
         pg=lists,
     )
     return Service(
@@ -139,7 +139,7 @@ def make_service(config: Config, env: Mapping[str, str] | None = None) -> Servic
         directory=directory,
         events=events,
         optin=optin,
-        archive=Archive(config),
+        archive=Archive(config, lists.db if lists is not None else None),
         webhook_key=webhook_key,
         per_ip=per_ip,
         journal=journal,

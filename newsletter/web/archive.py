@@ -2,7 +2,8 @@
 
 Merge fields get no subscriber (their defaults apply, or they are left empty) and the
 unsubscribe link points at the subscribe page, so the page holds nobody's data. By default
-only issues the send ledger shows as sent are served: a draft in issues/ stays private.
+only issues the send ledger (the store's on PostgreSQL) shows as sent are served: a draft in
+issues/ stays private.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import jinja2
 from jinja2.exceptions import SecurityError
@@ -24,9 +26,15 @@ from newsletter.config import Config
 from newsletter.errors import NewsletterError
 from newsletter.issue import load_issue, slugify
 from newsletter.render import Rendered, Renderer, unsafe
+from newsletter.store import uses_postgres
 
 if TYPE_CHECKING:
+    import psycopg
+
+    from newsletter.web.pgstore import Pg
     from newsletter.web.service import Service
+
+T = TypeVar("T")
 
 ARCHIVE_CSP = (
     "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
@@ -55,9 +63,10 @@ def anonymous_html(rendered: Rendered, unsubscribe_url: str) -> str:
 class Archive:
     """Issues as web pages for anyone: found by slug, rendered once per change, a few kept."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, db: Pg | None = None) -> None:
         self.config = config
         self.mode = config.serve.archive
+        self.db = db  # serve's pool on PostgreSQL (a command opens a connection of its own)
         self._renderer: Renderer | None = None
         self._cache: OrderedDict[tuple[Path, int, str], str] = OrderedDict()
         self._lock = threading.Lock()  # the renderer's template registry is not thread-safe
@@ -79,11 +88,44 @@ class Archive:
             return True
         from newsletter.sending.ledger import LEDGER_NAME, SENT, Ledger
 
+        if uses_postgres(self.config):
+            return self._pg(
+                lambda conn: (
+                    conn.execute(
+                        "SELECT 1 FROM send_recipients WHERE issue = %s AND state = %s LIMIT 1",
+                        (slug, SENT),
+                    ).fetchone()
+                    is not None
+                )
+            )
         if not (self.config.state_dir / LEDGER_NAME).is_file():
             return False
         with Ledger.for_workspace(self.config.state_dir) as ledger:
             counts = ledger.counts(slug)
         return any(states.get(SENT) for states in counts.values())
+
+    def first_sent(self) -> dict[str, str]:
+        """{issue: when it was first sent} from the store's send ledger (see site.entries)."""
+        from newsletter.sending.ledger import LEDGER_NAME, Ledger
+
+        if uses_postgres(self.config):
+            from newsletter.sending.pgledger import first_sent
+
+            return self._pg(first_sent)
+        if not (self.config.state_dir / LEDGER_NAME).is_file():
+            return {}
+        with Ledger.for_workspace(self.config.state_dir) as ledger:
+            return ledger.first_sent()
+
+    def _pg(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """work(conn) on the PostgreSQL store: serve's pool, or a command's own connection."""
+        if self.db is not None:
+            return self.db.run(work, "cannot read the send ledger")
+        from newsletter.store import pg
+        from newsletter.store.open import open_checked
+
+        with open_checked(self.config) as conn, pg.errors(pg.url_of(self.config), "the ledger"):
+            return work(conn)
 
     def page(self, slug: str, subscribe_url: str) -> str | None:
         """The issue's web page, or None when there is no such (published) issue."""

@@ -63,17 +63,17 @@ class Urls:
         return f"{self.site}/{slug}.html"
 
 
-def entries(config: Config, skip_broken: bool = False) -> list[Entry]:
+def entries(
+    config: Config, skip_broken: bool = False, archive: Archive | None = None
+) -> list[Entry]:
     """Archived issues, newest first: sent to a list at least once, not `archive: false`.
 
     An issue file that no longer parses is an IssueError, or left out with skip_broken (serve).
+    `archive` reads the send ledger (serve's, with its pool on PostgreSQL).
     """
-    from newsletter.sending.ledger import LEDGER_NAME, Ledger
-
-    if not (config.state_dir / LEDGER_NAME).is_file() or not config.issues_dir.is_dir():
+    if not config.issues_dir.is_dir():
         return []
-    with Ledger.for_workspace(config.state_dir) as ledger:
-        first_sent = ledger.first_sent()
+    first_sent = (archive or Archive(config)).first_sent()
     found = []
     sub = config.subscribe
     # A welcome email is mailed to newcomers one by one, never published as an issue.
@@ -168,8 +168,8 @@ def site_urls(config: Config, site_url: str | None = None) -> Urls:
 def build(config: Config, out: Path, site_url: str | None = None) -> list[Entry]:
     """Write index.html, feed.xml and one page per archived issue into `out`."""
     urls = site_urls(config, site_url)
-    found = entries(config)
     archive = Archive(config)
+    found = entries(config, archive=archive)
     pages = {}
     for entry in found:
         html = archive.render(entry.path, urls.subscribe or urls.site)
@@ -200,7 +200,9 @@ async def archive_index(service: Service, request: Request) -> Response:
         return service.message(request, 404, "Not found", "There is no archive here.")
     urls = served_urls(service, request)
     html = await run_in_threadpool(
-        lambda: index_html(service.config, entries(service.config, skip_broken=True), urls)
+        lambda: index_html(
+            service.config, entries(service.config, skip_broken=True, archive=service.archive), urls
+        )
     )
     return HTMLResponse(html, headers=_CACHED)
 
@@ -220,7 +222,10 @@ async def feed(service: Service, request: Request) -> Response:
 
     def render() -> str:
         return feed_xml(
-            service.config, service.archive, entries(service.config, skip_broken=True), urls
+            service.config,
+            service.archive,
+            entries(service.config, skip_broken=True, archive=service.archive),
+            urls,
         )
 
     xml = await run_in_threadpool(render)

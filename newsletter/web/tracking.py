@@ -2,9 +2,10 @@
 pixel: recorded, then a 1x1 GIF). See newsletter.tracking.
 
 A token is signed and names its destination, so no lookup is needed to answer; the
-destination must also be a link of the token's issue as it was sent (its links file), so
-even a token signed with a leaked secret cannot send a reader anywhere else. Recording never
-holds up the answer's content: a store that cannot be written loses the event, not the reader.
+destination must also be a link of the token's issue as it was sent (its links file, or the
+store's issue_links on PostgreSQL), so even a token signed with a leaked secret cannot send a
+reader anywhere else. Recording never holds up the answer's content: a store that cannot be
+written loses the event, not the reader.
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ def _record(service: Service, tracked: tokens.Tracked, request: Request) -> None
 def _issue_has(service: Service, issue: str, url: str) -> bool:
     if "/" in issue or issue.startswith("."):
         return False
+    if service.pg is not None:  # the links a send kept in the store, whoever sent it
+        from newsletter.tracking import pglinks
+
+        return service.pg.db.run(
+            lambda conn: pglinks.has(conn, issue, url), "cannot read the issue's links"
+        )
     return any(link.url == url for link in read_links(service.config.state_dir, issue))
 
 
