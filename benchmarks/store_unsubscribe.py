@@ -95,10 +95,11 @@ def environment(url: str | None) -> dict[str, str]:
     return env
 
 
-def start_serve(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+def start_serve(root: Path, env: dict[str, str], workers: int = 1) -> tuple[subprocess.Popen, int]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "serve", "--port", str(port)],
+        [sys.executable, "-m", "newsletter", "serve", "--port", str(port)]
+        + (["--workers", str(workers)] if workers > 1 else []),
         cwd=root,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -185,7 +186,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
 
 
-def measure(root: Path, env: dict[str, str], rows: int, start_import, check) -> list[str]:
+def measure(
+    root: Path, env: dict[str, str], rows: int, start_import, check, workers: int = 1
+) -> list[str]:
     from newsletter.tokens import load_secret, make_token
 
     secret = load_secret(root / ".newsletter", env={})
@@ -195,7 +198,7 @@ def measure(root: Path, env: dict[str, str], rows: int, start_import, check) -> 
     alone = picked[2 * CONCURRENT :]
     tokens = {i: make_token(secret, LIST, address(i)) for i in picked}
     started = time.monotonic()
-    proc, port = start_serve(root, env)
+    proc, port = start_serve(root, env, workers)
     try:
         warm = warmed(port, tokens[over_http[0]])
         warm_s = time.monotonic() - started
@@ -216,7 +219,8 @@ def measure(root: Path, env: dict[str, str], rows: int, start_import, check) -> 
     lost = check([address(i) for i in picked])
     during = {3: "throughout", 0: "no"}.get(sum(running), "partly")
     return [
-        f"over HTTP, {CONCURRENT} at once: {figures(http)}",
+        f"over HTTP, {CONCURRENT} at once{f' ({workers} workers)' if workers > 1 else ''}: "
+        f"{figures(http)}",
         f"over HTTP, one at a time: {figures(one)}",
         f"in the store (no HTTP), {CONCURRENT} threads at once: {figures(store)}",
         f"lost {lost} of {len(picked)}; import running: {during}; "
@@ -296,7 +300,7 @@ def write_list(path: Path, rows: int) -> None:
 # --- PostgreSQL ----------------------------------------------------------------------------
 
 
-def postgres(folder: Path, rows: int, url: str) -> list[str]:
+def postgres(folder: Path, rows: int, url: str, workers: int = 1) -> list[str]:
     import psycopg
 
     from newsletter.store import migrations
@@ -344,7 +348,7 @@ def postgres(folder: Path, rows: int, url: str) -> list[str]:
             ).fetchone()[0]
         return len(addresses) - shown
 
-    lines = measure(root, env, rows, start_import, check)
+    lines = measure(root, env, rows, start_import, check, workers)
     if not real:
         lines.append("(import: the lists component's COPY + INSERT ... ON CONFLICT, run here)")
     return lines
@@ -375,7 +379,11 @@ def pg_import(url: str, incoming: Path, base: int) -> None:
         )
 
 
-def run(pg=None, rows: int = 1_000_000, workdir: Path | None = None, repo=None) -> list[str]:
+def run(
+    pg=None, rows: int = 1_000_000, workdir: Path | None = None, repo=None, workers: int = 1
+) -> list[str]:
+    """The figures of both stores; `workers`: serve processes on PostgreSQL (the files store
+    serves from one)."""
     folder = Path(workdir or tempfile.mkdtemp(prefix="bench-unsub-")) / "unsubscribe"
     folder.mkdir(parents=True, exist_ok=True)
     lines = [f"  files ({rows:,} rows):"]
@@ -388,7 +396,7 @@ def run(pg=None, rows: int = 1_000_000, workdir: Path | None = None, repo=None) 
     try:
         url = pg.fresh_database()
         lines.append(f"  postgres ({rows:,} rows):")
-        lines += [f"    {line}" for line in postgres(folder, rows, url)]
+        lines += [f"    {line}" for line in postgres(folder, rows, url, workers)]
     finally:
         if own is not None:
             own.stop()
@@ -400,6 +408,9 @@ def run(pg=None, rows: int = 1_000_000, workdir: Path | None = None, repo=None) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="serve processes on PostgreSQL (default 1)"
+    )
     parser.add_argument("--pg-import", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.pg_import:
@@ -407,7 +418,7 @@ def main() -> None:
         pg_import(url, Path(incoming), int(base))
         return
     print(f"{CONCURRENT} concurrent one-click unsubscribes while {IMPORTED:,} rows are imported:")
-    for line in run(rows=args.rows):
+    for line in run(rows=args.rows, workers=args.workers):
         print(line, flush=True)
 
 

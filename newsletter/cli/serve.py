@@ -16,13 +16,21 @@ def serve(
     port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="Port ([serve] port, 8000).")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes on the port (PostgreSQL store only; default 1).",
+        ),
+    ] = 1,
     config: ConfigOption = None,
 ) -> None:
     """Run the web service: one-click unsubscribe, double opt-in, SendGrid events, web archive.
 
     Example: newsletter serve --port 8000
+    On PostgreSQL: newsletter serve --port 8000 --workers 2
     """
     from newsletter.web.app import run
 
     cfg = load(config)
-    run(cfg, host=host or cfg.serve.host, port=port or cfg.serve.port)
+    run(cfg, host=host or cfg.serve.host, port=port or cfg.serve.port, workers=workers)

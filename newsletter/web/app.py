@@ -237,12 +237,9 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
     return app
 
 
-def uvicorn_config(config: Config, host: str, port: int, app: Starlette | None = None):
+def uvicorn_settings(config: Config, host: str, port: int) -> dict:
     """uvicorn settings: proxy headers from [serve] trusted_proxies, no access log with tokens."""
-    import uvicorn
-
-    return uvicorn.Config(
-        app or create_app(config),
+    return dict(
         host=host,
         port=port,
         proxy_headers=True,
@@ -253,10 +250,21 @@ def uvicorn_config(config: Config, host: str, port: int, app: Starlette | None =
     )
 
 
-def run(config: Config, host: str, port: int) -> None:
-    """Serve until interrupted."""
+def uvicorn_config(config: Config, host: str, port: int, app: Starlette | None = None):
     import uvicorn
 
+    return uvicorn.Config(app or create_app(config), **uvicorn_settings(config, host, port))
+
+
+def run(config: Config, host: str, port: int, workers: int = 1) -> None:
+    """Serve until interrupted; with workers > 1, that many processes (web.workers)."""
+    import uvicorn
+
+    if workers > 1:
+        from newsletter.web import workers as several
+
+        several.run(config, host, port, workers)
+        return
     settings = uvicorn_config(config, host, port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     log.info("serving %s on http://%s:%d", config.name, host, port)

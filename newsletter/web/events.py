@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from newsletter.db import Database
+from newsletter.db import Database, GroupCommit
 from newsletter.errors import NewsletterError
 
 EVENTS_NAME = "events.sqlite3"
@@ -87,6 +87,7 @@ class EventStore(Database):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, _SCHEMA, SCHEMA_VERSION, EventStoreError, name="the event store")
+        self._grouped = GroupCommit(self.add)
 
     @classmethod
     def for_workspace(cls, state_dir: Path) -> EventStore:
@@ -117,6 +118,11 @@ class EventStore(Database):
         """Record events; returns those that were new."""
         with self.recording(events) as new:
             return new
+
+    def add_grouped(self, event: Event) -> None:
+        """Record one event, committed together with those other threads add meanwhile:
+        200 unsubscribes at once are a few commits of the event store, not 200 in a row."""
+        self._grouped.submit(event)
 
     def counts(self, source: str | None = None) -> dict[str, int]:
         """Events by kind (for reports)."""

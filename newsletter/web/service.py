@@ -55,6 +55,7 @@ class Service:
     mailgun_webhook_key: bytes | None = None  # MAILGUN_WEBHOOK_SIGNING_KEY; None = refused
     mailgun_tokens: Any = None  # providers.mailgun.webhook.Tokens: signatures already used
     pg: PgLists | None = None  # PostgreSQL store: list changes, each one transaction
+    _done: dict[str, str] = field(default_factory=dict)  # done_page's, by name
 
     @property
     def lists(self) -> list[str]:
@@ -86,6 +87,15 @@ class Service:
                 path="/",
             )
         return response
+
+    def done_page(self, name: str) -> HTMLResponse:
+        """A page without forms, the same for everyone: rendered once. A one-click unsubscribe
+        is answered with it: mailbox providers post those in bursts, in the background, and
+        show their own answer (the page's button is answered with the Resubscribe form)."""
+        html = self._done.get(name)
+        if html is None:
+            html = self._done[name] = self.pages.render(name, csrf={}, csrf_field="")
+        return HTMLResponse(html, headers=NO_STORE)
 
     def message(self, request: Request, status: int, title: str, text: str) -> HTMLResponse:
         return self.page(request, "message", status, title=title, text=text)

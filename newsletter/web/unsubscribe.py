@@ -38,29 +38,47 @@ async def posted(service: Service, request: Request) -> tuple[FormData, Owner | 
 async def unsubscribe(service: Service, request: Request) -> Response:
     """POST: RFC 8058 one-click (no CSRF token, as mailbox providers send it) or the page's form."""
     token = request.path_params["token"]
-    form, found = await posted(service, request)
-    if found is None:
-        if (
-            verify_token(service.secret, token, PROBE_PURPOSE)
-            and form.get(ONE_CLICK[0]) == ONE_CLICK[1]
-        ):
+    form = await service.form(request)
+    one_click = form.get(ONE_CLICK[0]) == ONE_CLICK[1]
+    if one_click:
+        # Mailbox providers send these in bursts: the token, its row and the record in one
+        # hop to a worker thread, not two.
+        outcome = await run_in_threadpool(unsubscribe_now, service, token, "one-click")
+        found = outcome is not None
+    else:
+        owner = await service.token_owner(request)
+        found = owner is not None
+        if found and not service.csrf_ok(request, form):
+            return service.page(
+                request, "unsubscribe", 400, forms=(request.url.path,), expired_form=True
+            )
+        if found:
+            claims, key = owner
+            outcome = await run_in_threadpool(record, service, claims, key, "page")
+    if not found:
+        if one_click and verify_token(service.secret, token, PROBE_PURPOSE):
             return PlainTextResponse("One-click unsubscribe answers here.\n")  # doctor's probe
         return service.invalid_link(request)
-    one_click = form.get(ONE_CLICK[0]) == ONE_CLICK[1]
-    if not one_click and not service.csrf_ok(request, form):
-        return service.page(
-            request, "unsubscribe", 400, forms=(request.url.path,), expired_form=True
-        )
-    claims, key = found
-    via = "one-click" if one_click else "page"
-    if not await run_in_threadpool(record, service, claims, key, via):
+    if not outcome:
         return service.message(
             request,
             503,
             "Please try again",
             "We could not record your request just now. Please try again in a minute.",
         )
+    if one_click:
+        return service.done_page("unsubscribed")
     return service.page(request, "unsubscribed", forms=(f"/resubscribe/{token}",), token=token)
+
+
+def unsubscribe_now(service: Service, token: str, via: str) -> bool | None:
+    """Find the token's row and record its unsubscribe: None for no such subscriber, else
+    whether it was recorded (record())."""
+    found = service.subscriber_key(token)
+    if found is None:
+        return None
+    claims, key = found
+    return record(service, claims, key, via)
 
 
 def record(service: Service, claims: Claims, key: str | None, via: str) -> bool:
@@ -76,7 +94,7 @@ def record(service: Service, claims: Claims, key: str | None, via: str) -> bool:
         log.error("unsubscribe not recorded for list %s: %s", claims.list_name, exc)
         return False
     try:
-        service.events.add([web_event("unsubscribe", key, claims.list_name, via=via)])
+        service.events.add_grouped(web_event("unsubscribe", key, claims.list_name, via=via))
     except NewsletterError as exc:  # the journal has it; the event is for reports
         log.warning("unsubscribe event not recorded: %s", exc)
     return True
