@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -25,6 +26,7 @@ from newsletter.web.optin import OptIn
 from newsletter.web.pages import Pages
 from newsletter.web.pglists import PgLists
 
+_ACTION, _TOKEN = "\x00action\x00", "\x00csrf\x00"  # one_form_page's stand-ins
 FORM_LIMIT = 16 * 1024  # bytes: a subscribe form or an unsubscribe POST
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 NO_STORE = {"Cache-Control": "no-store"}
@@ -55,7 +57,7 @@ class Service:
     mailgun_webhook_key: bytes | None = None  # MAILGUN_WEBHOOK_SIGNING_KEY; None = refused
     mailgun_tokens: Any = None  # providers.mailgun.webhook.Tokens: signatures already used
     pg: PgLists | None = None  # PostgreSQL store: list changes, each one transaction
-    _done: dict[str, str] = field(default_factory=dict)  # done_page's, by name
+    _skeletons: dict[str, str] = field(default_factory=dict)  # one_form_page's, by name
 
     @property
     def lists(self) -> list[str]:
@@ -70,14 +72,23 @@ class Service:
         **context: Any,
     ) -> HTMLResponse:
         """A page; `forms` are the actions it posts to, each given a CSRF token."""
-        cookie = request.cookies.get(guards.CSRF_COOKIE)
-        fresh = not cookie or len(cookie) > 64
-        if fresh:
-            cookie = guards.new_csrf_cookie()
+        cookie, fresh = self._csrf_cookie(request)
         csrf = {action: guards.csrf_token(self.secret, cookie, action) for action in forms}
         html = self.pages.render(name, csrf=csrf, csrf_field=guards.CSRF_FIELD, **context)
         response = HTMLResponse(html, status_code=status, headers=NO_STORE)
-        if forms and fresh:
+        return self._with_cookie(request, response, cookie, fresh) if forms else response
+
+    @staticmethod
+    def _csrf_cookie(request: Request) -> tuple[str, bool]:
+        """The request's CSRF cookie, or a new one (True)."""
+        cookie = request.cookies.get(guards.CSRF_COOKIE)
+        if not cookie or len(cookie) > 64:
+            return guards.new_csrf_cookie(), True
+        return cookie, False
+
+    @staticmethod
+    def _with_cookie(request: Request, response: Response, cookie: str, fresh: bool) -> Response:
+        if fresh:
             response.set_cookie(
                 guards.CSRF_COOKIE,
                 cookie,
@@ -88,14 +99,18 @@ class Service:
             )
         return response
 
-    def done_page(self, name: str) -> HTMLResponse:
-        """A page without forms, the same for everyone: rendered once. A one-click unsubscribe
-        is answered with it: mailbox providers post those in bursts, in the background, and
-        show their own answer (the page's button is answered with the Resubscribe form)."""
-        html = self._done.get(name)
-        if html is None:
-            html = self._done[name] = self.pages.render(name, csrf={}, csrf_field="")
-        return HTMLResponse(html, headers=NO_STORE)
+    def one_form_page(self, request: Request, name: str, action: str) -> HTMLResponse:
+        """page(request, name, forms=(action,)) without Jinja on each request: the page is
+        rendered once with stand-ins for the form's action and CSRF token, which are then
+        put in (escaped as Jinja would). One-click unsubscribes come in bursts of hundreds."""
+        skeleton = self._skeletons.get(name)
+        if skeleton is None:
+            html = self.pages.render(name, csrf={_ACTION: _TOKEN}, csrf_field=guards.CSRF_FIELD)
+            skeleton = self._skeletons[name] = html
+        cookie, fresh = self._csrf_cookie(request)
+        token = guards.csrf_token(self.secret, cookie, action)
+        html = skeleton.replace(_ACTION, escape(action)).replace(_TOKEN, escape(token))
+        return self._with_cookie(request, HTMLResponse(html, headers=NO_STORE), cookie, fresh)
 
     def message(self, request: Request, status: int, title: str, text: str) -> HTMLResponse:
         return self.page(request, "message", status, title=title, text=text)

@@ -67,7 +67,7 @@ async def unsubscribe(service: Service, request: Request) -> Response:
             "We could not record your request just now. Please try again in a minute.",
         )
     if one_click:
-        return service.done_page("unsubscribed")
+        return service.one_form_page(request, "unsubscribed", f"/resubscribe/{token}")
     return service.page(request, "unsubscribed", forms=(f"/resubscribe/{token}",), token=token)
 
 
