@@ -42,6 +42,7 @@ CONCURRENT = 200
 ALONE = 20  # then one at a time: what one costs when nothing queues
 IMPORTED = 200_000
 HOST = "news.example.org"  # the fixture workspace's base_url
+POOL_SIZE = 0  # [store] pool_size for serve on PostgreSQL (0: the default); --pool-size
 LISTS_SQL = """
 CREATE TABLE IF NOT EXISTS subscribers (
     list text NOT NULL, key text NOT NULL, email text NOT NULL, name text NOT NULL DEFAULT '',
@@ -88,6 +89,8 @@ def write_import(folder: Path, rows: int) -> Path:
 
 def environment(url: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    if POOL_SIZE:
+        env["NEWSLETTER_STORE_POOL_SIZE"] = str(POOL_SIZE)
     env["PYTHONPATH"] = str(REPO)
     env["NEWSLETTER_SPAMASSASSIN"] = "off"
     if url:
@@ -118,20 +121,28 @@ def start_serve(root: Path, env: dict[str, str], workers: int = 1) -> tuple[subp
     raise RuntimeError("serve did not start")
 
 
-async def burst(port: int, tokens: list[str]) -> list[float]:
-    """Every token's one-click POST at once, each on its own connection opened beforehand;
-    each one's latency (s), from its request written to its whole answer read. A bare asyncio
-    client: an HTTP library's own cost would be timed too on a busy machine."""
+def one_click(token: str) -> bytes:
     body = b"List-Unsubscribe=One-Click"
-    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in tokens]
+    return (
+        f"POST /unsubscribe/{token} HTTP/1.1\r\nHost: {HOST}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+
+
+HEALTHZ = f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode()
+
+
+async def burst(port: int, tokens: list[str] | None = None, raw: list[bytes] | None = None):
+    """Every token's one-click POST (or every raw request) at once, each on its own connection
+    opened beforehand; each one's latency (s), from its request written to its whole answer
+    read. A bare asyncio client in its own process (serve is another): an HTTP library's own
+    cost would be timed too on a busy machine."""
+    requests = raw if raw is not None else [one_click(t) for t in tokens or []]
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in requests]
     start = asyncio.Event()
 
-    async def one(token: str, reader, writer) -> float:
-        request = (
-            f"POST /unsubscribe/{token} HTTP/1.1\r\nHost: {HOST}\r\n"
-            "Content-Type: application/x-www-form-urlencoded\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        ).encode() + body
+    async def one(request: bytes, reader, writer) -> float:
         await start.wait()
         began = time.perf_counter()
         writer.write(request)
@@ -141,10 +152,10 @@ async def burst(port: int, tokens: list[str]) -> list[float]:
         writer.close()
         status = answer.split(b" ", 2)[1] if answer.startswith(b"HTTP/") else b"?"
         if status != b"200":
-            raise RuntimeError(f"unsubscribe answered {status.decode()}")
+            raise RuntimeError(f"answered {status.decode()}")
         return took
 
-    tasks = [asyncio.create_task(one(t, *c)) for t, c in zip(tokens, connections, strict=True)]
+    tasks = [asyncio.create_task(one(r, *c)) for r, c in zip(requests, connections, strict=True)]
     await asyncio.sleep(0.2)  # every task is waiting at the gate
     start.set()
     return await asyncio.gather(*tasks)
@@ -206,6 +217,7 @@ def measure(
         time.sleep(1.5)  # the import is under way (past its start-up) before the burst
         running = [importing.poll() is None]
         http = asyncio.run(burst(port, [tokens[i] for i in over_http]))
+        floor = asyncio.run(burst(port, raw=[HEALTHZ] * CONCURRENT))
         one = [asyncio.run(burst(port, [tokens[i]]))[0] for i in alone]
         running.append(importing.poll() is None)
         store = in_process(root, env, [tokens[i] for i in direct])
@@ -221,6 +233,7 @@ def measure(
     return [
         f"over HTTP, {CONCURRENT} at once{f' ({workers} workers)' if workers > 1 else ''}: "
         f"{figures(http)}",
+        f"GET /healthz, {CONCURRENT} at once (serve's HTTP floor): {figures(floor)}",
         f"over HTTP, one at a time: {figures(one)}",
         f"in the store (no HTTP), {CONCURRENT} threads at once: {figures(store)}",
         f"lost {lost} of {len(picked)}; import running: {during}; "
@@ -380,15 +393,24 @@ def pg_import(url: str, incoming: Path, base: int) -> None:
 
 
 def run(
-    pg=None, rows: int = 1_000_000, workdir: Path | None = None, repo=None, workers: int = 1
+    pg=None,
+    rows: int = 1_000_000,
+    workdir: Path | None = None,
+    repo=None,
+    workers: int = 1,
+    stores: tuple[str, ...] = ("files", "postgres"),
 ) -> list[str]:
     """The figures of both stores; `workers`: serve processes on PostgreSQL (the files store
     serves from one)."""
     folder = Path(workdir or tempfile.mkdtemp(prefix="bench-unsub-")) / "unsubscribe"
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [f"  files ({rows:,} rows):"]
-    lines += [f"    {line}" for line in files(folder, rows)]
+    lines = []
+    if "files" in stores:
+        lines += [f"  files ({rows:,} rows):"]
+        lines += [f"    {line}" for line in files(folder, rows)]
     own = None
+    if "postgres" not in stores:
+        return lines
     if pg is None:
         from pg_server import PgServer
 
@@ -411,14 +433,19 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="serve processes on PostgreSQL (default 1)"
     )
+    parser.add_argument("--store", choices=("files", "postgres"), help="one store only")
+    parser.add_argument("--pool-size", type=int, default=0, help="[store] pool_size for serve")
     parser.add_argument("--pg-import", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global POOL_SIZE
+    POOL_SIZE = args.pool_size
     if args.pg_import:
         url, incoming, base = args.pg_import
         pg_import(url, Path(incoming), int(base))
         return
     print(f"{CONCURRENT} concurrent one-click unsubscribes while {IMPORTED:,} rows are imported:")
-    for line in run(rows=args.rows, workers=args.workers):
+    stores = (args.store,) if args.store else ("files", "postgres")
+    for line in run(rows=args.rows, workers=args.workers, stores=stores):
         print(line, flush=True)
 
 

@@ -8,9 +8,7 @@ lookup; `serve` fills it for the rows it has not seen, at start and when an id i
 
 from __future__ import annotations
 
-import json
 import logging
-import secrets
 import threading
 from collections.abc import Callable, Iterable
 
@@ -21,7 +19,8 @@ from newsletter.subscribers.csvfile import status_of
 from newsletter.subscribers.model import utc_now
 from newsletter.tokens import address_id
 from newsletter.web.events import Event
-from newsletter.web.pgstore import Pg, insert_events
+from newsletter.web.pgstore import Pg, event_id, insert_events
+from newsletter.web.pgunsub import PgUnsubscribes
 
 log = logging.getLogger("newsletter.serve")
 
@@ -33,10 +32,6 @@ RANK_SQL = (
 TARGET_RANK = {"unsubscribed": 1, "bounced": 2, "complained": 3}
 _SUPPRESSED = "EXISTS (SELECT 1 FROM suppressions WHERE key IN (%(key)s, %(hash)s))"
 _CHUNK = 20_000
-
-
-def _event_id() -> str:
-    return secrets.token_hex(12)
 
 
 class PgDirectory:
@@ -130,36 +125,12 @@ class PgLists:
 
     def __init__(self, db: Pg) -> None:
         self.db = db
+        self._unsubscribes = PgUnsubscribes(db)
 
     def unsubscribe(self, list_name: str, ident: str, key: str | None, via: str) -> None:
-        """Keep the unsubscribe, change the row and record the event: one statement."""
-        params = {
-            "list": list_name,
-            "id": ident,
-            "key": key,
-            "via": via,
-            "stamp": utc_now(),
-            "source": f"web:{via}",
-            "event": _event_id(),  # chosen once: a retried statement records one event
-            "payload": json.dumps({"via": via}),
-        }
-        self.db.run(
-            lambda c: c.execute(
-                "WITH kept AS (INSERT INTO web_unsubscribes (list, address_id, key, via) "
-                "VALUES (%(list)s, %(id)s, %(key)s, %(via)s) ON CONFLICT (list, address_id) DO "
-                "UPDATE SET key = coalesce(EXCLUDED.key, web_unsubscribes.key), "
-                "via = EXCLUDED.via, at = now() RETURNING 1), "
-                "changed AS (UPDATE subscribers SET status = 'unsubscribed', "
-                "updated_at = %(stamp)s, source = %(source)s WHERE list = %(list)s AND "
-                "key = %(key)s AND lower(btrim(status)) IN ('', 'subscribed', 'pending') "
-                "RETURNING 1) "
-                "INSERT INTO web_events (source, event_id, event, email, list, occurred_at, "
-                "payload) VALUES ('web', %(event)s, 'unsubscribe', %(key)s, %(list)s, "
-                "%(stamp)s, %(payload)s) ON CONFLICT (source, event_id) DO NOTHING",
-                params,
-            ),
-            "cannot record the unsubscribe",
-        )
+        """Keep the unsubscribe, change the row and record the event: one statement, shared
+        with the unsubscribes arriving meanwhile (web.pgunsub)."""
+        self._unsubscribes.submit(list_name, ident, key, via)
 
     def resubscribe(self, list_name: str, ident: str, key: str | None) -> bool:
         """Undo an unsubscribe: the kept entry goes and an `unsubscribed` row is subscribed
@@ -172,7 +143,7 @@ class PgLists:
             "key": key,
             "hash": subs.suppression_hash(key),
             "stamp": utc_now(),
-            "event": _event_id(),
+            "event": event_id(),
         }
 
         def work(conn: psycopg.Connection) -> bool:
@@ -287,7 +258,7 @@ class PgLists:
             "status": row.status,
             "updated": row.updated_at,
             "stamp": stamp,
-            "event": _event_id(),
+            "event": event_id(),
         }
 
         def work(conn: psycopg.Connection) -> bool:

@@ -10,6 +10,7 @@ operation raises StoreError (the handlers answer 503; nothing is acknowledged un
 from __future__ import annotations
 
 import hashlib
+import secrets
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
@@ -60,6 +61,12 @@ class Pg:
 
 
 # --- events -------------------------------------------------------------------------------
+
+
+def event_id() -> str:
+    """A web event's id, chosen once per action: a retried statement records it once."""
+    return secrets.token_hex(12)
+
 
 INSERT_EVENT = (
     "INSERT INTO web_events (source, event_id, event, email, list, issue, occurred_at, "
