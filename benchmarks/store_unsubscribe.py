@@ -192,6 +192,19 @@ def in_process(root: Path, env: dict[str, str], tokens: list[str]) -> list[float
             service.pg.db.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of serve: the process and its worker processes, if any."""
+    total, pids = 0.0, [pid]
+    try:
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        for each in pids:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return float("nan")
+    return total
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
@@ -216,8 +229,13 @@ def measure(
         importing = start_import()
         time.sleep(1.5)  # the import is under way (past its start-up) before the burst
         running = [importing.poll() is None]
+        marks = [cpu_seconds(proc.pid)]
         http = asyncio.run(burst(port, [tokens[i] for i in over_http]))
+        time.sleep(0.2)  # serve's work after the last answer is counted too
+        marks.append(cpu_seconds(proc.pid))
         floor = asyncio.run(burst(port, raw=[HEALTHZ] * CONCURRENT))
+        time.sleep(0.2)
+        marks.append(cpu_seconds(proc.pid))
         one = [asyncio.run(burst(port, [tokens[i]]))[0] for i in alone]
         running.append(importing.poll() is None)
         store = in_process(root, env, [tokens[i] for i in direct])
@@ -232,13 +250,20 @@ def measure(
     during = {3: "throughout", 0: "no"}.get(sum(running), "partly")
     return [
         f"over HTTP, {CONCURRENT} at once{f' ({workers} workers)' if workers > 1 else ''}: "
-        f"{figures(http)}",
-        f"GET /healthz, {CONCURRENT} at once (serve's HTTP floor): {figures(floor)}",
+        f"{figures(http)}; serve CPU {cpu_each(marks[0], marks[1])} each",
+        f"GET /healthz, {CONCURRENT} at once (serve's HTTP floor): {figures(floor)}; "
+        f"serve CPU {cpu_each(marks[1], marks[2])} each",
         f"over HTTP, one at a time: {figures(one)}",
         f"in the store (no HTTP), {CONCURRENT} threads at once: {figures(store)}",
         f"lost {lost} of {len(picked)}; import running: {during}; "
         f"serve start + link index {warm_s:.1f} s{warm}",
     ]
+
+
+def cpu_each(before: float, after: float) -> str:
+    """serve's CPU time per request of a burst: what no amount of waiting less can remove
+    (on one core, the last of 200 is answered no sooner than 200 times this)."""
+    return f"{(after - before) / CONCURRENT * 1000:.2f} ms"
 
 
 def figures(latencies: list[float]) -> str:
@@ -405,20 +430,19 @@ def run(
     folder = Path(workdir or tempfile.mkdtemp(prefix="bench-unsub-")) / "unsubscribe"
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
-    if "files" in stores:
-        lines += [f"  files ({rows:,} rows):"]
-        lines += [f"    {line}" for line in files(folder, rows)]
     own = None
-    if "postgres" not in stores:
-        return lines
-    if pg is None:
-        from pg_server import PgServer
-
-        pg = own = PgServer().start()
     try:
-        url = pg.fresh_database()
-        lines.append(f"  postgres ({rows:,} rows):")
-        lines += [f"    {line}" for line in postgres(folder, rows, url, workers)]
+        if "files" in stores:
+            lines += [f"  files ({rows:,} rows):"]
+            lines += [f"    {line}" for line in files(folder, rows)]
+        if "postgres" in stores:
+            if pg is None:
+                from pg_server import PgServer
+
+                pg = own = PgServer().start()
+            url = pg.fresh_database()
+            lines.append(f"  postgres ({rows:,} rows):")
+            lines += [f"    {line}" for line in postgres(folder, rows, url, workers)]
     finally:
         if own is not None:
             own.stop()
