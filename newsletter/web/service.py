@@ -30,6 +30,8 @@ _ACTION, _TOKEN = "\x00action\x00", "\x00csrf\x00"  # one_form_page's stand-ins
 FORM_LIMIT = 16 * 1024  # bytes: a subscribe form or an unsubscribe POST
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 NO_STORE = {"Cache-Control": "no-store"}
+ONE_CLICK_FIELD = ("List-Unsubscribe", "One-Click")
+ONE_CLICK_BODY = b"List-Unsubscribe=One-Click"
 
 log = logging.getLogger("newsletter.serve")
 
@@ -122,6 +124,8 @@ class Service:
     async def form(self, request: Request) -> FormData:
         content_type = request.headers.get("content-type", "")
         try:
+            if request.method == "POST" and await request.body() == ONE_CLICK_BODY:
+                return FormData([ONE_CLICK_FIELD])  # RFC 8058's fixed body, without a parser
             if not content_type.startswith(FORM_TYPES):
                 # Lenient with senders that omit the type: RFC 8058 fixes the body anyway.
                 body = (await request.body()).decode("utf-8", "replace")
