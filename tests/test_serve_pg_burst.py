@@ -18,9 +18,7 @@ from newsletter.tokens import load_secret, make_token
 PEOPLE = [f"reader{i:03d}@example.org" for i in range(200)]
 
 
-def test_two_hundred_one_click_unsubscribes_at_once_on_postgres_are_each_kept(
-    pg_workspace, pg_url
-):
+def test_two_hundred_one_click_unsubscribes_at_once_on_postgres_are_each_kept(pg_workspace, pg_url):
     seed(pg_url)
     with psycopg.connect(pg_url) as conn:
         conn.cursor().executemany(
