@@ -149,23 +149,26 @@ class _Batch:
     items: list = field(default_factory=list)
     done: bool = False
     error: BaseException | None = None
+    results: list | None = None  # what the commit returned, one per item
 
 
 class GroupCommit:
     """Many threads' writes, committed together: while one commit (and its fsync) runs, the
     writes arriving meanwhile gather into the next one, which the first of them commits. Each
     `submit` returns once its own write is durable (or raises what its commit raised), so 200
-    unsubscribes at once cost a few fsyncs, not 200 in a row."""
+    unsubscribes at once cost a few fsyncs, not 200 in a row. A commit may return one result
+    per item (a list in the items' order): `submit` returns its item's."""
 
-    def __init__(self, commit: Callable[[list], None]) -> None:
+    def __init__(self, commit: Callable[[list], list | None]) -> None:
         self._commit = commit
         self._cond = threading.Condition()
         self._open = _Batch()
         self._busy = False
 
-    def submit(self, item) -> None:
+    def submit(self, item):
         with self._cond:
             batch = self._open
+            index = len(batch.items)
             batch.items.append(item)
             while not batch.done:
                 if self._busy:
@@ -175,7 +178,7 @@ class GroupCommit:
                 self._open, self._busy = _Batch(), True
                 self._cond.release()
                 try:
-                    self._commit(batch.items)
+                    batch.results = self._commit(batch.items)
                 except BaseException as exc:  # every writer of the batch hears of it
                     batch.error = exc
                 finally:
@@ -184,3 +187,4 @@ class GroupCommit:
                     self._cond.notify_all()
             if batch.error is not None:
                 raise batch.error
+            return batch.results[index] if batch.results is not None else None

@@ -47,3 +47,24 @@ def test_two_hundred_one_click_unsubscribes_at_once_on_postgres_are_each_kept(pg
         "SELECT count(*), count(DISTINCT email), min(payload->>'via') FROM web_events "
         "WHERE event = 'unsubscribe'",
     ) == [(205, 200, "one-click")]
+
+
+def test_one_click_for_a_row_added_after_serve_started_is_kept(pg_workspace, pg_url):
+    seed(pg_url)
+    with LiveServer(pg_config(pg_workspace, pg_url)) as live, live.client() as client:
+        assert client.get("/healthz").status_code == 200
+        with psycopg.connect(pg_url) as conn:  # after start: its link is not indexed yet
+            conn.execute(
+                "INSERT INTO subscribers (list, key, email, status, position) "
+                "VALUES ('main', 'late@example.org', 'late@example.org', 'subscribed', 99)"
+            )
+        secret = load_secret(pg_workspace / ".newsletter", env={})
+        token = make_token(secret, "main", "late@example.org")
+        answer = client.post(f"/unsubscribe/{token}", data=ONE_CLICK)
+        assert answer.status_code == 200 and "You are unsubscribed" in answer.text
+        forged = client.post(f"/unsubscribe/{token[:-2]}xx", data=ONE_CLICK)
+        assert forged.status_code == 404
+    assert row(pg_url, "late@example.org") == ("unsubscribed", "web:one-click")
+    assert query(pg_url, "SELECT count(*) FROM web_events WHERE email = 'late@example.org'") == [
+        (1,)
+    ]

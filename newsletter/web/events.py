@@ -87,7 +87,7 @@ class EventStore(Database):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, _SCHEMA, SCHEMA_VERSION, EventStoreError, name="the event store")
-        self._grouped = GroupCommit(self.add)
+        self._grouped = GroupCommit(self._add_all)
 
     @classmethod
     def for_workspace(cls, state_dir: Path) -> EventStore:
@@ -123,6 +123,9 @@ class EventStore(Database):
         """Record one event, committed together with those other threads add meanwhile:
         200 unsubscribes at once are a few commits of the event store, not 200 in a row."""
         self._grouped.submit(event)
+
+    def _add_all(self, events: list[Event]) -> None:
+        self.add(events)
 
     def counts(self, source: str | None = None) -> dict[str, int]:
         """Events by kind (for reports)."""

@@ -132,6 +132,11 @@ class PgLists:
         with the unsubscribes arriving meanwhile (web.pgunsub)."""
         self._unsubscribes.submit(list_name, ident, key, via)
 
+    def unsubscribe_link(self, list_name: str, ident: str, via: str) -> bool:
+        """unsubscribe() of the row a link's address id names, found in the same statement;
+        False when the id is not indexed (a row added since; PgDirectory.lookup indexes it)."""
+        return self._unsubscribes.submit(list_name, ident, None, via)
+
     def resubscribe(self, list_name: str, ident: str, key: str | None) -> bool:
         """Undo an unsubscribe: the kept entry goes and an `unsubscribed` row is subscribed
         again (never a bounced, complained or suppressed one). Whether they are subscribed."""

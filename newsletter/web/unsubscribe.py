@@ -74,7 +74,17 @@ async def unsubscribe(service: Service, request: Request) -> Response:
 def unsubscribe_now(service: Service, token: str, via: str) -> bool | None:
     """Find the token's row and record its unsubscribe: None for no such subscriber, else
     whether it was recorded (record())."""
-    found = service.subscriber_key(token)
+    if service.pg is not None:  # the link looked up in the statement that records it
+        claims = verify_token(service.secret, token)
+        if claims is None:
+            return None
+        try:
+            if service.pg.unsubscribe_link(claims.list_name, claims.address_id, via):
+                return True
+        except NewsletterError as exc:
+            log.error("unsubscribe not recorded for list %s: %s", claims.list_name, exc)
+            return False
+    found = service.subscriber_key(token)  # not indexed yet (a new row), or the files store
     if found is None:
         return None
     claims, key = found
