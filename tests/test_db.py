@@ -110,6 +110,20 @@ def test_writes_arriving_together_are_committed_together_each_once():
     assert len(batches) < 50
 
 
+def test_a_group_commit_hands_each_writer_its_own_items_result():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from newsletter.db import GroupCommit
+
+    def commit(items: list[int]) -> list[int]:
+        time.sleep(0.02)
+        return [i * 10 for i in items]
+
+    group = GroupCommit(commit)
+    with ThreadPoolExecutor(50) as pool:
+        assert list(pool.map(group.submit, range(200))) == [i * 10 for i in range(200)]
+
+
 def test_a_failed_group_commit_fails_every_write_in_it_and_only_those():
     from newsletter.db import GroupCommit
 
