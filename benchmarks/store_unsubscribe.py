@@ -163,7 +163,7 @@ async def burst(port: int, tokens: list[str] | None = None, raw: list[bytes] | N
 
 def in_process(root: Path, env: dict[str, str], tokens: list[str]) -> list[float]:
     """What one unsubscribe costs the store, without HTTP: 200 threads at once, each doing
-    what the handler does (find the row of the link, record the unsubscribe)."""
+    what the one-click handler's worker thread does (find the link's row, record it)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from newsletter.config import load_config
@@ -179,8 +179,7 @@ def in_process(root: Path, env: dict[str, str], tokens: list[str]) -> list[float
     def one(token: str) -> float:
         gate.wait()
         began = time.perf_counter()
-        claims, key = service.subscriber_key(token)
-        if not unsubscribe.record(service, claims, key, "one-click"):
+        if not unsubscribe.unsubscribe_now(service, token, "one-click"):
             raise RuntimeError("unsubscribe not recorded")
         return time.perf_counter() - began
 
