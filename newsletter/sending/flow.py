@@ -11,6 +11,7 @@ from pathlib import Path
 
 from newsletter.config import Config
 from newsletter.sending import engine
+from newsletter.sending.collector import fewer_collections
 from newsletter.sending.ledger import Ledger
 from newsletter.sending.options import (
     OptionError,
@@ -40,6 +41,7 @@ class Sent:
     elapsed: float
 
 
+@fewer_collections()
 def send(
     config: Config,
     issue_path: Path,
