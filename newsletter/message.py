@@ -37,6 +37,10 @@ class AddressError(SubscriberError):
 
 def header_safe(value: str) -> str:
     """Collapse CR, LF and other control characters: subscriber data cannot add a header."""
+    # Printable, a string's only whitespace is " " (controls, NEL, NBSP, line and paragraph
+    # separators are not printable): with no space to collapse it is already safe. Most are.
+    if value.isprintable() and "  " not in value and value[:1] != " " and value[-1:] != " ":
+        return value
     return " ".join(_CONTROL.sub(" ", value).split())
 
 

@@ -296,3 +296,11 @@ def test_a_single_message_has_the_headers_and_unsubscribe_links_of_an_issue(conf
     assert parsed["Subject"] == "Confirm your subscription"
     assert content(parsed, "plain").rstrip() == "Click {here}"
     assert message.key == "ada@example.org" and message.campaign.issue_slug == "_notices"
+
+
+@given(st.text())
+def test_header_safe_collapses_every_kind_of_whitespace_and_control_of_any_text(value):
+    # Its quick path for text with nothing to collapse gives what the full collapse gives.
+    from newsletter.message import _CONTROL
+
+    assert header_safe(value) == " ".join(_CONTROL.sub(" ", value).split())

@@ -40,9 +40,11 @@ def test_send_without_a_terminal_or_yes_refuses(workspace):
 
 
 def test_send_yes_sends_shows_the_plan_and_a_summary(workspace):
+    # With --yes nobody is asked: the recipients are counted by the send itself, not by a
+    # pass over the list before it, and their line comes once the send is over.
     result = run("send", "issues/merge.md", "--yes")
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = [line for line in result.output.splitlines() if not line.startswith("sent ")]
     assert lines[:5] == [
         f"Issue:      {Path('issues/merge.md')}",
         "Subject:    News for {{ subscriber.first_name | default('you') }}",
@@ -50,6 +52,8 @@ def test_send_yes_sends_shows_the_plan_and_a_summary(workspace):
         "Provider:   outbox (1 worker, no rate cap)",
         "Recipients: 2 (left out: 1 unsubscribed)",
     ]
+    assert lines[5].startswith("Sent 2 in ")  # counted by the send, shown once it is over
+    assert "sent 2, done 2, " in result.output  # its progress: no total known before
     assert re.search(r"^Sent 2 in \d+ s\.$", result.output, re.M)
     assert "Left out: 1 unsubscribed." in result.output
     assert f"Messages:   {Path('outbox/merge')}/ (one .eml file per recipient)" in result.output
@@ -302,3 +306,24 @@ def test_a_test_send_to_the_outbox_says_where_the_files_went(workspace):
     result = run("send", "issues/merge.md", "--test-to", "me@example.org")
     assert result.exit_code == 0, result.output
     assert f"Messages:   {Path('outbox/merge')}/ (one .eml file per recipient)" in result.output
+
+
+def test_a_send_counts_its_recipients_before_anything_goes_unless_nobody_is_asked(workspace):
+    from newsletter.config import load_config
+    from newsletter.sending import flow
+
+    config = load_config(workspace / "newsletter.toml")
+    seen = []
+
+    def approve(prepared, plan, settings, ledger):
+        seen.append((plan.to_send if plan else None, len(outbox(workspace))))
+        return None
+
+    flow.send(config, workspace / "issues" / "merge.md", approve=approve)
+    sent = flow.send(config, workspace / "issues" / "merge.md", approve=approve, count_first=False)
+    # Counted first: 2 to send, none sent yet. Not counted: the second send's own pass
+    # counts what it found, nobody left (both already sent).
+    assert seen == [(2, 0), (None, 2)]
+    assert not sent.counted
+    assert (sent.summary.plan.to_send, sent.summary.plan.already_sent) == (0, 2)
+    assert sent.summary.plan.left_out == {"unsubscribed": 1}

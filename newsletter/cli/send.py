@@ -105,8 +105,11 @@ def send(
         sandbox=sandbox,
         send_at=send_at,
         approve=functools.partial(_approve, send_at=send_at, yes=yes or dry_run),
+        count_first=not yes,  # nobody to show the count to before the send: counted as it goes
     )
     prepared = sent.prepared
+    if not sent.counted:
+        _counted_after(config, prepared, sent.summary)
     folder = files.show(outbox.folder_for(config, prepared.slug)) if provider == "outbox" else None
     test_command = _test_command(issue, prepared, as_email) if prepared.is_test else None
     show.summary(sent.summary, sent.elapsed, issue, folder, test_command)
@@ -114,13 +117,18 @@ def send(
 
 
 def _approve(prepared, plan, settings, ledger, *, send_at: int | None, yes: bool):
-    """Show the plan; ask unless told not to; a progress reporter for the run."""
+    """Show the plan; ask unless told not to; a progress reporter for the run.
+
+    With no plan (--yes: not counted before the send), the send goes on at once.
+    """
     from newsletter.doctor import send_notes
     from newsletter.sending import Summary
 
     show.plan(prepared, plan, settings, send_at, ledger)
     for note in send_notes(prepared.config, prepared.provider):
         typer.echo(note)
+    if plan is None:
+        return show.Reporter(None, sys.stderr.isatty())
     if plan.to_send == 0:
         show.skipped(plan.invalid, plan.skipped)
         typer.echo("Nothing to send.")
@@ -130,6 +138,22 @@ def _approve(prepared, plan, settings, ledger, *, send_at: int | None, yes: bool
             raise UsageError("not on a terminal: pass --yes to send without being asked")
         typer.confirm(f"Send to {plan.to_send:,} recipients now?", abort=True)
     return show.Reporter(plan.to_send, sys.stderr.isatty())
+
+
+def _counted_after(config, prepared, summary) -> None:
+    """The plan's line, counted by the send itself (--yes); "Nothing to send." when it had
+    nobody to send to, as a counted plan would have said before."""
+    from newsletter.sending.ledger import Ledger
+
+    plan = summary.plan
+    typer.echo(show.recipients_line(plan))
+    if plan.unknown:
+        with Ledger.for_workspace(config.state_dir) as book:
+            show.unknown(prepared, plan, book)
+    if plan.to_send == 0 and not (summary.interrupted or summary.stopped):
+        show.skipped(plan.invalid, summary.skipped)
+        typer.echo("Nothing to send.")
+        raise typer.Exit(int(summary.exit_code))
 
 
 def _schedule(at: str | None, provider: str, ask: bool) -> int | None:

@@ -56,7 +56,7 @@ def table(rows: list[list[str]]) -> None:
 
 
 def plan(prepared, plan, settings, send_at: int | None, book: ledger.Ledger) -> None:
-    """Print what the send will do, before it asks."""
+    """Print what the send will do, before it asks; `plan` None: not counted yet (--yes)."""
     rate = f"{settings.rate:g}/s" if settings.rate else "no rate cap"
     lines = [
         f"Issue:      {prepared.checked.issue.path}",
@@ -71,6 +71,17 @@ def plan(prepared, plan, settings, send_at: int | None, book: ledger.Ledger) -> 
     if send_at:
         when = time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(send_at))
         lines.append(f"Delivery:   scheduled for {when}")
+    if plan is not None:  # else (--yes) the send counts them as it goes: the line comes after
+        lines.append(recipients_line(plan))
+    if prepared.checked.warnings:
+        lines.append(f"Warnings:   {len(prepared.checked.warnings)} (see `newsletter preview`)")
+    typer.echo("\n".join(lines))
+    if plan is not None:
+        unknown(prepared, plan, book)
+
+
+def recipients_line(plan) -> str:
+    """`Recipients: N (left out: …)`: who the send goes to and who not, and why."""
     detail = []
     if plan.already_sent:
         detail.append(f"{plan.already_sent:,} already sent")
@@ -82,10 +93,11 @@ def plan(prepared, plan, settings, send_at: int | None, book: ledger.Ledger) -> 
     if plan.over_limit:
         detail.append(f"{plan.over_limit:,} left for later by --limit")
     extra = f" (left out: {', '.join(detail)})" if detail else ""
-    lines.append(f"Recipients: {plan.to_send:,}{extra}")
-    if prepared.checked.warnings:
-        lines.append(f"Warnings:   {len(prepared.checked.warnings)} (see `newsletter preview`)")
-    typer.echo("\n".join(lines))
+    return f"Recipients: {plan.to_send:,}{extra}"
+
+
+def unknown(prepared, plan, book: ledger.Ledger) -> None:
+    """The recipients held back as unknown from an earlier send, if any, and what to do."""
     if plan.unknown:
         typer.echo(
             f"{plural(plan.unknown, 'recipient')} may already have the issue: an earlier send "
@@ -113,7 +125,8 @@ class Reporter:
     EVERY = 5.0  # seconds between plain lines
     REDRAW = 0.1  # seconds between redraws of the bar
 
-    def __init__(self, total: int, tty: bool) -> None:
+    def __init__(self, total: int | None, tty: bool) -> None:
+        """`total` None: not counted before the send (--yes); no share done or time left."""
         self.total = total
         self.bar = None
         self.last = 0.0
@@ -144,22 +157,26 @@ class Reporter:
             self.bar.stop()
 
     def __call__(self, progress: Progress) -> None:
-        eta = f"{duration(progress.eta)} left" if progress.eta is not None else ""
+        known = progress.eta is not None and self.total is not None
+        eta = f"{duration(progress.eta)} left" if known else ""
         speed = f"{progress.rate:,.0f}/s"
         now = time.monotonic()
+        # Not counted first, the total is what the send has read so far: not worth showing.
+        total = progress.total if self.total is not None else None
         if self.bar:
-            self.bar.update(
-                self.task, completed=progress.done, total=progress.total, speed=speed, eta=eta
-            )
+            self.bar.update(self.task, completed=progress.done, total=total, speed=speed, eta=eta)
             if now - self.last >= self.REDRAW or progress.done >= progress.total:
                 self.last = now
                 self.bar.refresh()
             return
         if now - self.last >= self.EVERY or progress.done >= progress.total:
             self.last = now
-            percent = 100 * progress.done / progress.total if progress.total else 100
+            if total is None:
+                typer.echo(f"sent {progress.sent:,}, done {progress.done:,}, {speed}", err=True)
+                return
+            percent = 100 * progress.done / total if total else 100
             typer.echo(
-                f"sent {progress.sent:,}, done {progress.done:,} of {progress.total:,} "
+                f"sent {progress.sent:,}, done {progress.done:,} of {total:,} "
                 f"({percent:.0f}%), {speed}" + (f", {eta}" if eta else ""),
                 err=True,
             )

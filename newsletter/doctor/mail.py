@@ -3,8 +3,12 @@ a from domain the publisher controls."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from newsletter.doctor.model import Status, Verdict, verdict
-from newsletter.doctor.resolver import Lookup, LookupFailed
+
+if TYPE_CHECKING:  # dnspython is imported by the doctor's lookups: `send` needs none of it
+    from newsletter.doctor.resolver import Lookup
 
 # Their DMARC policies reject mail with their domain in From: that they did not send themselves.
 MAILBOX_DOMAINS = {
@@ -44,6 +48,8 @@ def postal_address(value: str | None) -> Verdict:
 
 def receives(lookup: Lookup, address: str, setting: str) -> tuple[Status, str]:
     """Whether mail to `address` can arrive: MX records, else (RFC 5321 5.1) an A/AAAA record."""
+    from newsletter.doctor.resolver import LookupFailed
+
     domain = domain_of(address)
     try:
         hosts = lookup.mx(domain)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from newsletter.config import Config
 from newsletter.sending import engine
+from newsletter.sending.collector import fewer_collections
 from newsletter.sending.ledger import Ledger
 from newsletter.sending.options import (
     OptionError,
@@ -27,8 +28,10 @@ from newsletter.store import uses_postgres
 Reporter = Callable[[Progress], None]
 # Shown the plan before anything is sent: stops the send by raising, or lets it go on by
 # returning a context (a progress bar, say) that is open while the send runs and gives its
-# progress callback (or None).
-Approve = Callable[[Prepared, Plan, Settings, Ledger], AbstractContextManager[Reporter | None]]
+# progress callback (or None). The plan is None when the send was told not to count first.
+Approve = Callable[
+    [Prepared, Plan | None, Settings, Ledger], AbstractContextManager[Reporter | None]
+]
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,10 @@ class Sent:
     prepared: Prepared
     summary: Summary
     elapsed: float
+    counted: bool = True  # the plan was counted before the send; else summary.plan counts it
 
 
+@fewer_collections()
 def send(
     config: Config,
     issue_path: Path,
@@ -57,8 +62,14 @@ def send(
     sandbox: bool = False,
     send_at: int | None = None,
     approve: Approve | None = None,
+    count_first: bool = True,
 ) -> Sent:
-    """Prepare (load and check the issue once), check the provider, plan, approve, run."""
+    """Prepare (load and check the issue once), check the provider, plan, approve, run.
+
+    `count_first=False` (nobody is asked) goes without the pass over the list that counts
+    the plan before anything is sent: the send's own pass counts it (summary.plan), and
+    `approve` gets None. A test send, a dry run and a shared (PostgreSQL) send count first.
+    """
     from newsletter.providers import SendOptions, make_provider
     from newsletter.providers import check as check_provider
 
@@ -95,7 +106,8 @@ def send(
         summary, elapsed = shared.send(config, prepared, factory, settings, approve)
         return Sent(prepared, summary, elapsed)
     with open_ledger(config, prepared, sandbox=sandbox, dry_run=dry_run) as ledger:
-        planned = plan(prepared, ledger, settings)
+        counted = count_first or prepared.is_test or dry_run
+        planned = plan(prepared, ledger, settings) if counted else None
         shown = approve(prepared, planned, settings, ledger) if approve else None
         with shown or contextlib.nullcontext() as reporter:
             started = time.monotonic()
@@ -105,6 +117,6 @@ def send(
                 factory,
                 settings,
                 on_progress=reporter,
-                total=planned.to_send,
+                total=planned.to_send if planned else None,
             )
-    return Sent(prepared, summary, time.monotonic() - started)
+    return Sent(prepared, summary, time.monotonic() - started, counted)

@@ -41,7 +41,9 @@ class JournalHandover:
         self.batch = batch
         self.open: dict[str, None] = {}  # keys handed over with no answer yet
         self.answers: dict[str, Result] = {}  # keys answered
-        self.unsaved: list[list] = []  # answers not in the journal yet
+        # Answers not in the journal yet, as they came: made into lines only when the next
+        # step writes them (a SendGrid batch is one step: its 1,000 answers never are).
+        self.unsaved: list[Result] = []
 
     def opening(self, messages: Sequence[OutgoingMessage]) -> None:
         """Note the attempt's messages as not handed over yet: call before the ledger marks
@@ -52,7 +54,8 @@ class JournalHandover:
     def before(self, messages: Sequence[OutgoingMessage]) -> None:
         keys = [m.key for m in messages]
         if self.journal is not None:
-            self.journal.append([*self.unsaved, [GO, self.batch, *keys]])
+            done = [["done", *outcome_of(result)] for result in self.unsaved]
+            self.journal.append([*done, [GO, self.batch, *keys]])
         self.unsaved = []
         self.open.update(dict.fromkeys(keys))
 
@@ -60,8 +63,8 @@ class JournalHandover:
         for result in results:
             self.open.pop(result.key, None)
             self.answers[result.key] = result
-            if self.journal is not None:
-                self.unsaved.append(["done", *outcome_of(result)])
+        if self.journal is not None:
+            self.unsaved += results
 
     def never_handed(self, keys: Sequence[str]) -> list[str]:
         """Which of keys never went to the provider in this attempt."""

@@ -152,11 +152,13 @@ def _tracked(config: Config, rendered):
     """The issue as sent to the list: its links kept in the store (for `newsletter report`
     and serve's redirects) and, with [tracking] on, rewritten. Test copies keep their plain links."""
     from newsletter.store import uses_postgres
-    from newsletter.tracking import pglinks, rewrite
+    from newsletter.tracking import rewrite
     from newsletter.tracking.links import write_links
 
     links = rewrite.issue_links(rendered, config.base_url)
     if uses_postgres(config):  # serve and report may run on other machines: the store's
+        from newsletter.tracking import pglinks  # psycopg: imported only when it is used
+
         pglinks.keep(config, rendered.issue.slug, links)
     else:
         write_links(config.state_dir, rendered.issue.slug, links)

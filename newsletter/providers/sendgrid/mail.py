@@ -387,7 +387,7 @@ def _size(value) -> int:
 
 def _display_name(name: str) -> str:
     name = header_safe(name or "")[:NAME_MAX].rstrip()
-    if any(c in name for c in ",;"):
+    if "," in name or ";" in name:
         # SendGrid does not quote personalization names with commas or semicolons itself.
         return f'"{email.utils.quote(name)}"'
     return name
