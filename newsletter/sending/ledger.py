@@ -68,6 +68,15 @@ _UPGRADES = {2: "ALTER TABLE runs ADD COLUMN segment TEXT"}
 _CHUNK = 1000  # keys per statement (a send batch), fewer where SQLite allows fewer variables
 
 
+def segments_by_list(rows) -> dict[str, list[str]]:
+    """(list, segment) rows of runs, in run order -> each list's segments, first used first."""
+    out: dict[str, list[str]] = {}
+    for list_name, segment in rows:
+        if segment not in out.setdefault(list_name, []):
+            out[list_name].append(segment)
+    return out
+
+
 def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -212,11 +221,7 @@ class Ledger(Database):
                 "SELECT list, coalesce(segment, '') FROM runs WHERE issue = ? ORDER BY id",
                 (issue,),
             ).fetchall()
-        out: dict[str, list[str]] = {}
-        for list_name, segment in rows:
-            if segment not in out.setdefault(list_name, []):
-                out[list_name].append(segment)
-        return out
+        return segments_by_list(rows)
 
     def finish_run(self, run: int, outcome: str) -> None:
         self._write(

@@ -32,6 +32,7 @@ from newsletter.sending.ledger import (
     UNKNOWN,
     Row,
     holds,
+    segments_by_list,
 )
 from newsletter.store import pg
 
@@ -116,11 +117,7 @@ class PgLedger:
             "SELECT list, coalesce(segment, '') FROM send_runs WHERE issue = %s ORDER BY id",
             (issue,),
         )
-        out: dict[str, list[str]] = {}
-        for list_name, segment in rows:
-            if segment not in out.setdefault(list_name, []):
-                out[list_name].append(segment)
-        return out
+        return segments_by_list(rows)
 
     def finish_run(self, run: int, outcome: str) -> None:
         self.run(
