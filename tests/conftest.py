@@ -100,3 +100,13 @@ def pg_workspace(workspace: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) 
     with psycopg.connect(pg_url) as conn:
         migrations.migrate(conn)
     return workspace
+
+
+@pytest.fixture
+def lists_pushed_when_on_postgres(request):
+    """For a test on `pg_workspace`: its lists in the store, as `newsletter store push` puts
+    them (a test on the files store is left as it is)."""
+    if "pg_workspace" in request.fixturenames:
+        from pg_server import push_files
+
+        push_files(request.getfixturevalue("pg_workspace"))

@@ -100,3 +100,15 @@ def push_files(root: Path) -> None:
 
     with psycopg.connect(os.environ["NEWSLETTER_STORE_URL"]) as conn:
         push.push(conn, load_config(root / "newsletter.toml"))
+
+
+def write_list(root: Path, count: int, **options) -> list[str]:
+    """subscribers/main.csv as test_send.write_list writes it, in place of the list in the
+    PostgreSQL store (a push keeps rows only in the store: the list's rows are dropped first)."""
+    from test_send import write_list as write_file
+
+    emails = write_file(root, count, **options)
+    with psycopg.connect(os.environ["NEWSLETTER_STORE_URL"]) as conn:
+        conn.execute("DELETE FROM subscribers WHERE list = 'main'")
+    push_files(root)
+    return emails

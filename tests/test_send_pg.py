@@ -6,37 +6,21 @@ Every test runs against the real PostgreSQL server of the session (conftest.pg_w
 from __future__ import annotations
 
 import collections
-import os
 import re
 
 import psycopg
 import pytest
 from loopback import SendgridServer
-from pg_server import push_files
-from test_send import write_list as write_file
+from pg_server import push_files, write_list
 from test_send_cli import outbox, run
 
 from newsletter.errors import ExitCode
 from newsletter.sending.ledger import SENT
 
+# Tests on pg_workspace find its lists in the store, as `newsletter store push` puts them.
+pytestmark = pytest.mark.usefixtures("lists_pushed_when_on_postgres")
+
 KEY = "SG.loopback-test-key.pg"
-
-
-def write_list(root, count: int, **options) -> list[str]:
-    """subscribers/main.csv as test_send writes it, in place of the list in the PostgreSQL
-    store (a push keeps rows only in the store: the fixture's are dropped first)."""
-    emails = write_file(root, count, **options)
-    with psycopg.connect(os.environ["NEWSLETTER_STORE_URL"]) as conn:
-        conn.execute("DELETE FROM subscribers WHERE list = 'main'")
-    push_files(root)
-    return emails
-
-
-@pytest.fixture(autouse=True)
-def _lists_in_the_store(request):
-    """The workspace's lists in the PostgreSQL store, as `newsletter store push` puts them."""
-    if "pg_workspace" in request.fixturenames:
-        push_files(request.getfixturevalue("pg_workspace"))
 
 
 def states(url: str, issue: str = "merge") -> dict[str, str]:

@@ -8,7 +8,6 @@ request it was handing over; the living senders finish the rest once its lease r
 from __future__ import annotations
 
 import collections
-import os
 import re
 import signal
 import subprocess
@@ -18,8 +17,7 @@ import time
 import psycopg
 import pytest
 from loopback import SendgridServer, SgAction, SmtpServer
-from pg_server import push_files
-from test_send import write_list as write_file
+from pg_server import write_list
 from test_send_e2e import assert_exactly_once, cli, smtp_env, wait_until
 from typer.testing import CliRunner
 
@@ -27,25 +25,11 @@ from newsletter.cli import app
 from newsletter.errors import ExitCode
 from newsletter.sending.ledger import IN_FLIGHT, SENT, UNKNOWN
 
+# Tests on pg_workspace find its lists in the store, as `newsletter store push` puts them.
+pytestmark = pytest.mark.usefixtures("lists_pushed_when_on_postgres")
+
 KEY = "SG.loopback-test-key.senders"
 BATCH = 200  # recipients per batch, and so per SendGrid request
-
-
-def write_list(root, count: int, **options) -> list[str]:
-    """subscribers/main.csv as test_send writes it, in place of the list in the PostgreSQL
-    store (a push keeps rows only in the store: the fixture's are dropped first)."""
-    emails = write_file(root, count, **options)
-    with psycopg.connect(os.environ["NEWSLETTER_STORE_URL"]) as conn:
-        conn.execute("DELETE FROM subscribers WHERE list = 'main'")
-    push_files(root)
-    return emails
-
-
-@pytest.fixture(autouse=True)
-def _lists_in_the_store(request):
-    """The workspace's lists in the PostgreSQL store, as `newsletter store push` puts them."""
-    if "pg_workspace" in request.fixturenames:
-        push_files(request.getfixturevalue("pg_workspace"))
 
 
 def ledger_states(url: str) -> dict[str, str]:
