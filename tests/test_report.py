@@ -257,18 +257,33 @@ def test_report_counts_our_own_tracked_clicks_and_opens_after_an_outbox_send(wor
     config.write_text(config.read_text() + "\n[tracking]\nclicks = true\nopens = true\n")
     sent = runner.invoke(app, ["send", "issues/links.md", "--yes"])
     assert sent.exit_code == 0, sent.output
-    messages = {}
-    for path in (workspace / "outbox").glob("*/*.eml"):
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        messages[message["To"].addresses[0].addr_spec] = message.get_body(("html",)).get_content()
+    messages = outbox_html(workspace)
     # The messages went out a minute ago: a click now is no scanner's at delivery.
     earlier = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     with sqlite3.connect(workspace / ".newsletter" / "ledger.sqlite3") as db:
         db.execute(
             "UPDATE recipients SET sent_at = ?", (earlier.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),)
         )
+    with LiveServer(load_config(config, env={})) as live:
+        open_and_click(live, messages)
+    data = json.loads(runner.invoke(app, ["report", "links", "--json"]).output)
+    assert_tracked_figures(data)
+
+
+def outbox_html(root: Path) -> dict[str, str]:
+    """Address -> the HTML part of the message the outbox holds for it."""
+    messages = {}
+    for path in (root / "outbox").glob("*/*.eml"):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        messages[message["To"].addresses[0].addr_spec] = message.get_body(("html",)).get_content()
+    return messages
+
+
+def open_and_click(live: LiveServer, messages: dict[str, str]) -> None:
+    """r1 opens in a browser and clicks the story; r2's image is fetched as Apple's proxy
+    fetches it."""
     browser = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"}
-    with LiveServer(load_config(config, env={})) as live, live.client() as client:
+    with live.client() as client:
         for who, agent in (("r1", browser), ("r2", {"User-Agent": "Mozilla/5.0"})):
             html = messages[f"{who}@example.org"]
             pixel = re.search(r'<img src="(https://[^"]+/o/[^"]+)"', html).group(1)
@@ -276,7 +291,10 @@ def test_report_counts_our_own_tracked_clicks_and_opens_after_an_outbox_send(wor
         story = re.search(r'href="(https://[^"]+/c/[^"]+)"', messages["r1@example.org"]).group(1)
         answer = client.get(live.local(story), headers=browser)
         assert (answer.status_code, answer.headers["location"]) == (302, STORY)
-    data = json.loads(runner.invoke(app, ["report", "links", "--json"]).output)
+
+
+def assert_tracked_figures(data: dict) -> None:
+    """The report of open_and_click: one human and one machine opener, one real click."""
     assert data["opens"] == {
         "human_openers": 1,
         "human_opens": 1,

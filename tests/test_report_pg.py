@@ -17,7 +17,18 @@ from pathlib import Path
 import psycopg
 from loopback import SendgridServer
 from pg_server import push_files
-from test_report import KEY, PEOPLE, STORY, assert_figures, runner, stream, write_workspace
+from test_report import (
+    KEY,
+    PEOPLE,
+    STORY,
+    assert_figures,
+    assert_tracked_figures,
+    open_and_click,
+    outbox_html,
+    runner,
+    stream,
+    write_workspace,
+)
 from test_serve import ONE_CLICK, LiveServer
 from test_webhook import key_pair, signed
 
@@ -82,34 +93,15 @@ def test_tracked_clicks_on_postgresql_redirect_and_count_from_links_kept_in_the_
     assert sent.exit_code == 0, sent.output
     # The links are the store's: serve and report may run on another machine than the send.
     assert not (root / ".newsletter" / "links").exists()
-    messages = {}
-    for path in (root / "outbox").glob("*/*.eml"):
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        messages[message["To"].addresses[0].addr_spec] = message.get_body(("html",)).get_content()
+    messages = outbox_html(root)
     # The messages went out a minute ago: a click now is no scanner's at delivery.
     with psycopg.connect(pg_url) as conn:
         conn.execute("UPDATE send_recipients SET sent_at = now() - interval '1 minute'")
-    browser = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"}
-    with LiveServer(config) as live, live.client() as client:
-        for who, agent in (("r1", browser), ("r2", {"User-Agent": "Mozilla/5.0"})):
-            html = messages[f"{who}@example.org"]
-            pixel = re.search(r'<img src="(https://[^"]+/o/[^"]+)"', html).group(1)
-            assert client.get(live.local(pixel), headers=agent).status_code == 200
-        story = re.search(r'href="(https://[^"]+/c/[^"]+)"', messages["r1@example.org"]).group(1)
-        answer = client.get(live.local(story), headers=browser)
-        assert (answer.status_code, answer.headers["location"]) == (302, STORY)
+    with LiveServer(config) as live:
+        open_and_click(live, messages)
     data = json.loads(runner.invoke(app, ["report", "links", "--json"]).output)
     assert data["total"]["handed_over"] == len(PEOPLE)
-    assert data["opens"] == {
-        "human_openers": 1,
-        "human_opens": 1,
-        "machine_opens": 1,  # r2's image fetched as Apple's proxy fetches it
-        "machine_only_openers": 1,
-    }
-    assert (data["clicks"]["clickers"], data["clicks"]["automated_clicks"]) == (1, 0)
-    assert data["clicks"]["links"] == [
-        {"url": STORY, "text": "the long story", "clicks": 1, "clickers": 1, "automated": 0}
-    ]
+    assert_tracked_figures(data)
 
 
 def test_store_push_copies_the_links_of_issues_sent_on_the_files_store(
