@@ -300,6 +300,8 @@ class OutgoingMessage:
     unsubscribe_mailto: str
     values: dict[int, object]
     recipient_id: str = ""  # address_id(secret, list, key), as the token carries it; "" unknown
+    # (provider name, its encode_ahead of this message) when the read-ahead worked it out.
+    ahead: tuple[str, object] | None = None
 
     def recipient(self) -> str:
         """address_id of the recipient: what webhooks and opt-outs match them by."""

@@ -60,6 +60,10 @@ def _short(filename: str) -> str:
         return str(path)
 
 
+# What markupsafe.escape changes.
+_NEEDS_ESCAPE = re.compile(r"[&<>\"']").search
+
+
 def _autoescape(name: str | None) -> bool:
     return bool(name) and not name.endswith(".txt.j2")
 
@@ -96,6 +100,7 @@ class Rendered:
         self.html_parts = TOKEN.split(self.html)
         self.text_parts = TOKEN.split(self.text)
         self.subject_parts = TOKEN.split(self.subject)
+        self._subject_fields = [int(i) for i in self.subject_parts[1::2]]
         used = {
             int(parts[i])
             for parts in (self.html_parts, self.text_parts, self.subject_parts)
@@ -159,10 +164,18 @@ class Rendered:
 
     def part_values(self, values: dict[int, Any]) -> tuple[dict, dict, str]:
         """(values for HTML, escaped; values for text; the filled subject)."""
-        html_values = {i: str(escape(v)) for i, v in values.items()}
-        text_values = {i: str(v) for i, v in values.items()}
+        # Per recipient, per field: most values are plain strings with nothing to escape,
+        # kept as they are (the search is cheaper than building a Markup to throw away).
+        html_values, text_values = {}, {}
+        for i, v in values.items():
+            if type(v) is str:
+                text_values[i] = v
+                html_values[i] = str(escape(v)) if _NEEDS_ESCAPE(v) else v
+            else:
+                text_values[i] = str(v)
+                html_values[i] = str(escape(v))
         # No CR/LF from subscriber data can reach the Subject header.
-        flat = {i: " ".join(v.split()) for i, v in text_values.items()}
+        flat = {i: " ".join(text_values[i].split()) for i in self._subject_fields}
         return html_values, text_values, fill(self.subject_parts, flat)
 
     def fill_values(self, values: dict[int, Any]) -> Personalized:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from loopback import SECRET, make_campaign, message_for
 
 from newsletter.config import load_config
-from newsletter.providers.common import shaped_size
+from newsletter.providers.common import json_text, shaped_size
 from newsletter.sending.readahead import _flat, _rebuilt
 from newsletter.tokens import address_id, verify_token
 
@@ -63,5 +63,17 @@ def test_a_message_carries_the_recipient_id_of_its_unsubscribe_token_across_the_
     expected = address_id(SECRET, "main", "ada@example.org")
     claims = verify_token(SECRET, message.unsubscribe_url.rsplit("/", 1)[1])
     assert message.recipient() == expected == claims.address_id
-    key, email, flat = _flat((message.key, message.to_email, message))
+    key, email, flat = _flat((message.key, message.to_email, message), lambda m: None)
     assert _rebuilt(campaign, key, email, flat) == message  # the id crosses the pipe too
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(json_values)
+def test_json_text_is_json_dumps_to_the_byte(value):
+    assert json_text(value) == json.dumps(value)

@@ -135,6 +135,22 @@ class Provider:
             instead = f"use {' or '.join(able)}, or {instead}"
         return UnsupportedFeature(f"the {cls.name} provider {lacks}; {instead}")
 
+    @classmethod
+    def encode_ahead(cls, message: OutgoingMessage) -> object | None:
+        """This recipient's part of a request, from the message alone (no settings, no
+        connection), or None to leave it all to `plan`.
+
+        The read-ahead process (sending/readahead.py) calls it on another core while the
+        sending threads talk to the provider; `plan` finds the result with `ahead_of` and
+        skips that work. It may raise: `plan` then meets the same error and reports it.
+        """
+        return None
+
+    def ahead_of(self, message: OutgoingMessage) -> object | None:
+        """What this provider's `encode_ahead` made of the message, if the read-ahead ran it."""
+        ahead = message.ahead
+        return ahead[1] if ahead is not None and ahead[0] == self.name else None
+
     def send_batch(
         self, messages: Sequence[OutgoingMessage], handover: Handover = UNREPORTED
     ) -> list[Result]:

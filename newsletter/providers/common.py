@@ -6,10 +6,28 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Callable, Mapping, Sequence
-from json.encoder import encode_basestring_ascii
+from json.encoder import c_make_encoder, encode_basestring_ascii
 from typing import Any
 
 from newsletter.errors import ConfigError
+
+# json.dumps(value) with its defaults, without building an encoder per call (a third of
+# its time for a small value): the same text, checked in tests/test_providers_sizes.py.
+# No circular-reference check: what is encoded is built here, never from itself.
+_ENCODE = (
+    c_make_encoder(None, None, encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    if c_make_encoder is not None
+    else None
+)
+
+
+def json_text(value: Any) -> str:
+    """json.dumps(value), as the providers' clients write it; faster for many small values."""
+    if _ENCODE is None:  # an interpreter without the json accelerator
+        import json
+
+        return json.dumps(value)
+    return "".join(_ENCODE(value, 0))
 
 
 def env_secret(env: Mapping[str, str], name: str, how: str) -> str:
@@ -92,9 +110,13 @@ def shaped_size(
     keys everywhere) differ only in their `strings`, so the JSON of one is its shape's fixed
     part (`measure()` minus its strings, once per shape, kept in `fixed_parts`) plus each
     string encoded alone, as json.dumps encodes it (ASCII, escaped)."""
-    if not all(type(s) is str for s in strings):
+    try:
+        joined = "".join(strings)
+    except TypeError:  # not all strings
         return measure()
-    measured = sum(map(len, map(encode_basestring_ascii, strings)))
+    # json escapes character by character, so the strings encoded one by one are as long
+    # as their concatenation encoded once, plus the quotes around each.
+    measured = len(encode_basestring_ascii(joined)) - 2 + 2 * len(strings)
     fixed = fixed_parts.get(shape)
     if fixed is None:
         fixed = fixed_parts[shape] = measure() - measured

@@ -20,7 +20,7 @@ import multiprocessing
 import signal
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from newsletter.errors import NewsletterError, SendError, TemplateError
 from newsletter.message import OutgoingMessage
@@ -125,15 +125,17 @@ def _rebuilt(campaign, key: str, email: str, flat) -> OutgoingMessage | str | Sk
     """The other end of `_flat`: the message again, or the reason it could not be built."""
     if type(flat) is not tuple:  # a reason, or a Skipped row: as it was
         return flat
-    name, message_id, url, mailto, values, ident = flat
-    return OutgoingMessage(campaign, email, name, key, message_id, url, mailto, values, ident)
+    name, message_id, url, mailto, values, ident, ahead = flat
+    return OutgoingMessage(
+        campaign, email, name, key, message_id, url, mailto, values, ident, ahead
+    )
 
 
-def _flat(item: Built) -> tuple:
+def _flat(item: Built, ahead: Ahead) -> tuple:
     """What crosses the pipe for one recipient: plain values, never the campaign.
 
     (key, email, the reason it could not be built or the Skipped row) or (key, email, the
-    message's parts).
+    message's parts, and what the provider's encode_ahead made of it).
     """
     key, email, m = item
     if not isinstance(m, OutgoingMessage):
@@ -145,8 +147,32 @@ def _flat(item: Built) -> tuple:
         m.unsubscribe_mailto,
         m.values,
         m.recipient_id,
+        ahead(m),
     )
     return key, email, parts
+
+
+Ahead = Callable[[OutgoingMessage], "tuple[str, object] | None"]
+
+
+def _ahead(provider: str) -> Ahead:
+    """The provider's encode_ahead as OutgoingMessage.ahead wants it: (name, value) or None.
+
+    A recipient it fails for gets None: the provider's `plan` works them out again, meets
+    the same error and reports it as that recipient's, as it does without a read-ahead.
+    """
+    from newsletter.providers import get_provider_class
+
+    encode = get_provider_class(provider).encode_ahead
+
+    def ahead(message: OutgoingMessage) -> tuple[str, object] | None:
+        try:
+            value = encode(message)
+        except Exception:  # noqa: BLE001 - reported by plan, in the parent
+            return None
+        return None if value is None else (provider, value)
+
+    return ahead
 
 
 def _child(prepared, reader, writer) -> None:
@@ -157,8 +183,9 @@ def _child(prepared, reader, writer) -> None:
 
     try:
         dropped = SendableStats()
+        ahead = _ahead(prepared.provider)
         for chunk in build(prepared, dropped):
-            writer.send(("chunk", [_flat(item) for item in chunk]))
+            writer.send(("chunk", [_flat(item, ahead) for item in chunk]))
         writer.send(("end", dropped))
     except (BrokenPipeError, ConnectionResetError):
         pass  # the parent stopped reading (it stopped, or it died): nothing more to do

@@ -27,7 +27,7 @@ from newsletter.message import (
     wire_address,
 )
 from newsletter.providers.base import Provider, Result, SendOptions, Status, Step
-from newsletter.providers.common import place, shaped_size
+from newsletter.providers.common import json_text, place
 from newsletter.providers.sendgrid import api
 from newsletter.providers.sendgrid.api import API_KEY_ENV
 
@@ -64,52 +64,67 @@ TRACKING_OFF = {
 }
 
 
+@dataclass(frozen=True)
+class _Tags:
+    """A campaign's substitution tags: (tag, merge field) for each part."""
+
+    html: list[tuple[str, int]]
+    text: list[tuple[str, int]]
+    size: int  # bytes of all the tags together
+
+    @staticmethod
+    def of(campaign: Campaign) -> _Tags:
+        """The campaign's tags, worked out once per campaign and process."""
+        found = _TAGS.get(id(campaign))
+        if found is None or found[0] is not campaign:
+            parts = campaign.rendered
+            html = [
+                (HTML_TAG.format(i), i) for i in sorted({int(i) for i in parts.html_parts[1::2]})
+            ]
+            text = [
+                (TEXT_TAG.format(i), i) for i in sorted({int(i) for i in parts.text_parts[1::2]})
+            ]
+            tags = _Tags(html, text, sum(len(tag) for tag, _ in [*html, *text]))
+            found = _TAGS[id(campaign)] = (campaign, tags)
+        return found[1]
+
+
+_TAGS: dict[int, tuple[Campaign, _Tags]] = {}
+
+
 @dataclass
 class _Shared:
     """What every request of one campaign carries: computed once per campaign."""
 
     campaign: Campaign
     base: dict  # the request without personalizations
-    base_size: int
-    html_fields: list[int]
-    text_fields: list[int]
-    html_tags: list[tuple[str, int]] = field(default_factory=list)  # (substitution tag, field)
-    text_tags: list[tuple[str, int]] = field(default_factory=list)
-    tag_bytes: int = 0  # of all the tags together
-    skeletons: dict[tuple, int] = field(default_factory=dict)  # see size_of
+    tags: _Tags
+    # The request's JSON before and after its personalizations, as json.dumps writes it.
+    head: str = ""
+    tail: str = ""
 
     def __post_init__(self) -> None:
-        self.html_tags = [(HTML_TAG.format(i), i) for i in self.html_fields]
-        self.text_tags = [(TEXT_TAG.format(i), i) for i in self.text_fields]
-        self.tag_bytes = sum(len(tag) for tag, _ in [*self.html_tags, *self.text_tags])
+        # Nothing follows the personalizations in the body: the last placeholder is theirs.
+        encoded = json.dumps({**self.base, "personalizations": ["\0"]})
+        self.head, _, self.tail = encoded.rpartition(json.dumps("\0"))
 
-    def size_of(self, personalization: dict) -> int:
-        """len(json.dumps(personalization)), without encoding it all for every recipient."""
-        to = personalization["to"][0]
-        subs = personalization.get("substitutions")
-        headers = personalization["headers"]
-        args = personalization["custom_args"]
-        shape = (
-            tuple(to),
-            tuple(personalization),
-            tuple(headers),
-            tuple(args),
-            tuple(subs) if subs else (),
-        )
-        strings = [*to.values(), personalization["subject"], *headers.values(), *args.values()]
-        if subs:
-            strings += subs.values()
-        return shaped_size(self.skeletons, shape, strings, lambda: _size(personalization))
+    @property
+    def base_size(self) -> int:
+        return len(self.head) + len(self.tail)
 
 
 @dataclass
 class _Item:
     index: int  # position in the batch
     message: OutgoingMessage
-    personalization: dict
-    size: int  # bytes it adds to the JSON body
+    encoded: str  # its personalization, as json.dumps writes it
     address: str  # lower-cased: one request never holds an address twice
     content: list[dict] | None = None  # its own full content when substitutions are too big
+
+    @property
+    def size(self) -> int:
+        """Bytes it adds to the request: its JSON and the ", " before the next."""
+        return len(self.encoded) + 2
 
 
 @dataclass
@@ -119,11 +134,15 @@ class _Request:
     size: int = 0
     addresses: set[str] = field(default_factory=set)
 
-    def body(self) -> dict:
-        body = {**self.shared.base, "personalizations": [i.personalization for i in self.items]}
-        if self.items and self.items[0].content is not None:
-            body["content"] = self.items[0].content
-        return body
+    def body(self) -> str:
+        """The request's JSON, exactly as the client's json.dumps would write it."""
+        if self.items and self.items[0].content is not None:  # one recipient, own content
+            only = self.items[0]
+            personalization = json.loads(only.encoded)
+            body = {**self.shared.base, "personalizations": [personalization]}
+            return json.dumps({**body, "content": only.content})
+        shared = self.shared
+        return shared.head + ", ".join([item.encoded for item in self.items]) + shared.tail
 
 
 class SendgridProvider(Provider):
@@ -166,6 +185,10 @@ class SendgridProvider(Provider):
     def _api(self):
         if self._client is None:
             self._client = api.client(self.config, self.env, api.MAIL_SEND)
+            # Bodies go as the JSON text they were measured as (and, for most recipients,
+            # encoded by the read-ahead): the client passes a str through as it is when
+            # the Content-Type is not the bare "application/json" it would encode for.
+            self._client.request_headers["Content-Type"] = "application/json; charset=utf-8"
         return self._client
 
     # --- translate -----------------------------------------------------------------------
@@ -199,65 +222,22 @@ class SendgridProvider(Provider):
             base["send_at"] = int(self.options.send_at)
         if self.sandbox:
             base["mail_settings"] = {"sandbox_mode": {"enable": True}}
-        self._shared = _Shared(
-            campaign=campaign,
-            base=base,
-            base_size=_size({**base, "personalizations": []}),
-            html_fields=sorted({int(i) for i in rendered.html_parts[1::2]}),
-            text_fields=sorted({int(i) for i in rendered.text_parts[1::2]}),
-        )
+        self._shared = _Shared(campaign=campaign, base=base, tags=_Tags.of(campaign))
         return self._shared
 
+    @classmethod
+    def encode_ahead(cls, message: OutgoingMessage) -> str | None:
+        """The recipient's personalization as JSON: the read-ahead's part of the request."""
+        personalization, content = _personalization(message, _Tags.of(message.campaign))
+        return json_text(personalization) if content is None else None
+
     def _item(self, shared: _Shared, index: int, message: OutgoingMessage) -> _Item:
-        campaign = shared.campaign
-        rendered = campaign.rendered
-        html_values, text_values, subject = rendered.part_values(message.values)
-        if message.needs_smtputf8:
-            # SendGrid documents no SMTPUTF8 support: refuse it here rather than have it
-            # dropped, or mangled, after SendGrid accepted it.
-            raise SubscriberError(
-                f"{NEEDS_SMTPUTF8}: the {self.name} provider does not send to such addresses "
-                "(SMTPUTF8)"
-            )
-        to = {"email": wire_address(message.to_email)}
-        name = _display_name(message.to_name)
-        if name:
-            to["name"] = name
-        personalization: dict = {
-            "to": [to],
-            "subject": header_safe(campaign.subject_prefix + subject),
-            "headers": _headers(message.personal_headers()),
-            "custom_args": {
-                "issue": campaign.issue_slug,
-                "list": campaign.list_name,
-                "recipient": message.recipient(),
-            },
-        }
-        subs = {tag: html_values[i] for tag, i in shared.html_tags}
-        subs.update({tag: text_values[i] for tag, i in shared.text_tags})
-        content = None
-        # A character is at most 4 bytes: count them exactly only when that could matter.
-        if (
-            shared.tag_bytes + 4 * sum(map(len, subs.values())) > MAX_SUBSTITUTION_BYTES
-            and sum(len(k.encode()) + len(v.encode()) for k, v in subs.items())
-            > MAX_SUBSTITUTION_BYTES
-        ):
-            # Too much to substitute: this recipient gets a request with their own content.
-            filled = rendered.fill_values(message.values)
-            content = [
-                {"type": "text/plain", "value": filled.text},
-                {"type": "text/html", "value": filled.html},
-            ]
-        elif subs:
-            personalization["substitutions"] = subs
-        return _Item(
-            index=index,
-            message=message,
-            personalization=personalization,
-            size=shared.size_of(personalization) + 2,  # and the ", " that separates it
-            address=to["email"].lower(),
-            content=content,
-        )
+        encoded, content = self.ahead_of(message), None
+        if encoded is None:
+            personalization, content = _personalization(message, shared.tags)
+            encoded = json_text(personalization)
+        address = wire_address(message.to_email).lower()
+        return _Item(index, message, encoded, address, content)
 
     def plan(self, messages: Sequence[OutgoingMessage]) -> tuple[list[Step], dict[int, Result]]:
         """Pack the batch into requests that keep every Mail Send limit; refuse what cannot."""
@@ -273,7 +253,7 @@ class SendgridProvider(Provider):
                 continue
             if item.content is not None:
                 request = _Request(shared, [item])
-                body_size = _size(request.body())
+                body_size = len(request.body())
                 if body_size > self.max_request_bytes:
                     reason = f"message of {body_size} bytes is over SendGrid's request limit"
                     refused[index] = Result(message.key, Status.REJECTED, reason)
@@ -369,6 +349,50 @@ class SendgridProvider(Provider):
         return _store(results, items, Status.TEMPORARY, reason)
 
 
+def _personalization(message: OutgoingMessage, tags: _Tags) -> tuple[dict, list[dict] | None]:
+    """(The recipient's personalization, their own content when it cannot be substituted)."""
+    campaign = message.campaign
+    rendered = campaign.rendered
+    html_values, text_values, subject = rendered.part_values(message.values)
+    if message.needs_smtputf8:
+        # SendGrid documents no SMTPUTF8 support: refuse it here rather than have it
+        # dropped, or mangled, after SendGrid accepted it.
+        raise SubscriberError(
+            f"{NEEDS_SMTPUTF8}: the sendgrid provider does not send to such addresses (SMTPUTF8)"
+        )
+    to = {"email": wire_address(message.to_email)}
+    name = _display_name(message.to_name)
+    if name:
+        to["name"] = name
+    personalization: dict = {
+        "to": [to],
+        "subject": header_safe(campaign.subject_prefix + subject),
+        "headers": _headers(message.personal_headers()),
+        "custom_args": {
+            "issue": campaign.issue_slug,
+            "list": campaign.list_name,
+            "recipient": message.recipient(),
+        },
+    }
+    subs = {tag: html_values[i] for tag, i in tags.html}
+    subs.update({tag: text_values[i] for tag, i in tags.text})
+    # A character is at most 4 bytes: count them exactly only when that could matter.
+    if (
+        tags.size + 4 * sum(map(len, subs.values())) > MAX_SUBSTITUTION_BYTES
+        and sum(len(k.encode()) + len(v.encode()) for k, v in subs.items()) > MAX_SUBSTITUTION_BYTES
+    ):
+        # Too much to substitute: this recipient gets a request with their own content.
+        filled = rendered.fill_values(message.values)
+        content = [
+            {"type": "text/plain", "value": filled.text},
+            {"type": "text/html", "value": filled.html},
+        ]
+        return personalization, content
+    if subs:
+        personalization["substitutions"] = subs
+    return personalization, None
+
+
 def _store(results: dict[int, Result], items: list[_Item], status: Status, reason="", **extra):
     for item in items:
         results[item.index] = Result(item.message.key, status, reason, **extra)
@@ -378,11 +402,6 @@ def _headers(headers: dict[str, str]) -> dict[str, str]:
     if not RESERVED_HEADERS.isdisjoint(name.lower() for name in headers):
         raise AssertionError(f"SendGrid refuses these headers in `headers`: {sorted(headers)}")
     return headers
-
-
-def _size(value) -> int:
-    # The client serialises with json.dumps defaults: measure exactly what it will send.
-    return len(json.dumps(value))
 
 
 def _display_name(name: str) -> str:
