@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import email.utils
 import json
 import time
@@ -22,6 +23,7 @@ from newsletter.message import header_safe
 from newsletter.providers import SendOptions, Status, check, make_provider
 from newsletter.providers.mailgun.api import API_KEY_ENV
 from newsletter.providers.mailgun.mail import MailgunProvider
+from newsletter.sending.readahead import _ahead
 
 KEY = "mg-loopback-key-0123"
 DOMAIN = "mg.example.org"
@@ -377,3 +379,28 @@ def test_mailgun_send_killed_at_several_points_resumes_without_loss_or_duplicate
     assert max(counts.values()) == 1
     unknown = assert_exactly_once(emails, received, ledger_states(workspace))
     assert len(unknown) <= len(kills) * 2 * 100
+
+
+def test_mailgun_sends_the_same_request_when_the_read_ahead_encoded_the_recipients(
+    workspace, server
+):
+    provider, config = provider_for(workspace, server)
+    campaign = make_campaign(config)
+    plain = [
+        message_for(campaign, "ada@example.org", 'Ada, "the" Countess', company="Engines & <Co>"),
+        message_for(campaign, "zoe@bücher.example", "Zoë 🚀", company="Ünïcode"),
+        message_for(campaign, "jörg@example.org", "Jörg"),  # Mailgun cannot send to it
+        message_for(campaign, "grace@example.net", "Grace"),
+    ]
+    encode = _ahead("mailgun")  # what the read-ahead process hands over with each message
+    ahead = [dataclasses.replace(m, ahead=encode(m)) for m in plain]
+    assert [m.ahead is not None for m in ahead] == [True, True, False, True]
+    with provider:
+        first = provider.send_batch(plain)
+        second = provider.send_batch(ahead)
+    assert [(r.key, r.status, r.reason) for r in first] == [
+        (r.key, r.status, r.reason) for r in second
+    ]
+    assert [r.status for r in second].count(Status.REJECTED) == 1
+    assert "SMTPUTF8" in second[2].reason
+    assert server.requests[0] == server.requests[1]

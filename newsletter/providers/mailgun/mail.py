@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formataddr
@@ -25,7 +24,7 @@ from newsletter.message import (
     wire_address,
 )
 from newsletter.providers.base import Provider, Result, SendOptions, Status, Step
-from newsletter.providers.common import place
+from newsletter.providers.common import json_text, place
 from newsletter.providers.mailgun import api
 
 HTML_VAR = "h{}"  # recipient variable names of the merge fields
@@ -52,9 +51,6 @@ class _Shared:
     campaign: Campaign
     fields: list[tuple[str, str]]  # the request without `to` and recipient-variables
     size: int  # their multipart bytes, closing boundary and the variables' field included
-    html_fields: list[int]
-    text_fields: list[int]
-    personal_subject: bool
 
 
 @dataclass
@@ -165,29 +161,16 @@ class MailgunProvider(Provider):
             campaign=campaign,
             fields=fields,
             size=size,
-            html_fields=sorted({int(i) for i in rendered.html_parts[1::2]}),
-            text_fields=sorted({int(i) for i in rendered.text_parts[1::2]}),
-            personal_subject=personal_subject,
         )
         return self._shared
 
+    @classmethod
+    def encode_ahead(cls, message: OutgoingMessage) -> tuple[str, str, str]:
+        """(`to`, address, recipient-variables entry): the read-ahead's part of the request."""
+        return _recipient(message)
+
     def _item(self, shared: _Shared, index: int, message: OutgoingMessage) -> _Item:
-        if message.needs_smtputf8:
-            raise SubscriberError(
-                f"{NEEDS_SMTPUTF8}: the {self.name} provider does not send to such addresses "
-                "(SMTPUTF8)"
-            )
-        campaign = shared.campaign
-        html_values, text_values, subject = campaign.rendered.part_values(message.values)
-        address = wire_address(message.to_email)
-        name = header_safe(message.to_name or "")[:NAME_MAX].rstrip()
-        to = formataddr((name, address), "utf-8") if name else address
-        variables = {HTML_VAR.format(i): html_values[i] for i in shared.html_fields}
-        variables.update({TEXT_VAR.format(i): text_values[i] for i in shared.text_fields})
-        variables["unsubscribe"] = message.list_unsubscribe
-        if shared.personal_subject:
-            variables["subject"] = header_safe(campaign.subject_prefix + subject)
-        entry = f"{json.dumps(address)}: {json.dumps(variables)}"  # ASCII: escaped by dumps
+        to, address, entry = self.ahead_of(message) or _recipient(message)
         size = len(entry) + 2 + field_size("to", to)  # and the ", " after it
         return _Item(index, message, to, address, entry, size)
 
@@ -293,6 +276,42 @@ class MailgunProvider(Provider):
             return _store(results, items, Status.REJECTED, reason)
         reason = f"unexpected answer from Mailgun ({status}): {said}"
         return _store(results, items, Status.TEMPORARY, reason)
+
+
+def _recipient(message: OutgoingMessage) -> tuple[str, str, str]:
+    """The recipient's `to` field, address, and `"address": {...variables}` as JSON text."""
+    if message.needs_smtputf8:
+        raise SubscriberError(
+            f"{NEEDS_SMTPUTF8}: the mailgun provider does not send to such addresses (SMTPUTF8)"
+        )
+    campaign = message.campaign
+    rendered = campaign.rendered
+    html_values, text_values, subject = rendered.part_values(message.values)
+    address = wire_address(message.to_email)
+    name = header_safe(message.to_name or "")[:NAME_MAX].rstrip()
+    to = formataddr((name, address), "utf-8") if name else address
+    html_vars, text_vars = _variables(rendered)
+    variables = {var: html_values[i] for var, i in html_vars}
+    variables.update({var: text_values[i] for var, i in text_vars})
+    variables["unsubscribe"] = message.list_unsubscribe
+    if len(rendered.subject_parts) > 1:  # a personal subject
+        variables["subject"] = header_safe(campaign.subject_prefix + subject)
+    # ASCII: escaped as json.dumps escapes it.
+    return to, address, f"{json_text(address)}: {json_text(variables)}"
+
+
+def _variables(rendered) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(variable name, merge field) for the HTML and the text: once per issue and process."""
+    found = _VARIABLES.get(id(rendered))
+    if found is None or found[0] is not rendered:
+        html = sorted({int(i) for i in rendered.html_parts[1::2]})
+        text = sorted({int(i) for i in rendered.text_parts[1::2]})
+        pairs = ([(HTML_VAR.format(i), i) for i in html], [(TEXT_VAR.format(i), i) for i in text])
+        found = _VARIABLES[id(rendered)] = (rendered, pairs)
+    return found[1]
+
+
+_VARIABLES: dict[int, tuple[object, tuple]] = {}
 
 
 def _store(results: dict[int, Result], items: list[_Item], status: Status, reason="", **extra):
