@@ -159,6 +159,12 @@ class _Handler:
     def __init__(self, server: SmtpServer) -> None:
         self.server = server
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.server.pipelining:  # aiosmtpd reads commands one by one: it can take them
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         limit = self.server.script.close_after
         if limit is not None and getattr(session, "delivered", 0) >= limit:
@@ -223,7 +229,8 @@ class _Controller(Controller):
 class SmtpServer:
     """aiosmtpd on 127.0.0.1: security "none", "starttls" (required) or "ssl"; optional AUTH.
 
-    It offers SMTPUTF8 (addresses with non-ASCII local parts) unless `smtputf8` is False.
+    It offers SMTPUTF8 (addresses with non-ASCII local parts) unless `smtputf8` is False, and
+    PIPELINING unless `pipelining` is False.
     """
 
     def __init__(
@@ -232,8 +239,10 @@ class SmtpServer:
         tls: tuple[Path, Path] | None = None,
         credentials: tuple[str, str] | None = None,
         smtputf8: bool = True,
+        pipelining: bool = True,
     ) -> None:
         self.host = "127.0.0.1"
+        self.pipelining = pipelining  # offer PIPELINING (RFC 2920), as real relays do
         self.port = free_port()
         self.script = SmtpScript()
         self.messages: list[Received] = []

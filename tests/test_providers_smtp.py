@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import email.policy
 import email.utils
 import re
+import smtplib
+import socket
 import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from loopback import SmtpServer, make_campaign, make_certificate, message_for, subscribers
 
 from newsletter.config import load_config
 from newsletter.errors import ConfigError, ProviderError
-from newsletter.providers import SendOptions, Status, UnsupportedFeature, make_provider
+from newsletter.providers import (
+    SendOptions,
+    Status,
+    UnsupportedFeature,
+    make_provider,
+    smtp_pipeline,
+)
 from newsletter.providers.smtp import PASSWORD_ENV, SmtpProvider
 
 USER, PASSWORD = "mailer", "s3cret-Pa55word"
@@ -29,9 +41,11 @@ def trust(certificate, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
 
 
-@pytest.fixture
-def server():
-    with SmtpServer() as smtp:
+@pytest.fixture(params=[True, False], ids=["pipelined", "one-by-one"])
+def server(request):
+    """Each test against a server offering PIPELINING (MAIL, RCPT and DATA sent together) and
+    one that does not (smtplib's sendmail): both paths must fail and succeed alike."""
+    with SmtpServer(pipelining=request.param) as smtp:
         yield smtp
 
 
@@ -405,3 +419,63 @@ def test_smtp_provider_is_registered_with_its_batch_and_worker_defaults():
     assert get_provider_class("smtp") is SmtpProvider
     assert (SmtpProvider.max_batch, SmtpProvider.default_workers) == (50, 4)
     assert not SmtpProvider.supports_send_at and not SmtpProvider.supports_sandbox
+
+
+class _RecordingProxy:
+    """A TCP relay between the client and the server that keeps what the client wrote."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.chunks: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        client, _ = self.listener.accept()
+        upstream = socket.create_connection(("127.0.0.1", self.target))
+        threading.Thread(target=self._pump, args=(upstream, client, None), daemon=True).start()
+        self._pump(client, upstream, self.chunks)
+
+    @staticmethod
+    def _pump(source, sink, record) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if record is not None:
+                    record.append(data)
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_smtp_sends_mail_rcpt_and_data_in_one_write_when_the_server_pipelines(workspace):
+    with SmtpServer(pipelining=True) as server:
+        proxy = _RecordingProxy(server.port)
+        provider, config = provider_for(workspace, proxy.port)
+        with provider:
+            results = provider.send_batch(fixture_messages(config))
+    assert [r.status for r in results] == [Status.ACCEPTED] * 3
+    assert len(server.messages) == 3
+    together = [c for c in proxy.chunks if c.startswith(b"MAIL FROM:")]
+    assert len(together) == 3  # one write per message for its three commands
+    assert all(b"\r\nRCPT TO:<" in c and c.endswith(b"\r\nDATA\r\n") for c in together)
+
+
+def test_smtp_lines_starting_with_a_dot_arrive_whole_on_both_paths(workspace, server):
+    provider, config = provider_for(workspace, server.port)
+    campaign = make_campaign(config, "merge.md")
+    message = message_for(campaign, "ada@example.org", "Ada", company=".hidden\r\n.\r\n..dots")
+    with provider:
+        [result] = provider.send_batch([message])
+    assert result.status is Status.ACCEPTED
+    [received] = server.messages
+    parsed = email.message_from_bytes(received.data, policy=email.policy.default)
+    text = parsed.get_body(("plain",)).get_content()
+    # Lines of the message that start with a dot, stuffed on the wire, arrive as they were.
+    assert b"\r\n.hidden\r\n" in received.data and b"\r\n..dots=\r\n" in received.data
+    assert ".hidden" in text and "..dots" in text
+
+
+@given(st.binary(max_size=40).map(lambda b: bytes(b".\r\nx"[n % 4] for n in b)))
+def test_dot_stuffing_is_smtplibs_to_the_byte(payload):
+    assert smtp_pipeline.stuffed(payload) == smtplib._quote_periods(payload)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from newsletter.config import Config
 from newsletter.errors import ConfigError, ProviderError, SubscriberError
 from newsletter.message import NEEDS_SMTPUTF8, OutgoingMessage, wire_address
+from newsletter.providers import smtp_pipeline
 from newsletter.providers.base import Provider, Result, SendOptions, Status, Unavailable
 
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
@@ -106,7 +107,7 @@ class SmtpProvider(Provider):
                 )
             conn.data_started = False
             try:
-                conn.sendmail(sender, [recipient], payload, options)
+                smtp_pipeline.send(conn, sender, recipient, payload, options)
                 return Result(key, Status.ACCEPTED, provider_id=message.message_id)
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = next(iter(exc.recipients.values()))
