@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from newsletter import screenshots
-from newsletter.emailhtml import compile_mjml
+from newsletter.emailhtml import compile_mjml, inline_css
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reference"
 
@@ -59,3 +59,20 @@ def test_full_width_image_in_padded_column_has_the_reference_width():
     html = compile_mjml((FIXTURES / "image-story.mjml").read_text())
     # npm mjml 5: 600 px body minus the image's 28 px left and right padding
     assert re.search(r'<td style="width:544px;">\s*<img[^>]*width="544"', html)
+
+
+def test_images_floated_left_or_right_get_the_align_attribute_outlook_reads():
+    html = (
+        "<!doctype html><html><head></head><body>"
+        '<img src="a.png" class="thumb">'
+        '<img src="b.png" style="width:10px; float: right">'
+        '<img src="c.png" style="float:left" align="center">'
+        '<img src="d.png" style="display:block">'
+        "</body></html>"
+    )
+    out = inline_css(html, [".thumb { float: left }"])
+    assert re.search(r'<img align="left" src="a.png"[^>]*style="float:left"', out)
+    assert re.search(r'<img align="right" src="b.png"', out)
+    assert re.search(r'<img src="c.png" style="float:left" align="center">', out)  # kept
+    assert re.search(r'<img src="d.png" style="display:block">', out)
+    assert out.startswith("<!doctype html>")
