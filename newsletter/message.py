@@ -152,14 +152,26 @@ def qp_chunks(parts: list[str]) -> list[str]:
     return [_qp(part) + SOFT_BREAK if i % 2 == 0 else part for i, part in enumerate(parts)]
 
 
-def qp_fill(chunks: list[str], values: dict[int, str]) -> str:
-    """Quoted-printable of a part with per-recipient values: only the values are encoded."""
+def qp_fill(chunks: list[str], values: dict[int, str], stuffed: bool = False) -> str:
+    """Quoted-printable of a part with per-recipient values: only the values are encoded.
+
+    `stuffed`: the chunks are dot-stuffed already (Campaign.stuffed_html) and so is each value.
+    """
     if len(chunks) == 1:
         return chunks[0]
     out = chunks[:]
     for i in range(1, len(chunks), 2):
-        out[i] = _qp(values[int(chunks[i])]) + SOFT_BREAK
+        encoded = _qp(values[int(chunks[i])]) + SOFT_BREAK
+        out[i] = dot_stuffed(encoded) if stuffed else encoded
     return "".join(out)
+
+
+def dot_stuffed(text: str) -> str:
+    """SMTP's transparency (RFC 5321 4.5.2): a dot that starts a line (at the top, or after a
+    line feed) is doubled. Every piece of a message starts a line, so pieces stuffed alone
+    make the whole stuffed: a campaign's parts once, each recipient's values as they come."""
+    text = text.replace("\n.", "\n..")
+    return "." + text if text.startswith(".") else text
 
 
 @dataclass(frozen=True)
@@ -197,6 +209,15 @@ class Campaign:
     @cached_property
     def encoded_text(self) -> list[str]:
         return qp_chunks(self.rendered.text_parts)
+
+    @cached_property
+    def stuffed_html(self) -> list[str]:
+        """encoded_html dot-stuffed for SMTP's DATA (the token indexes stay as they are)."""
+        return [dot_stuffed(c) if i % 2 == 0 else c for i, c in enumerate(self.encoded_html)]
+
+    @cached_property
+    def stuffed_text(self) -> list[str]:
+        return [dot_stuffed(c) if i % 2 == 0 else c for i, c in enumerate(self.encoded_text)]
 
     @cached_property
     def static_headers(self) -> str:
@@ -340,11 +361,12 @@ class OutgoingMessage:
         """Whether the address has a non-ASCII local part: only SMTPUTF8 can deliver it."""
         return not self.to_email.rpartition("@")[0].isascii()
 
-    def as_bytes(self, utf8: bool = False) -> bytes:
+    def as_bytes(self, utf8: bool = False, stuffed: bool = False) -> bytes:
         """The complete RFC 5322 message, CRLF line ends, no line over 998 octets.
 
         With `utf8`, an address with a non-ASCII local part is written as it is (an SMTPUTF8
-        message, RFC 6532); without, such an address raises AddressError.
+        message, RFC 6532); without, such an address raises AddressError. With `stuffed`, it
+        is dot-stuffed for SMTP's DATA (no header line can start with a dot).
         """
         camp = self.campaign
         html_values, text_values, subject = camp.rendered.part_values(self.values)
@@ -368,12 +390,12 @@ class OutgoingMessage:
             'Content-Type: text/plain; charset="utf-8"',
             "Content-Transfer-Encoding: quoted-printable",
             "",
-            qp_fill(camp.encoded_text, text_values),
+            qp_fill(camp.stuffed_text if stuffed else camp.encoded_text, text_values, stuffed),
             f"--{boundary}",
             'Content-Type: text/html; charset="utf-8"',
             "Content-Transfer-Encoding: quoted-printable",
             "",
-            qp_fill(camp.encoded_html, html_values),
+            qp_fill(camp.stuffed_html if stuffed else camp.encoded_html, html_values, stuffed),
             f"--{boundary}--",
             "",
         ]

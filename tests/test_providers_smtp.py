@@ -12,18 +12,19 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 from hypothesis import given
 from hypothesis import strategies as st
 from loopback import SmtpServer, make_campaign, make_certificate, message_for, subscribers
 
 from newsletter.config import load_config
 from newsletter.errors import ConfigError, ProviderError
+from newsletter.message import dot_stuffed
 from newsletter.providers import (
     SendOptions,
     Status,
     UnsupportedFeature,
     make_provider,
-    smtp_pipeline,
 )
 from newsletter.providers.smtp import PASSWORD_ENV, SmtpProvider
 
@@ -476,6 +477,14 @@ def test_smtp_lines_starting_with_a_dot_arrive_whole_on_both_paths(workspace, se
     assert ".hidden" in text and "..dots" in text
 
 
-@given(st.binary(max_size=40).map(lambda b: bytes(b".\r\nx"[n % 4] for n in b)))
-def test_dot_stuffing_is_smtplibs_to_the_byte(payload):
-    assert smtp_pipeline.stuffed(payload) == smtplib._quote_periods(payload)
+@given(st.binary(max_size=40).map(lambda b: "".join(".\r\nx"[n % 4] for n in b)))
+def test_dot_stuffing_is_smtplibs_to_the_byte(text):
+    assert dot_stuffed(text).encode() == smtplib._quote_periods(text.encode())
+
+
+@given(st.text(".\r\nxé", max_size=30))
+def test_a_message_stuffed_piece_by_piece_is_the_whole_message_stuffed(value):
+    campaign = make_campaign(load_config(FIXTURES / "workspace" / "newsletter.toml"), "merge.md")
+    message = message_for(campaign, "ada@example.org", value or "Ada", company=value)
+    whole = message.as_bytes()
+    assert message.as_bytes(stuffed=True) == smtplib._quote_periods(whole)

@@ -88,7 +88,7 @@ class SmtpProvider(Provider):
         key = message.key
         utf8 = message.needs_smtputf8
         try:
-            payload = message.as_bytes(utf8=utf8)
+            payload = message.as_bytes(utf8=utf8, stuffed=True)  # for DATA, as it goes
             sender = wire_address(self.config.from_email, utf8)
             recipient = wire_address(message.to_email, utf8)
         except (SubscriberError, UnicodeError) as exc:  # what this one message cannot carry
