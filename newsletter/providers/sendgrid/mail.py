@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import http.client
 import json
 import urllib.error
@@ -19,42 +18,28 @@ import python_http_client.exceptions as http_errors
 from newsletter.config import Config
 from newsletter.errors import ConfigError, ProviderError, SubscriberError
 from newsletter.message import (
-    NAME_MAX,
-    NEEDS_SMTPUTF8,
     Campaign,
     OutgoingMessage,
     header_safe,
     wire_address,
 )
 from newsletter.providers.base import Provider, Result, SendOptions, Status, Step
-from newsletter.providers.common import json_text, place
+from newsletter.providers.common import place
 from newsletter.providers.sendgrid import api
 from newsletter.providers.sendgrid.api import API_KEY_ENV
+from newsletter.providers.sendgrid.personalize import (
+    HTML_TAG,
+    TEXT_TAG,
+    Tags,
+    checked_headers,
+    encoded,
+)
 
-HTML_TAG = "-nlh{}-"  # substitution tags; the trailing dash keeps -nlh1- out of -nlh12-
-TEXT_TAG = "-nlt{}-"
 MAX_PERSONALIZATIONS = 1000  # also the recipients per request: one `to` per personalization
-MAX_SUBSTITUTION_BYTES = 10_000  # per personalization
 MAX_CATEGORIES = 10
 # A 429 without Retry-After or X-RateLimit-Reset is still throttling: wait, do not count it
 # as a failure. A bare 5xx is not: an outage must stop the send, not be waited out forever.
 DEFAULT_429_RETRY_AFTER = 1.0
-RESERVED_HEADERS = frozenset(
-    {
-        "x-sg-id",
-        "x-sg-eid",
-        "received",
-        "dkim-signature",
-        "content-type",
-        "content-transfer-encoding",
-        "to",
-        "from",
-        "subject",
-        "reply-to",
-        "cc",
-        "bcc",
-    }
-)
 TRACKING_OFF = {
     # Click tracking rewrites every link (unsubscribe links included) through SendGrid.
     "click_tracking": {"enable": False, "enable_text": False},
@@ -64,41 +49,13 @@ TRACKING_OFF = {
 }
 
 
-@dataclass(frozen=True)
-class _Tags:
-    """A campaign's substitution tags: (tag, merge field) for each part."""
-
-    html: list[tuple[str, int]]
-    text: list[tuple[str, int]]
-    size: int  # bytes of all the tags together
-
-    @staticmethod
-    def of(campaign: Campaign) -> _Tags:
-        """The campaign's tags, worked out once per campaign and process."""
-        found = _TAGS.get(id(campaign))
-        if found is None or found[0] is not campaign:
-            parts = campaign.rendered
-            html = [
-                (HTML_TAG.format(i), i) for i in sorted({int(i) for i in parts.html_parts[1::2]})
-            ]
-            text = [
-                (TEXT_TAG.format(i), i) for i in sorted({int(i) for i in parts.text_parts[1::2]})
-            ]
-            tags = _Tags(html, text, sum(len(tag) for tag, _ in [*html, *text]))
-            found = _TAGS[id(campaign)] = (campaign, tags)
-        return found[1]
-
-
-_TAGS: dict[int, tuple[Campaign, _Tags]] = {}
-
-
 @dataclass
 class _Shared:
     """What every request of one campaign carries: computed once per campaign."""
 
     campaign: Campaign
     base: dict  # the request without personalizations
-    tags: _Tags
+    tags: Tags
     # The request's JSON before and after its personalizations, as json.dumps writes it.
     head: str = ""
     tail: str = ""
@@ -201,7 +158,7 @@ class SendgridProvider(Provider):
         headers = {"List-Id": campaign.list_id_header}
         if cfg.send.feedback_id:
             headers["Feedback-ID"] = header_safe(cfg.send.feedback_id)
-        _headers(headers)
+        checked_headers(headers)
         sender = wire_address(cfg.from_email)
         base: dict = {
             "from": {"email": sender, "name": header_safe(cfg.from_name or cfg.name)},
@@ -222,22 +179,21 @@ class SendgridProvider(Provider):
             base["send_at"] = int(self.options.send_at)
         if self.sandbox:
             base["mail_settings"] = {"sandbox_mode": {"enable": True}}
-        self._shared = _Shared(campaign=campaign, base=base, tags=_Tags.of(campaign))
+        self._shared = _Shared(campaign=campaign, base=base, tags=Tags.of(campaign))
         return self._shared
 
     @classmethod
     def encode_ahead(cls, message: OutgoingMessage) -> str | None:
         """The recipient's personalization as JSON: the read-ahead's part of the request."""
-        personalization, content = _personalization(message, _Tags.of(message.campaign))
-        return json_text(personalization) if content is None else None
+        text, content = encoded(message, Tags.of(message.campaign))
+        return text if content is None else None
 
     def _item(self, shared: _Shared, index: int, message: OutgoingMessage) -> _Item:
-        encoded, content = self.ahead_of(message), None
-        if encoded is None:
-            personalization, content = _personalization(message, shared.tags)
-            encoded = json_text(personalization)
+        text, content = self.ahead_of(message), None
+        if text is None:
+            text, content = encoded(message, shared.tags)
         address = wire_address(message.to_email).lower()
-        return _Item(index, message, encoded, address, content)
+        return _Item(index, message, text, address, content)
 
     def plan(self, messages: Sequence[OutgoingMessage]) -> tuple[list[Step], dict[int, Result]]:
         """Pack the batch into requests that keep every Mail Send limit; refuse what cannot."""
@@ -349,67 +305,9 @@ class SendgridProvider(Provider):
         return _store(results, items, Status.TEMPORARY, reason)
 
 
-def _personalization(message: OutgoingMessage, tags: _Tags) -> tuple[dict, list[dict] | None]:
-    """(The recipient's personalization, their own content when it cannot be substituted)."""
-    campaign = message.campaign
-    rendered = campaign.rendered
-    html_values, text_values, subject = rendered.part_values(message.values)
-    if message.needs_smtputf8:
-        # SendGrid documents no SMTPUTF8 support: refuse it here rather than have it
-        # dropped, or mangled, after SendGrid accepted it.
-        raise SubscriberError(
-            f"{NEEDS_SMTPUTF8}: the sendgrid provider does not send to such addresses (SMTPUTF8)"
-        )
-    to = {"email": wire_address(message.to_email)}
-    name = _display_name(message.to_name)
-    if name:
-        to["name"] = name
-    personalization: dict = {
-        "to": [to],
-        "subject": header_safe(campaign.subject_prefix + subject),
-        "headers": _headers(message.personal_headers()),
-        "custom_args": {
-            "issue": campaign.issue_slug,
-            "list": campaign.list_name,
-            "recipient": message.recipient(),
-        },
-    }
-    subs = {tag: html_values[i] for tag, i in tags.html}
-    subs.update({tag: text_values[i] for tag, i in tags.text})
-    # A character is at most 4 bytes: count them exactly only when that could matter.
-    if (
-        tags.size + 4 * sum(map(len, subs.values())) > MAX_SUBSTITUTION_BYTES
-        and sum(len(k.encode()) + len(v.encode()) for k, v in subs.items()) > MAX_SUBSTITUTION_BYTES
-    ):
-        # Too much to substitute: this recipient gets a request with their own content.
-        filled = rendered.fill_values(message.values)
-        content = [
-            {"type": "text/plain", "value": filled.text},
-            {"type": "text/html", "value": filled.html},
-        ]
-        return personalization, content
-    if subs:
-        personalization["substitutions"] = subs
-    return personalization, None
-
-
 def _store(results: dict[int, Result], items: list[_Item], status: Status, reason="", **extra):
     for item in items:
         results[item.index] = Result(item.message.key, status, reason, **extra)
-
-
-def _headers(headers: dict[str, str]) -> dict[str, str]:
-    if not RESERVED_HEADERS.isdisjoint(name.lower() for name in headers):
-        raise AssertionError(f"SendGrid refuses these headers in `headers`: {sorted(headers)}")
-    return headers
-
-
-def _display_name(name: str) -> str:
-    name = header_safe(name or "")[:NAME_MAX].rstrip()
-    if "," in name or ";" in name:
-        # SendGrid does not quote personalization names with commas or semicolons itself.
-        return f'"{email.utils.quote(name)}"'
-    return name
 
 
 def _describe(exc: BaseException) -> str:
