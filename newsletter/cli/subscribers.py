@@ -2,85 +2,31 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from newsletter.cli import show
+from newsletter.cli import show, subscribers_import
 from newsletter.cli.common import ConfigOption, load, plural
-from newsletter.errors import ExitCode, SubscriberError
-
-
-class _Lazy:
-    """A module imported on first use, so other commands start without it."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __getattr__(self, attr: str):
-        import importlib
-
-        return getattr(importlib.import_module(self.name), attr)
-
-
-subs = _Lazy("newsletter.subscribers")
-lists = _Lazy("newsletter.store.lists")  # picks the files or the PostgreSQL store
+from newsletter.cli.subscriber_options import (
+    DeliverabilityOption,
+    ListArgument,
+    ListOption,
+    SegmentOption,
+    Status,
+    folding,
+    lists,
+    pairs,
+    subs,
+)
+from newsletter.errors import ExitCode
 
 app = typer.Typer(
     help="Manage subscriber lists (CSV files in subscribers/, or the PostgreSQL store).",
     no_args_is_help=True,
     rich_markup_mode=None,  # as the main app: help shows what it says
 )
-
-MAX_SHOWN = 10  # rejected rows printed by `import`; the rejects file has them all
-
-
-class Status(StrEnum):
-    subscribed = "subscribed"
-    unsubscribed = "unsubscribed"
-    bounced = "bounced"
-    complained = "complained"
-    pending = "pending"
-
-
-class Format(StrEnum):
-    auto = "auto"
-    mailchimp = "mailchimp"
-    substack = "substack"
-    buttondown = "buttondown"
-    listmonk = "listmonk"
-    csv = "csv"
-
-
-ListArgument = Annotated[
-    str | None, typer.Argument(help="List name (subscribers/NAME.csv); default: `list` in config.")
-]
-ListOption = Annotated[
-    str | None,
-    typer.Option(
-        "--list", "-l", help="List name (subscribers/NAME.csv); default: `list` in config."
-    ),
-]
-SegmentOption = Annotated[
-    str | None,
-    typer.Option(help="Only rows in this segment, e.g. 'tag:python and country = \"UA\"'."),
-]
-DeliverabilityOption = Annotated[
-    bool,
-    typer.Option("--check-deliverability", help="Also look up each domain's MX records in DNS."),
-]
-
-
-def _pairs(values: list[str], option: str) -> dict[str, str]:
-    pairs = {}
-    for value in values:
-        key, sep, rest = value.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"expected KEY=VALUE, got {value!r}", param_hint=option)
-        pairs[key.strip()] = rest
-    return pairs
 
 
 @app.command("list")
@@ -124,17 +70,6 @@ def list_(
     last = first + len(found.subscribers) - 1
     more = f"; next: --page {found.page + 1}" if last < found.total else ""
     typer.echo(f"Rows {first}-{last} of {found.total} in {name}{suffix}{more}.")
-
-
-def _folding(cfg):
-    """Writes of a list in this block fold in the opt-outs kept for it (optouts.fold); on
-    PostgreSQL serve changes the rows themselves, so there is nothing to fold."""
-    from contextlib import nullcontext
-
-    from newsletter import optouts
-    from newsletter.store import uses_postgres
-
-    return nullcontext() if uses_postgres(cfg) else optouts.folding(cfg)
 
 
 def _show_lists(cfg) -> None:
@@ -199,10 +134,10 @@ def add(
 
     Example: newsletter subscribers add ada@example.org --name "Ada Lovelace" --field company=ACME
     """
-    fields = _pairs(field or [], "--field")
+    fields = pairs(field or [], "--field")
     cfg = load(config)
     target = list_name or cfg.list
-    with _folding(cfg):
+    with folding(cfg):
         result = lists.add_subscriber(
             cfg,
             target,
@@ -239,7 +174,7 @@ def remove(
     """
     cfg = load(config)
     target = list_name or cfg.list
-    with _folding(cfg):
+    with folding(cfg):
         changed, previous = lists.remove_subscriber(cfg, target, email, source="cli")
     if changed:
         typer.echo(f"Unsubscribed {email.strip()} from {target} (the row is kept).")
@@ -262,7 +197,7 @@ def forget(
         typer.confirm(f"Erase {email.strip()} from every list? This cannot be undone.", abort=True)
     from newsletter.privacy import forget_everywhere
 
-    with _folding(cfg):
+    with folding(cfg):
         erasure = forget_everywhere(cfg, email)
     removed = erasure.rows_by_list
     if removed:
@@ -279,71 +214,8 @@ def forget(
         )
 
 
-@app.command("import")
-def import_(
-    file: Annotated[Path, typer.Argument(help="CSV export to import.")],
-    list_name: ListOption = None,
-    map_: Annotated[
-        list[str] | None,
-        typer.Option("--map", help="COLUMN=FIELD (FIELD empty to skip the column; repeatable)."),
-    ] = None,
-    format: Annotated[Format, typer.Option(help="Whose export this is.")] = Format.auto,
-    update: Annotated[
-        bool, typer.Option(help="Also update names and fields of addresses already in the list.")
-    ] = False,
-    check_deliverability: DeliverabilityOption = False,
-    tag: Annotated[
-        list[str] | None,
-        typer.Option("--tag", help="Tag every imported address with TAG (repeatable)."),
-    ] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Import a CSV export (Mailchimp, Substack, Buttondown, listmonk or plain CSV) into a list.
-
-    Example: newsletter subscribers import members_export.csv --list main --map Company=company
-    """
-    mapping = _pairs(map_ or [], "--map")
-    cfg = load(config)
-    with _folding(cfg):
-        report = lists.import_file(
-            cfg,
-            list_name or cfg.list,
-            file,
-            format=format.value,
-            mapping=mapping,
-            update=update,
-            check_deliverability=check_deliverability,
-            tags=tag or (),
-        )
-    typer.echo(
-        f"Imported {subs.display(file)} into {report.list_name} ({report.format} format): "
-        f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
-        f"{report.rejected} rejected."
-    )
-    if report.suppressed:
-        where = lists.suppressions_where(cfg)
-        addresses = plural(
-            report.suppressed, "bounced or blocked address", "bounced or blocked addresses"
-        )
-        typer.echo(f"{addresses} added to {where}.")
-    if report.ignored_columns:
-        typer.echo(f"Ignored columns: {', '.join(report.ignored_columns)}.")
-    for problem in report.problems[:MAX_SHOWN]:
-        typer.echo(str(problem), err=True)
-    if len(report.problems) > MAX_SHOWN:
-        typer.echo(f"... and {len(report.problems) - MAX_SHOWN} more.", err=True)
-    if report.rejects_path:
-        typer.echo(
-            f"Rejected rows written to {subs.display(report.rejects_path)}: "
-            "fix them and import that file.",
-            err=True,
-        )
-    taken = report.added + report.updated + report.unchanged + report.suppressed
-    if report.rejected and not taken:  # an all-bad file is an input error: say so in the code
-        raise SubscriberError(
-            "every row was rejected; nothing was imported", where=subs.display(file)
-        )
-
+# Addresses from elsewhere (subscribers_import.py), listed here in the help's order.
+app.command("import")(subscribers_import.import_)
 
 TagsArgument = Annotated[list[str], typer.Argument(help="One or more tags.")]
 
@@ -379,7 +251,7 @@ def untag(
 def _tag(email: str, tags: list[str], list_name: str | None, config, *, remove: bool) -> None:
     cfg = load(config)
     target = list_name or cfg.list
-    with _folding(cfg):
+    with folding(cfg):
         after = lists.tag_subscriber(cfg, target, email, tags, remove=remove)
     if after is None:
         typer.echo(f"{email.strip()} in {target}: nothing changed.")
@@ -442,39 +314,11 @@ def validate(
             typer.echo(f"No problems in {plural(checked, 'list')}{also}.")
 
 
-@app.command()
-def sync(
-    since: Annotated[
-        str | None,
-        typer.Option(help="Only entries since this date or time, e.g. 2024-05-01 (default: all)."),
-    ] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Pull SendGrid's bounces, blocks, spam reports, invalid emails and unsubscribes into
-    subscribers/suppressions.csv.
-
-    Example: newsletter subscribers sync --since 2024-05-01
-    """
-    from newsletter.providers.sendgrid.suppressions import parse_since, sync_suppressions
-
-    cfg = load(config)
-    try:
-        start = parse_since(since) if since else None
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--since") from None
-    report = sync_suppressions(cfg, since=start)
-    width = max(len(kind) for kind in report.found)
-    for kind, found in report.found.items():
-        typer.echo(f"{kind:<{width}}  {found:>6} found, {report.added[kind]:>6} new")
-    if report.skipped:
-        which = "is not an email address" if report.skipped == 1 else "are not email addresses"
-        typer.echo(f"Skipped {plural(report.skipped, 'entry', 'entries')} that {which}.")
-    total = sum(report.added.values())
-    typer.echo(f"Added {plural(total, 'suppression')} to {lists.suppressions_where(cfg)}.")
-
-
 def _where(cfg) -> str:
     """Where the lists live, for messages: the folder, or the PostgreSQL store."""
     from newsletter.store import uses_postgres
 
     return "the PostgreSQL store" if uses_postgres(cfg) else f"{subs.display(cfg.subscribers_dir)}/"
+
+
+app.command()(subscribers_import.sync)
