@@ -479,3 +479,13 @@ def test_sendgrid_posts_the_same_bytes_when_the_read_ahead_encoded_the_recipient
     assert "SMTPUTF8" in second[2].reason
     assert server.requests[0] == server.requests[1]
     assert server.attempts[0] == server.attempts[1]  # the same number of bytes posted
+
+
+def test_sendgrid_ignores_what_another_provider_encoded_ahead(workspace, server):
+    provider, config = provider_for(workspace, server)
+    plain = fixture_messages(config)
+    foreign = [dataclasses.replace(m, ahead=("mailgun", ("to", "x@y", '"x@y": {}'))) for m in plain]
+    with provider:
+        provider.send_batch(plain)
+        provider.send_batch(foreign)
+    assert server.requests[0] == server.requests[1]
