@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import datetime as dt
 import email
 import email.policy
@@ -66,6 +67,35 @@ def message_for(
     first = name.split()[0] if name.strip() else ""
     values = {"email": email_address, "first_name": first, **fields}
     return campaign.message(email_address, email_address.lower(), values, name)
+
+
+def sent_both_ways(provider, campaign: Campaign) -> list:
+    """The same four recipients sent by `provider` as built, then as the read-ahead process
+    hands them over (each with what the provider's encode_ahead made of it); asserts both
+    sends answered alike, and returns their results. The third recipient's non-ASCII local
+    part is one no HTTP provider can send to: it is refused both times, never encoded ahead.
+    """
+    from newsletter.providers import Status
+    from newsletter.sending.readahead import _ahead
+
+    plain = [
+        message_for(campaign, "ada@example.org", 'Ada, "the" Countess', company="Engines & <Co>"),
+        message_for(campaign, "zoe@bücher.example", "Zoë 🚀", company="Ünïcode"),
+        message_for(campaign, "jörg@example.org", "Jörg"),
+        message_for(campaign, "grace@example.net", "Grace"),
+    ]
+    encode = _ahead(provider.name)
+    ahead = [dataclasses.replace(m, ahead=encode(m)) for m in plain]
+    assert [m.ahead is not None for m in ahead] == [True, True, False, True]
+    with provider:
+        first = provider.send_batch(plain)
+        second = provider.send_batch(ahead)
+    assert [(r.key, r.status, r.reason) for r in first] == [
+        (r.key, r.status, r.reason) for r in second
+    ]
+    assert [r.status for r in second].count(Status.REJECTED) == 1
+    assert "SMTPUTF8" in second[2].reason
+    return second
 
 
 # --- a throwaway certificate -------------------------------------------------------------

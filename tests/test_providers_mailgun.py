@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import dataclasses
 import email.utils
 import json
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
-from loopback import make_campaign, message_for, subscribers
+from loopback import make_campaign, message_for, sent_both_ways, subscribers
 from loopback_mailgun import MailgunServer
 from test_send import write_list
 from test_send_e2e import assert_exactly_once, kill_and_resume, ledger_states
@@ -23,7 +22,6 @@ from newsletter.message import header_safe
 from newsletter.providers import SendOptions, Status, check, make_provider
 from newsletter.providers.mailgun.api import API_KEY_ENV
 from newsletter.providers.mailgun.mail import MailgunProvider
-from newsletter.sending.readahead import _ahead
 
 KEY = "mg-loopback-key-0123"
 DOMAIN = "mg.example.org"
@@ -385,22 +383,5 @@ def test_mailgun_sends_the_same_request_when_the_read_ahead_encoded_the_recipien
     workspace, server
 ):
     provider, config = provider_for(workspace, server)
-    campaign = make_campaign(config)
-    plain = [
-        message_for(campaign, "ada@example.org", 'Ada, "the" Countess', company="Engines & <Co>"),
-        message_for(campaign, "zoe@bücher.example", "Zoë 🚀", company="Ünïcode"),
-        message_for(campaign, "jörg@example.org", "Jörg"),  # Mailgun cannot send to it
-        message_for(campaign, "grace@example.net", "Grace"),
-    ]
-    encode = _ahead("mailgun")  # what the read-ahead process hands over with each message
-    ahead = [dataclasses.replace(m, ahead=encode(m)) for m in plain]
-    assert [m.ahead is not None for m in ahead] == [True, True, False, True]
-    with provider:
-        first = provider.send_batch(plain)
-        second = provider.send_batch(ahead)
-    assert [(r.key, r.status, r.reason) for r in first] == [
-        (r.key, r.status, r.reason) for r in second
-    ]
-    assert [r.status for r in second].count(Status.REJECTED) == 1
-    assert "SMTPUTF8" in second[2].reason
+    sent_both_ways(provider, make_campaign(config))
     assert server.requests[0] == server.requests[1]
