@@ -9,130 +9,73 @@ through a rewrite unchanged, so no edit ever drops a row it did not mean to.
 
 from __future__ import annotations
 
-from newsletter.subscribers.changes import (
-    add_subscriber,
-    downgrade_status,
-    forget,
-    remove_subscriber,
-    set_status,
-    tag_subscriber,
-)
-from newsletter.subscribers.csvfile import (
-    MAX_LINE,
-    iter_rows,
-    iter_subscribers,
-)
-from newsletter.subscribers.formats import (
-    FORMATS,
-    detect_format,
-)
-from newsletter.subscribers.importing import (
-    ImportReport,
-    import_file,
-    rejects_path_for,
-)
-from newsletter.subscribers.lists import (
-    Page,
-    count,
-    export,
-    page,
-    validate,
-    validate_file,
-)
-from newsletter.subscribers.model import (
-    COLUMNS,
-    HASH_PREFIX,
-    STATUSES,
-    SUPPRESSION_COLUMNS,
-    SUPPRESSIONS,
-    InvalidEmail,
-    Problem,
-    Subscriber,
-    display,
-    email_key,
-    existing_list,
-    is_suppressed,
-    list_names,
-    list_path,
-    normalize_email,
-    split_name,
-    suppression_hash,
-    suppressions_path,
-)
-from newsletter.subscribers.sending import (
-    SendableStats,
-    Skipped,
-    downgrade_many,
-    sendable,
-)
-from newsletter.subscribers.store import (
-    LOCK_TIMEOUT,
-    write_subscribers,
-)
-from newsletter.subscribers.suppressions import (
-    add_suppression,
-    add_suppressions,
-    load_suppressed,
-    suppression_reason,
-    suppression_reasons,
-)
-from newsletter.subscribers.withdrawn import (
-    Fold,
-    Withdrawn,
-    folding,
-)
+import importlib
 
-__all__ = [
-    "COLUMNS",
-    "FORMATS",
-    "Fold",
-    "HASH_PREFIX",
-    "ImportReport",
-    "InvalidEmail",
-    "LOCK_TIMEOUT",
-    "MAX_LINE",
-    "Page",
-    "Problem",
-    "STATUSES",
-    "SUPPRESSIONS",
-    "SUPPRESSION_COLUMNS",
-    "SendableStats",
-    "Skipped",
-    "Subscriber",
-    "add_subscriber",
-    "add_suppression",
-    "add_suppressions",
-    "count",
-    "detect_format",
-    "display",
-    "downgrade_many",
-    "downgrade_status",
-    "email_key",
-    "existing_list",
-    "export",
-    "folding",
-    "forget",
-    "import_file",
-    "is_suppressed",
-    "iter_rows",
-    "iter_subscribers",
-    "list_names",
-    "list_path",
-    "load_suppressed",
-    "normalize_email",
-    "page",
-    "rejects_path_for",
-    "remove_subscriber",
-    "sendable",
-    "set_status",
-    "split_name",
-    "suppression_hash",
-    "suppression_reason",
-    "suppression_reasons",
-    "suppressions_path",
-    "tag_subscriber",
-    "validate",
-    "validate_file",
-    "Withdrawn",
-    "write_subscribers",
-]
+# What the package offers -> the module that defines it, imported on first use (PEP 562):
+# every message needs `newsletter.subscribers.model`, and importing the package must not
+# load the CSV writers, the importer and their file locks with it (`newsletter preview`).
+_WHERE = {
+    "COLUMNS": "model",
+    "FORMATS": "formats",
+    "Fold": "withdrawn",
+    "HASH_PREFIX": "model",
+    "ImportReport": "importing",
+    "InvalidEmail": "model",
+    "LOCK_TIMEOUT": "store",
+    "MAX_LINE": "csvfile",
+    "Page": "lists",
+    "Problem": "model",
+    "STATUSES": "model",
+    "SUPPRESSIONS": "model",
+    "SUPPRESSION_COLUMNS": "model",
+    "SendableStats": "sending",
+    "Skipped": "sending",
+    "Subscriber": "model",
+    "add_subscriber": "changes",
+    "add_suppression": "suppressions",
+    "add_suppressions": "suppressions",
+    "count": "lists",
+    "detect_format": "formats",
+    "display": "model",
+    "downgrade_many": "sending",
+    "downgrade_status": "changes",
+    "email_key": "model",
+    "existing_list": "model",
+    "export": "lists",
+    "folding": "withdrawn",
+    "forget": "changes",
+    "import_file": "importing",
+    "is_suppressed": "model",
+    "iter_rows": "csvfile",
+    "iter_subscribers": "csvfile",
+    "list_names": "model",
+    "list_path": "model",
+    "load_suppressed": "suppressions",
+    "normalize_email": "model",
+    "page": "lists",
+    "rejects_path_for": "importing",
+    "remove_subscriber": "changes",
+    "sendable": "sending",
+    "set_status": "changes",
+    "split_name": "model",
+    "suppression_hash": "model",
+    "suppression_reason": "suppressions",
+    "suppression_reasons": "suppressions",
+    "suppressions_path": "model",
+    "tag_subscriber": "changes",
+    "validate": "lists",
+    "validate_file": "lists",
+    "Withdrawn": "withdrawn",
+    "write_subscribers": "store",
+}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
