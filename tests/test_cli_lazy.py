@@ -43,3 +43,22 @@ def test_preview_imports_no_other_command_and_not_the_sending_engine(workspace):
 def test_status_labels_every_state_of_the_ledger():
     states = {ledger.SENT, ledger.FAILED, ledger.RETRY, ledger.UNKNOWN, ledger.IN_FLIGHT}
     assert states | {ledger.INVALID} <= set(show.LABELS)
+
+
+def test_preview_as_a_command_prints_everything_and_exits_with_the_checks_code(workspace):
+    env = {**os.environ, "NEWSLETTER_SPAMASSASSIN": "off"}
+    done = subprocess.run(
+        [sys.executable, "-m", "newsletter", "preview", "issues/problems/no-unsubscribe.md"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "error" in done.stdout
+    written = [line for line in done.stdout.splitlines() if line.startswith("Wrote")]
+    assert len(written) == 4
+    assert (workspace / "build" / "no-unsubscribe" / "email.eml").stat().st_size > 0
+    ok = subprocess.run(
+        [sys.executable, "-m", "newsletter", "preview", "issues/sample.md"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.endswith("build/sample/email.mjml\n")
