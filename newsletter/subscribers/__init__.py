@@ -9,7 +9,7 @@ through a rewrite unchanged, so no edit ever drops a row it did not mean to.
 
 from __future__ import annotations
 
-import importlib
+from newsletter.lazyexports import lazy_exports
 
 # What the package offers -> the module that defines it, imported on first use (PEP 562):
 # every message needs `newsletter.subscribers.model`, and importing the package must not
@@ -70,12 +70,4 @@ _WHERE = {
 }
 
 __all__ = list(_WHERE)
-
-
-def __getattr__(name: str):
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _WHERE)
