@@ -29,6 +29,7 @@ _SCRIPT = Path(__file__).with_name("data") / "spamcheck.pl"
 # The install paths the stock script has substituted at build time: `my $DEF_RULES_DIR = '...';`
 _DIRS = ("PREFIX", "DEF_RULES_DIR", "LOCAL_RULES_DIR", "LOCAL_STATE_DIR")
 _DIR = re.compile(r"^my \$(" + "|".join(_DIRS) + r")\s*=\s*'([^']*)';", re.M)
+_LIB = re.compile(r"^use lib '([^']*)';", re.M)  # where its Mail::SpamAssassin is
 
 
 class SpamAssassinError(Exception):
@@ -65,8 +66,11 @@ def preloading_command(executable: str) -> list[str] | None:
     dirs = dict(_DIR.findall(head))
     if not shebang.startswith("#!") or "perl" not in shebang or set(dirs) != set(_DIRS):
         return None
+    lib = _LIB.search(head)
+    if lib is None or not Path(lib[1], "Mail", "SpamAssassin.pm").is_file():
+        return None  # a copy that finds its modules some other way: run it as it is
     perl = shebang[2:].split()[0]
-    return [perl, str(_SCRIPT), *(dirs[name] for name in _DIRS)]
+    return [perl, f"-I{lib[1]}", str(_SCRIPT), *(dirs[name] for name in _DIRS)]
 
 
 def spamd_address(env: Mapping[str, str] | None = None) -> tuple[str, int] | None:

@@ -76,7 +76,7 @@ def test_the_stock_spamassassin_loads_its_rules_first_and_scores_as_the_command_
     eml = check_issue(config, load_issue(Path("issues/error.md"))).sample.eml
     executable = shutil.which("spamassassin")
     command = spamproc.preloading_command(executable)
-    assert command is not None and command[1].endswith("spamcheck.pl")
+    assert command is not None and command[2].endswith("spamcheck.pl")
     monkeypatch.delenv(spam.ENV, raising=False)
     preloaded = spam.score(eml)  # through spamcheck.pl
     stock = subprocess.run(
