@@ -108,7 +108,10 @@ def whole_process(runs: int) -> None:
             return once(command, cwd=REPO, env=env)
 
         compare(", with SpamAssassin", preview_with_spam, spamassassin_alone, 1.1, runs)
-        if shutil.which("spamd") and shutil.which("spamc"):
+        sys.path.insert(0, str(REPO / "tests"))  # spamd_server, as the tests start theirs
+        from spamd_server import find_spamd
+
+        if find_spamd() and shutil.which("spamc"):
             with_spamd(command, env, eml, spamassassin_alone, compare, once, runs)
     print(f"(load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
 
@@ -117,10 +120,9 @@ def with_spamd(command, env, eml, spamassassin_alone, compare, once, runs: int) 
     """preview with a spamd running, against SpamAssassin alone and against spamc alone."""
     import tempfile
 
-    from newsletter.checks import spam
-
-    sys.path.insert(0, str(REPO / "tests"))  # spamd_server, as the tests start theirs
     from spamd_server import Spamd
+
+    from newsletter.checks import spam
 
     with tempfile.TemporaryDirectory() as folder:
         spamd = Spamd(Path(folder)).start()

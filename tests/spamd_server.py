@@ -12,6 +12,11 @@ from pathlib import Path
 from conftest import free_port
 
 
+def find_spamd() -> str | None:
+    """spamd lives in sbin, which a user's PATH may lack."""
+    return shutil.which("spamd") or shutil.which("spamd", path="/usr/sbin:/usr/local/sbin")
+
+
 class Spamd:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -25,7 +30,7 @@ class Spamd:
     def start(self, timeout: float = 60.0) -> Spamd:
         self.port = free_port()
         argv = [
-            shutil.which("spamd") or "spamd",
+            find_spamd() or "spamd",
             "--local", "--nouser-config", "--listen", self.address, "--allowed-ips", "127.0.0.1",
             "--max-children", "1", "--min-children", "1", "--syslog", "stderr",
             "--pidfile", str(self.folder / "spamd.pid"), "--cf", "use_bayes 0",

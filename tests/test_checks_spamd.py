@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, free_port
+from spamd_server import find_spamd
 
 from newsletter import spamproc
 from newsletter.checks import spam
@@ -21,7 +22,7 @@ requires_spamassassin = pytest.mark.skipif(
     shutil.which("spamassassin") is None, reason="apt-get install spamassassin"
 )
 requires_spamd = pytest.mark.skipif(
-    shutil.which("spamd") is None or shutil.which("spamc") is None,
+    find_spamd() is None or shutil.which("spamc") is None,
     reason="apt-get install spamd spamc",
 )
 
