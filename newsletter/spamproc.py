@@ -1,5 +1,5 @@
-"""SpamAssassin as a process: found, started early, fed a message. Nothing else is imported,
-so `newsletter preview` can start it before the heavy imports and the render.
+"""SpamAssassin as a process: found, started early, fed a message. Only the standard library
+is imported, so `newsletter preview` can start it before the heavy imports and the render.
 
 Three ways to score, fastest first: `spamc` when a `spamd` answers at $NEWSLETTER_SPAMD
 (the rules are already loaded); the stock `spamassassin` through newsletter/data/spamcheck.pl,
