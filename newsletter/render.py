@@ -32,6 +32,7 @@ from newsletter.mergefields import (
     fill,
     simple_field,
 )
+from newsletter.templatecache import template_cache
 from newsletter.theme import palette
 
 BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
@@ -214,9 +215,10 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            bytecode_cache=template_cache("html"),
         )
         self.env.filters["wrap"] = lambda text, width=markdown.WIDTH: markdown.wrap(text, width)
-        self.text_env = self.env.overlay(autoescape=False)
+        self.text_env = self.env.overlay(autoescape=False, bytecode_cache=template_cache("text"))
         self._compiled: dict[tuple[str, str, int], jinja2.Template] = {}
         self.registry.env = self.env
 

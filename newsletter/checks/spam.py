@@ -11,6 +11,7 @@ from newsletter.spamproc import (
     ENV,
     INSTALL_HINT,
     OFF,
+    SPAMD_ENV,
     SpamAssassinError,
     Started,
     find_spamassassin,
@@ -20,7 +21,7 @@ from newsletter.spamproc import (
 
 # Callers (preview, the studio, tests, the benchmark) ask this module for all of it.
 __all__ = [
-    "COMMAND", "ENV", "INSTALL_HINT", "OFF", "SpamAssassinError", "Started",
+    "COMMAND", "ENV", "INSTALL_HINT", "OFF", "SPAMD_ENV", "SpamAssassinError", "Started",
     "find_spamassassin", "start", "unavailable", "score", "score_started", "parse_report",
     "spam_problems", "check_message", "SpamReport", "SpamCheck", "Rule",
 ]  # fmt: skip
@@ -66,7 +67,7 @@ def score_started(started: Started, eml: bytes, timeout: float = 60.0) -> SpamRe
     if report is None:
         error = stderr.strip().splitlines()
         raise SpamAssassinError(
-            f"spamassassin gave no report (exit {started.process.returncode})"
+            f"{started.name} gave no report (exit {started.process.returncode})"
             + (f": {error[-1]}" if error else "")
         )
     return report
@@ -130,7 +131,7 @@ def check_message(eml: bytes, started: Started | str | None = None) -> SpamCheck
     rules = ", ".join(f"{r.name} {r.score:+.1f}" for r in report.rules) or "no rules fired"
     total = report.score if report.score != 0 else 0.0  # SpamAssassin prints -0.0
     return SpamCheck(
-        f"{total:.1f} points (SpamAssassin, local tests; warns above {WARN_ABOVE:.1f}): {rules}",
+        f"{total:.1f} points ({started.label}; warns above {WARN_ABOVE:.1f}): {rules}",
         spam_problems(report),
         report,
     )

@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING
 import typer
 
 from newsletter.cli.common import plural
-from newsletter.sending import ledger
 
 if TYPE_CHECKING:  # the engine is imported where it runs: `newsletter --help` stays quick
     from newsletter.preview import PreviewResult
-    from newsletter.sending import Progress, Summary
+    from newsletter.sending import Progress, Summary, ledger
 
 
 def preview_report(result: PreviewResult) -> list:
@@ -98,6 +97,8 @@ def recipients_line(plan) -> str:
 
 def unknown(prepared, plan, book: ledger.Ledger) -> None:
     """The recipients held back as unknown from an earlier send, if any, and what to do."""
+    from newsletter.sending import ledger
+
     if plan.unknown:
         typer.echo(
             f"{plural(plan.unknown, 'recipient')} may already have the issue: an earlier send "
@@ -109,6 +110,7 @@ def unknown(prepared, plan, book: ledger.Ledger) -> None:
 
 def rows(found) -> None:
     """Print ledger rows, address and reason, as many as a summary names."""
+    from newsletter.sending import ledger
     from newsletter.sending.summary import LISTED
 
     for count, row in enumerate(found):
@@ -279,13 +281,15 @@ def test_summary(done: Summary, command: str) -> None:
         )
 
 
+# The ledger's states (newsletter.sending.ledger: not imported here, so that `preview`,
+# which shows no ledger, does not load it and its file locks).
 LABELS = {
-    ledger.SENT: "sent",
-    ledger.FAILED: "failed",
-    ledger.RETRY: "to retry",
-    ledger.UNKNOWN: "unknown",
-    ledger.IN_FLIGHT: "in flight",
-    ledger.INVALID: "invalid",
+    "sent": "sent",
+    "failed": "failed",
+    "retry": "to retry",
+    "unknown": "unknown",
+    "in_flight": "in flight",
+    "invalid": "invalid",
     "planned": "waiting for a sender",  # the PostgreSQL store's shared plan (pgledger.py)
     "claimed": "claimed by a sender",
 }
@@ -293,6 +297,8 @@ LABELS = {
 
 def status(book: ledger.Ledger, slug: str, recipients: bool) -> None:
     """Recipients per state for each list of an issue, then the failures (or every recipient)."""
+    from newsletter.sending import ledger
+
     counts = book.counts(slug)
     if not counts:
         typer.echo(f"No sends of {slug} are recorded.")

@@ -7,7 +7,7 @@ importing the ledger (`newsletter status`, the web app) does not load the engine
 
 from __future__ import annotations
 
-import importlib
+from newsletter.lazyexports import lazy_exports
 
 # name -> the module of this package that defines it
 _HOME = {
@@ -35,10 +35,4 @@ _HOME = {
     "issue_slug": "ledger",
 }
 __all__ = sorted(_HOME)
-
-
-def __getattr__(name: str):
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+__getattr__ = lazy_exports(__name__, _HOME)
