@@ -133,3 +133,32 @@ def test_store_push_copies_the_links_of_issues_sent_on_the_files_store(
     with LiveServer(pg_config(root, pg_url)) as live, live.client() as client:
         answer = client.get(live.local(story))
     assert (answer.status_code, answer.headers["location"]) == (302, STORY)
+
+
+def test_two_senders_keeping_an_issues_links_at_once_both_succeed(pg_workspace, pg_url):
+    # Several senders start one shared send together, and each keeps the issue's links: the
+    # second must wait for the first, not fail on the links the first has not committed yet.
+    import threading
+
+    from newsletter.tracking import pglinks
+    from newsletter.tracking.links import Link
+
+    links = [Link("https://example.org/a", "A"), Link("https://example.org/b", "B")]
+    failures: list[BaseException] = []
+    with psycopg.connect(pg_url) as first, psycopg.connect(pg_url) as second:
+        with first.transaction():  # the first sender's keeping, not committed yet
+            pglinks.write(first, "links", links)
+
+            def keep_second() -> None:
+                try:
+                    pglinks.write(second, "links", links)
+                except BaseException as exc:  # noqa: BLE001 - the test reports it
+                    failures.append(exc)
+
+            other = threading.Thread(target=keep_second)
+            other.start()
+            other.join(0.5)  # it waits for the first sender
+            assert other.is_alive()
+        other.join(10)
+        assert not failures, failures
+        assert pglinks.read(first, "links") == links

@@ -16,8 +16,16 @@ from newsletter.tracking.links import LINKS_DIR, Link, read_links
 
 
 def write(conn: psycopg.Connection, issue: str, links: list[Link]) -> None:
-    """The issue's links as sent now, in one transaction (the caller's connection)."""
+    """The issue's links as sent now, in one transaction (the caller's connection).
+
+    Senders of one shared send start together and each keeps the links: one at a time (a
+    lock on the issue until the transaction ends), or the second would meet the rows the
+    first has not committed yet and fail on their keys.
+    """
     with conn.transaction():
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('issue_links'), hashtext(%s))", (issue,)
+        )
         conn.execute("DELETE FROM issue_links WHERE issue = %s", (issue,))
         with conn.cursor() as cur:
             cur.executemany(
