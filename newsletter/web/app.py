@@ -46,6 +46,7 @@ from newsletter.web import (
 from newsletter.web.archive import ARCHIVE_MODES, Archive
 from newsletter.web.directory import Directory
 from newsletter.web.events import EventStore
+from newsletter.web.oneclick import OneClick
 from newsletter.web.optin import OptIn
 from newsletter.web.pages import Pages
 from newsletter.web.requests import RequestStore
@@ -225,6 +226,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
             Middleware(guards.Hardening),
             Middleware(guards.HostCheck, allowed=allowed_hosts(config), exempt=("/healthz",)),
             Middleware(guards.BodyLimit, body_limit),
+            Middleware(OneClick, service=service),  # after the guards, before the routes
         ],
         exception_handlers={
             404: service.not_found,
