@@ -182,7 +182,7 @@ async def healthz(service: Service, request: Request) -> Response:
     return JSONResponse({"status": "ok"}, headers=NO_STORE)
 
 
-def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlette:
+def create_app(config: Config, env: Mapping[str, str] | None = None) -> OneClick:
     """The application for one workspace; ConfigError before serving anything when misconfigured."""
     service = make_service(config, env)
 
@@ -226,7 +226,6 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
             Middleware(guards.Hardening),
             Middleware(guards.HostCheck, allowed=allowed_hosts(config), exempt=("/healthz",)),
             Middleware(guards.BodyLimit, body_limit),
-            Middleware(OneClick, service=service),  # after the guards, before the routes
         ],
         exception_handlers={
             404: service.not_found,
@@ -236,7 +235,8 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
         },
     )
     app.state.service = service
-    return app
+    # One-click unsubscribes come in bursts: answered in front of the application (web.oneclick).
+    return OneClick(app, service, allowed_hosts(config), body_limit)
 
 
 def uvicorn_settings(config: Config, host: str, port: int) -> dict:
@@ -252,7 +252,7 @@ def uvicorn_settings(config: Config, host: str, port: int) -> dict:
     )
 
 
-def uvicorn_config(config: Config, host: str, port: int, app: Starlette | None = None):
+def uvicorn_config(config: Config, host: str, port: int, app: OneClick | None = None):
     import uvicorn
 
     return uvicorn.Config(app or create_app(config), **uvicorn_settings(config, host, port))

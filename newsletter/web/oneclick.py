@@ -1,28 +1,32 @@
-"""RFC 8058 one-click unsubscribes, answered before Starlette's routing.
+"""RFC 8058 one-click unsubscribes, answered in front of the Starlette application.
 
 Mailbox providers send `POST /unsubscribe/<token>` with the fixed body
 `List-Unsubscribe=One-Click` in bursts of hundreds, and each one's answer waits for the
-others' CPU: Starlette's exception layer, its route table, its Request and form handling and a
-thread hop per request cost more than the unsubscribe itself. This is the innermost of serve's
-middlewares, so every request has already passed the same guards (guards.Hardening's headers
-and log line, guards.HostCheck, guards.BodyLimit) before it gets here. A request of exactly that
-shape is recorded with unsubscribe.unsubscribe_now (the recording the route uses; several
-arriving together go to the worker thread in one hop) and answered with
-unsubscribe.one_click_answer (the route's answer); every other request goes on to the
-application untouched, with any body read here given back to it.
+others' CPU: Starlette's middleware and exception layers, its route table, its Request and form
+handling and a thread hop per request cost several times the unsubscribe itself. A request of
+exactly that shape, for our own Host and within the body limit (guards.host_refusal and
+guards.declared_too_big, the checks guards.HostCheck and guards.BodyLimit make), is recorded
+here with unsubscribe.unsubscribe_many (the recording the route uses; those arriving together
+go to the worker thread in one hop and one commit) and answered with
+unsubscribe.one_click_answer (the route's answer), given guards.secured's headers and
+guards.log_request's log line as guards.Hardening gives every response. Every other request,
+refused ones included, goes to the application untouched (any body read here given back to
+it), whose guards answer it as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from newsletter.web import unsubscribe
+from newsletter.web import guards, unsubscribe
 from newsletter.web.service import ONE_CLICK_BODY, Service
 
 # Starlette's `/unsubscribe/{token}`: a token is one path segment.
@@ -31,17 +35,27 @@ VIA = "one-click"
 
 
 class OneClick:
-    def __init__(self, app: ASGIApp, service: Service) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        service: Service,
+        allowed: Callable[[str], bool],
+        limit_for: Callable[[str], int],
+    ) -> None:
         self.app = app
         self.service = service
+        self.allowed = allowed
+        self.limit_for = limit_for
+        self.state = getattr(app, "state", None)  # the application's, for whoever asks
         self._waiting: list[tuple[str, asyncio.Future]] = []
         self._busy = False  # a task is recording batches
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = _PATH.fullmatch(scope["path"]) if _candidate(scope) else None
+        match = _PATH.fullmatch(scope["path"]) if self._ours(scope) else None
         if match is None:
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         read: list[Message] = []
         body, more = b"", True
         while more and len(body) <= len(ONE_CLICK_BODY):
@@ -54,11 +68,31 @@ class OneClick:
         if more or body != ONE_CLICK_BODY:
             await self.app(scope, _replay(read, receive), send)
             return
-        token = match.group(1)
-        outcome = await self.record(token)
+        status = 500
         request = Request(scope)  # the answer's cookie and scheme, as the route sees them
-        response = unsubscribe.one_click_answer(self.service, request, token, outcome)
-        await response(scope, receive, send)
+        try:
+            token = match.group(1)
+            outcome = await self.record(token)
+            response = unsubscribe.one_click_answer(self.service, request, token, outcome)
+            status = response.status_code
+            await _answer(send, response)
+        except Exception as exc:
+            if status == 500:  # nothing sent: the application's error page, as it would
+                await _answer(send, await self.service.server_error(request, exc))
+            raise
+        finally:
+            guards.log_request(scope, status, started)
+
+    def _ours(self, scope: Scope) -> bool:
+        """A POST Starlette's router would match on its path alone (no root_path mounted),
+        which the guards let through."""
+        return (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and not scope.get("root_path")
+            and guards.host_refusal(scope, self.allowed) is None
+            and not guards.declared_too_big(scope, self.limit_for(scope["path"]))
+        )
 
     async def record(self, token: str) -> bool | None:
         """unsubscribe_now(token), in one worker-thread hop with the others arriving meanwhile."""
@@ -79,21 +113,28 @@ class OneClick:
                     outcomes = await run_in_threadpool(
                         unsubscribe.unsubscribe_many, self.service, [t for t, _ in batch], VIA
                     )
-                except BaseException as exc:  # each request of the batch hears of it
-                    for _, waiter in batch:
+                except Exception as exc:  # each request of the batch hears of it (a 500)
+                    outcomes = [exc] * len(batch)
+                except BaseException as exc:  # cancelled: so is every request waiting
+                    for _, waiter in batch + self._waiting:
                         if not waiter.done():
                             waiter.set_exception(exc)
                     raise
                 for (_, waiter), done in zip(batch, outcomes, strict=True):
-                    if not waiter.done():  # its client may have gone
+                    if waiter.done():  # its client went
+                        continue
+                    if isinstance(done, Exception):
+                        waiter.set_exception(done)
+                    else:
                         waiter.set_result(done)
         finally:
             self._busy = False
 
 
-def _candidate(scope: Scope) -> bool:
-    """A POST that Starlette's router would match on the path alone (no root_path mounted)."""
-    return scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path")
+async def _answer(send: Send, response: Response) -> None:
+    headers = guards.secured(response.raw_headers)
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 def _replay(read: list[Message], receive: Receive) -> Callable:
