@@ -49,10 +49,11 @@ class OneClick:
         self.state = getattr(app, "state", None)  # the application's, for whoever asks
         self._waiting: list[tuple[str, asyncio.Future]] = []
         self._busy = False  # a task is recording batches
+        self._drainer: asyncio.Task | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = _PATH.fullmatch(scope["path"]) if self._ours(scope) else None
-        if match is None:
+        match = _PATH.fullmatch(scope["path"]) if _posted(scope) else None
+        if match is None or not self._admitted(scope):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -83,15 +84,11 @@ class OneClick:
         finally:
             guards.log_request(scope, status, started)
 
-    def _ours(self, scope: Scope) -> bool:
-        """A POST Starlette's router would match on its path alone (no root_path mounted),
-        which the guards let through."""
-        return (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and not scope.get("root_path")
-            and guards.host_refusal(scope, self.allowed) is None
-            and not guards.declared_too_big(scope, self.limit_for(scope["path"]))
+    def _admitted(self, scope: Scope) -> bool:
+        """Whether guards.HostCheck and guards.BodyLimit would let the request through (those
+        they refuse go on to the application, whose guards refuse them)."""
+        return guards.host_refusal(scope, self.allowed) is None and not guards.declared_too_big(
+            scope, self.limit_for(scope["path"])
         )
 
     async def record(self, token: str) -> bool | None:
@@ -100,7 +97,7 @@ class OneClick:
         self._waiting.append((token, outcome))
         if not self._busy:
             self._busy = True
-            asyncio.create_task(self._drain())
+            self._drainer = asyncio.create_task(self._drain())  # kept: the loop holds tasks weakly
         return await outcome
 
     async def _drain(self) -> None:
@@ -135,6 +132,11 @@ async def _answer(send: Send, response: Response) -> None:
     headers = guards.secured(response.raw_headers)
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})
+
+
+def _posted(scope: Scope) -> bool:
+    """An HTTP POST whose path Starlette's router matches as it is (no root_path mounted)."""
+    return scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path")
 
 
 def _replay(read: list[Message], receive: Receive) -> Callable:

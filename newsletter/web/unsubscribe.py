@@ -112,7 +112,7 @@ def unsubscribe_many(service: Service, tokens: list[str], via: str) -> list[bool
         try:
             found[i] = service.subscriber_key(tokens[i])
         except NewsletterError as exc:  # PostgreSQL could not be read: answered as not kept
-            _not_recorded({"?"}, exc)
+            log.error("unsubscribe not recorded: %s", exc)
             outcomes[i] = False
     owners = [i for i in found if found[i] is not None]
     recorded = record_many(service, [found[i] for i in owners], via)
