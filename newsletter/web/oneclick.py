@@ -73,8 +73,16 @@ class OneClick:
         request = Request(scope)  # the answer's cookie and scheme, as the route sees them
         try:
             token = match.group(1)
-            outcome = await self.record(token)
-            response = unsubscribe.one_click_answer(self.service, request, token, outcome)
+            waiting = self._submit(token)
+            # Made while the unsubscribe is being kept (when the loop has nothing else to do in
+            # a burst), sent only once it is; a token found nobody's costs a page for nothing.
+            ready = unsubscribe.one_click_answer(self.service, request, token, True)
+            outcome = await waiting
+            response = (
+                ready
+                if outcome is True
+                else unsubscribe.one_click_answer(self.service, request, token, outcome)
+            )
             status = response.status_code
             await _answer(send, response)
         except Exception as exc:
@@ -91,14 +99,15 @@ class OneClick:
             scope, self.limit_for(scope["path"])
         )
 
-    async def record(self, token: str) -> bool | None:
-        """unsubscribe_now(token), in one worker-thread hop with the others arriving meanwhile."""
+    def _submit(self, token: str) -> asyncio.Future:
+        """unsubscribe_now(token)'s outcome to come, kept in one worker-thread hop with the
+        others arriving meanwhile."""
         outcome = asyncio.get_running_loop().create_future()
         self._waiting.append((token, outcome))
         if not self._busy:
             self._busy = True
             self._drainer = asyncio.create_task(self._drain())  # kept: the loop holds tasks weakly
-        return await outcome
+        return outcome
 
     async def _drain(self) -> None:
         """Record what is waiting, batch after batch, until nothing is: those arriving while
