@@ -20,8 +20,8 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from functools import partial
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -48,8 +48,7 @@ class OneClick:
         self.limit_for = limit_for
         self.state = getattr(app, "state", None)  # the application's, for whoever asks
         self._waiting: list[tuple[str, asyncio.Future]] = []
-        self._busy = False  # a task is recording batches
-        self._drainer: asyncio.Task | None = None
+        self._busy = False  # a batch is being kept
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _PATH.fullmatch(scope["path"]) if _posted(scope) else None
@@ -105,36 +104,38 @@ class OneClick:
         outcome = asyncio.get_running_loop().create_future()
         self._waiting.append((token, outcome))
         if not self._busy:
-            self._busy = True
-            self._drainer = asyncio.create_task(self._drain())  # kept: the loop holds tasks weakly
+            self._next_batch()
         return outcome
 
-    async def _drain(self) -> None:
-        """Record what is waiting, batch after batch, until nothing is: those arriving while
-        one batch is being kept go in the next (each is answered once its own is durable)."""
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, []
-                try:
-                    outcomes = await run_in_threadpool(
-                        unsubscribe.unsubscribe_many, self.service, [t for t, _ in batch], VIA
-                    )
-                except Exception as exc:  # each request of the batch hears of it (a 500)
-                    outcomes = [exc] * len(batch)
-                except BaseException as exc:  # cancelled: so is every request waiting
-                    for _, waiter in batch + self._waiting:
-                        if not waiter.done():
-                            waiter.set_exception(exc)
-                    raise
-                for (_, waiter), done in zip(batch, outcomes, strict=True):
-                    if waiter.done():  # its client went
-                        continue
-                    if isinstance(done, Exception):
-                        waiter.set_exception(done)
-                    else:
-                        waiter.set_result(done)
-        finally:
-            self._busy = False
+    def _next_batch(self) -> None:
+        """Keep what is waiting in a worker thread, started at once: while it is being kept
+        the loop reads the next requests of a burst, which the next batch takes (one batch
+        at a time; each request is answered once its own batch is durable)."""
+        batch, self._waiting = self._waiting, []
+        self._busy = True
+        tokens = [token for token, _ in batch]
+        job = asyncio.get_running_loop().run_in_executor(
+            None, unsubscribe.unsubscribe_many, self.service, tokens, VIA
+        )
+        job.add_done_callback(partial(self._batch_done, batch))
+
+    def _batch_done(self, batch: list[tuple[str, asyncio.Future]], job: asyncio.Future) -> None:
+        if job.cancelled():  # the loop is closing
+            outcomes: list = [asyncio.CancelledError()] * len(batch)
+        elif job.exception() is not None:  # each request of the batch hears of it (a 500)
+            outcomes = [job.exception()] * len(batch)
+        else:
+            outcomes = job.result()
+        for (_, waiter), done in zip(batch, outcomes, strict=True):
+            if waiter.done():  # its client went
+                continue
+            if isinstance(done, BaseException):
+                waiter.set_exception(done)
+            else:
+                waiter.set_result(done)
+        self._busy = False
+        if self._waiting:
+            self._next_batch()
 
 
 async def _answer(send: Send, response: Response) -> None:
