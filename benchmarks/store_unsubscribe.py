@@ -2,7 +2,8 @@
 a big list while an import into that list is running; none may be lost.
 
 For each store a real `newsletter serve` process answers on a loopback port; the 200 POSTs go
-out at once from an asyncio client and each is timed from send to answer. The import is a real
+out at once from an asyncio client (uvloop, bare protocols: it costs ~0.07 ms of CPU per
+request, on the same two cores as serve) and each is timed from send to answer. The import is a real
 `newsletter subscribers import` of 200,000 new addresses into the same list (on PostgreSQL,
 when this checkout has no PostgreSQL import yet, the same merge the lists component runs: COPY
 into a temporary table, then one INSERT ... ON CONFLICT, in one transaction). Afterwards the
