@@ -166,10 +166,14 @@ class GroupCommit:
         self._busy = False
 
     def submit(self, item):
+        return self.submit_many([item])[0]
+
+    def submit_many(self, items: list) -> list:
+        """submit() of several items at once, in the same commit: their results, in order."""
         with self._cond:
             batch = self._open
             index = len(batch.items)
-            batch.items.append(item)
+            batch.items.extend(items)
             while not batch.done:
                 if self._busy:
                     self._cond.wait()
@@ -187,4 +191,6 @@ class GroupCommit:
                     self._cond.notify_all()
             if batch.error is not None:
                 raise batch.error
-            return batch.results[index] if batch.results is not None else None
+            if batch.results is None:
+                return [None] * len(items)
+            return batch.results[index : index + len(items)]

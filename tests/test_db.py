@@ -124,6 +124,32 @@ def test_a_group_commit_hands_each_writer_its_own_items_result():
         assert list(pool.map(group.submit, range(200))) == [i * 10 for i in range(200)]
 
 
+def test_several_items_submitted_at_once_share_a_commit_and_get_their_own_results():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from newsletter.db import GroupCommit
+
+    batches: list[list[int]] = []
+
+    def commit(items: list[int]) -> list[int]:
+        time.sleep(0.02)
+        batches.append(list(items))
+        return [i * 10 for i in items]
+
+    group = GroupCommit(commit)
+    chunks = [list(range(start, start + 20)) for start in range(0, 200, 20)]
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(group.submit_many, chunks))
+    assert results == [[i * 10 for i in chunk] for chunk in chunks]
+    for chunk in chunks:  # a chunk is never split across commits
+        assert any(
+            chunk == batch[batch.index(chunk[0]) : batch.index(chunk[0]) + 20]
+            for batch in batches
+            if chunk[0] in batch
+        )
+    assert GroupCommit(lambda items: None).submit_many(["a", "b"]) == [None, None]
+
+
 def test_a_failed_group_commit_fails_every_write_in_it_and_only_those():
     from newsletter.db import GroupCommit
 

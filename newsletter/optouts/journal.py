@@ -100,7 +100,12 @@ class Journal(Database):
     def unsubscribe(self, list_name: str, ident: str, key: str | None, via: str) -> None:
         """Keep an unsubscribe (again: it is applied again, which changes nothing twice);
         returns once it is on disk, committed together with those arriving at the same time."""
-        self._grouped.submit((list_name, ident, key, via, _now()))
+        self.unsubscribe_many([(list_name, ident, key)], via)
+
+    def unsubscribe_many(self, entries: list[tuple[str, str, str | None]], via: str) -> None:
+        """unsubscribe() of several (list, address id, key) at once, in one commit."""
+        at = _now()
+        self._grouped.submit_many([(*entry, via, at) for entry in entries])
 
     def _keep_unsubscribes(self, entries: list[tuple]) -> None:
         with self.transaction() as db:

@@ -46,6 +46,7 @@ from newsletter.web import (
 from newsletter.web.archive import ARCHIVE_MODES, Archive
 from newsletter.web.directory import Directory
 from newsletter.web.events import EventStore
+from newsletter.web.oneclick import OneClick
 from newsletter.web.optin import OptIn
 from newsletter.web.pages import Pages
 from newsletter.web.requests import RequestStore
@@ -181,7 +182,7 @@ async def healthz(service: Service, request: Request) -> Response:
     return JSONResponse({"status": "ok"}, headers=NO_STORE)
 
 
-def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlette:
+def create_app(config: Config, env: Mapping[str, str] | None = None) -> OneClick:
     """The application for one workspace; ConfigError before serving anything when misconfigured."""
     service = make_service(config, env)
 
@@ -234,7 +235,8 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> Starlett
         },
     )
     app.state.service = service
-    return app
+    # One-click unsubscribes come in bursts: answered in front of the application (web.oneclick).
+    return OneClick(app, service, allowed_hosts(config), body_limit)
 
 
 def uvicorn_settings(config: Config, host: str, port: int) -> dict:
@@ -250,7 +252,7 @@ def uvicorn_settings(config: Config, host: str, port: int) -> dict:
     )
 
 
-def uvicorn_config(config: Config, host: str, port: int, app: Starlette | None = None):
+def uvicorn_config(config: Config, host: str, port: int, app: OneClick | None = None):
     import uvicorn
 
     return uvicorn.Config(app or create_app(config), **uvicorn_settings(config, host, port))

@@ -124,6 +124,10 @@ class EventStore(Database):
         200 unsubscribes at once are a few commits of the event store, not 200 in a row."""
         self._grouped.submit(event)
 
+    def add_grouped_many(self, events: list[Event]) -> None:
+        """add_grouped() of several events, in the same commit."""
+        self._grouped.submit_many(events)
+
     def _add_all(self, events: list[Event]) -> None:
         self.add(events)
 

@@ -100,15 +100,9 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope["path"])
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > limit
-                except ValueError:
-                    too_big = True
-                if too_big:
-                    await _plain(send, 413, "Request body too large.\n")
-                    return
+        if declared_too_big(scope, limit):
+            await _plain(send, 413, "Request body too large.\n")
+            return
         received = 0
         started = False
 
@@ -131,6 +125,18 @@ class BodyLimit:
         except BodyTooLarge:
             if not started:
                 await _plain(send, 413, "Request body too large.\n")
+
+
+def declared_too_big(scope: Scope, limit: int) -> bool:
+    """Whether the request's Content-Length (any of them) is over `limit`, or not a number."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                if int(value) > limit:
+                    return True
+            except ValueError:
+                return True
+    return False
 
 
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?")
@@ -157,19 +163,22 @@ class HostCheck:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in self.exempt:
-            header = next((v for n, v in scope["headers"] if n == b"host"), b"")
-            name = host_name(header.decode("latin-1"))
-            if name is None:
-                await _plain(send, 400, "Bad request: no valid Host header.\n")
-                return
-            if not self.allowed(name):
-                await _plain(
-                    send,
-                    421,
-                    "Misdirected request: this service answers for its own address only.\n",
-                )
+            refused = host_refusal(scope, self.allowed)
+            if refused is not None:
+                await _plain(send, *refused)
                 return
         await self.app(scope, receive, send)
+
+
+def host_refusal(scope: Scope, allowed: Callable[[str], bool]) -> tuple[int, str] | None:
+    """HostCheck's answer (status, text) to a request for a name not ours; None: ours."""
+    header = next((v for n, v in scope["headers"] if n == b"host"), b"")
+    name = host_name(header.decode("latin-1"))
+    if name is None:
+        return 400, "Bad request: no valid Host header.\n"
+    if not allowed(name):
+        return 421, "Misdirected request: this service answers for its own address only.\n"
+    return None
 
 
 async def _plain(send: Send, status: int, text: str) -> None:
@@ -186,6 +195,7 @@ PAGE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+_PAGE_CSP = PAGE_CSP.encode()
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     # Unsubscribe and confirmation URLs are capabilities: never send them on as a Referer.
@@ -217,20 +227,30 @@ class Hardening:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(n, v) for n, v in _SECURITY_HEADERS if n not in present]
-                if b"content-security-policy" not in present:
-                    extra.append((b"content-security-policy", PAGE_CSP.encode()))
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
+                message = {**message, "headers": secured(message.get("headers", []))}
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            log.info(
-                "%s %s %d %.0f ms",
-                scope.get("method", "-"),
-                redact(scope.get("path", "")),
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
+            log_request(scope, status, started)
+
+
+def secured(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """A response's headers with the security headers it does not set itself (Hardening's)."""
+    present = {name.lower() for name, _ in headers}
+    extra = [(n, v) for n, v in _SECURITY_HEADERS if n not in present]
+    if b"content-security-policy" not in present:
+        extra.append((b"content-security-policy", _PAGE_CSP))
+    return [*headers, *extra]
+
+
+def log_request(scope: Scope, status: int, started: float) -> None:
+    """Hardening's access log line: method, path without its token, status, time taken."""
+    log.info(
+        "%s %s %d %.0f ms",
+        scope.get("method", "-"),
+        redact(scope.get("path", "")),
+        status,
+        (time.perf_counter() - started) * 1000,
+    )

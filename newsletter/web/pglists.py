@@ -132,10 +132,15 @@ class PgLists:
         with the unsubscribes arriving meanwhile (web.pgunsub)."""
         self._unsubscribes.submit(list_name, ident, key, via)
 
-    def unsubscribe_link(self, list_name: str, ident: str, via: str) -> bool:
-        """unsubscribe() of the row a link's address id names, found in the same statement;
-        False when the id is not indexed (a row added since; PgDirectory.lookup indexes it)."""
-        return self._unsubscribes.submit(list_name, ident, None, via)
+    def unsubscribe_many(self, entries: list[tuple[str, str, str | None]], via: str) -> None:
+        """unsubscribe() of several (list, address id, key) at once, in one statement."""
+        self._unsubscribes.submit_many(entries, via)
+
+    def unsubscribe_links(self, links: list[tuple[str, str]], via: str) -> list[bool]:
+        """unsubscribe() of the rows links' (list, address id) name, found in the same
+        statement; False for an id not indexed (a row added since; PgDirectory.lookup
+        indexes it)."""
+        return self._unsubscribes.submit_many([(name, ident, None) for name, ident in links], via)
 
     def resubscribe(self, list_name: str, ident: str, key: str | None) -> bool:
         """Undo an unsubscribe: the kept entry goes and an `unsubscribed` row is subscribed

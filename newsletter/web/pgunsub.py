@@ -62,7 +62,11 @@ class PgUnsubscribes:
         """Keep it; key None: the link's row from web_address_ids. False when there is no
         such row there (nothing written)."""
         # The event id is chosen here, once: a retried statement records each event once.
-        return self._grouped.submit((list_name, ident, key, via, event_id()))
+        return self.submit_many([(list_name, ident, key)], via)[0]
+
+    def submit_many(self, entries: list[tuple[str, str, str | None]], via: str) -> list[bool]:
+        """submit() of several (list, address id, key) at once, in the same statement."""
+        return self._grouped.submit_many([(*entry, via, event_id()) for entry in entries])
 
     def _write(self, batch: list[tuple]) -> list[bool]:
         lists, ids, keys, vias, events = (list(column) for column in zip(*batch, strict=True))

@@ -36,78 +36,123 @@ async def posted(service: Service, request: Request) -> tuple[FormData, Owner | 
 
 
 async def unsubscribe(service: Service, request: Request) -> Response:
-    """POST: RFC 8058 one-click (no CSRF token, as mailbox providers send it) or the page's form."""
+    """POST: RFC 8058 one-click (no CSRF token, as mailbox providers send it) or the page's form.
+    (One-click POSTs with RFC 8058's exact body are answered by web.oneclick before routing,
+    with one_click_answer(); this handles the other shapes of them too.)"""
     token = request.path_params["token"]
     form = await service.form(request)
-    one_click = form.get(ONE_CLICK[0]) == ONE_CLICK[1]
-    if one_click:
+    if form.get(ONE_CLICK[0]) == ONE_CLICK[1]:
         # Mailbox providers send these in bursts: the token, its row and the record in one
         # hop to a worker thread, not two.
         outcome = await run_in_threadpool(unsubscribe_now, service, token, "one-click")
-        found = outcome is not None
-    else:
-        owner = await service.token_owner(request)
-        found = owner is not None
-        if found and not service.csrf_ok(request, form):
-            return service.page(
-                request, "unsubscribe", 400, forms=(request.url.path,), expired_form=True
-            )
-        if found:
-            claims, key = owner
-            outcome = await run_in_threadpool(record, service, claims, key, "page")
-    if not found:
-        if one_click and verify_token(service.secret, token, PROBE_PURPOSE):
+        return one_click_answer(service, request, token, outcome)
+    owner = await service.token_owner(request)
+    if owner is None:
+        return service.invalid_link(request)
+    if not service.csrf_ok(request, form):
+        return service.page(
+            request, "unsubscribe", 400, forms=(request.url.path,), expired_form=True
+        )
+    claims, key = owner
+    if not await run_in_threadpool(record, service, claims, key, "page"):
+        return not_recorded(service, request)
+    return service.page(request, "unsubscribed", forms=(f"/resubscribe/{token}",), token=token)
+
+
+def one_click_answer(
+    service: Service, request: Request, token: str, outcome: bool | None
+) -> Response:
+    """The answer to a one-click unsubscribe whose unsubscribe_now() gave `outcome`."""
+    if outcome is None:
+        if verify_token(service.secret, token, PROBE_PURPOSE):
             return PlainTextResponse("One-click unsubscribe answers here.\n")  # doctor's probe
         return service.invalid_link(request)
     if not outcome:
-        return service.message(
-            request,
-            503,
-            "Please try again",
-            "We could not record your request just now. Please try again in a minute.",
-        )
-    if one_click:
-        return service.one_form_page(request, "unsubscribed", f"/resubscribe/{token}")
-    return service.page(request, "unsubscribed", forms=(f"/resubscribe/{token}",), token=token)
+        return not_recorded(service, request)
+    return service.one_form_page(request, "unsubscribed", f"/resubscribe/{token}")
+
+
+def not_recorded(service: Service, request: Request) -> Response:
+    return service.message(
+        request,
+        503,
+        "Please try again",
+        "We could not record your request just now. Please try again in a minute.",
+    )
 
 
 def unsubscribe_now(service: Service, token: str, via: str) -> bool | None:
     """Find the token's row and record its unsubscribe: None for no such subscriber, else
     whether it was recorded (record())."""
-    if service.pg is not None:  # the link looked up in the statement that records it
-        claims = verify_token(service.secret, token)
-        if claims is None:
-            return None
+    return unsubscribe_many(service, [token], via)[0]
+
+
+def unsubscribe_many(service: Service, tokens: list[str], via: str) -> list[bool | None]:
+    """unsubscribe_now() of several tokens, recorded together (one commit of the journal, or
+    one statement on PostgreSQL): each token's outcome, in order."""
+    outcomes: list[bool | None] = [None] * len(tokens)
+    rest = range(len(tokens))
+    if service.pg is not None:  # the links looked up in the statement that records them
+        claims = {i: verify_token(service.secret, tokens[i]) for i in rest}
+        rest = [i for i in rest if claims[i] is not None]
+        links = [(claims[i].list_name, claims[i].address_id) for i in rest]
         try:
-            if service.pg.unsubscribe_link(claims.list_name, claims.address_id, via):
-                return True
+            kept = service.pg.unsubscribe_links(links, via) if links else []
         except NewsletterError as exc:
-            log.error("unsubscribe not recorded for list %s: %s", claims.list_name, exc)
-            return False
-    found = service.subscriber_key(token)  # not indexed yet (a new row), or the files store
-    if found is None:
-        return None
-    claims, key = found
-    return record(service, claims, key, via)
+            _not_recorded({name for name, _ in links}, exc)
+            for i in rest:
+                outcomes[i] = False
+            return outcomes
+        for i, done in zip(rest, kept, strict=True):
+            outcomes[i] = True if done else None
+        rest = [i for i in rest if outcomes[i] is None]
+    # Rows not indexed yet (new ones), or the files store: the link's row from the directory.
+    found = {}
+    for i in rest:
+        try:
+            found[i] = service.subscriber_key(tokens[i])
+        except NewsletterError as exc:  # PostgreSQL could not be read: answered as not kept
+            log.error("unsubscribe not recorded: %s", exc)
+            outcomes[i] = False
+    owners = [i for i in found if found[i] is not None]
+    recorded = record_many(service, [found[i] for i in owners], via)
+    for i, done in zip(owners, recorded, strict=True):
+        outcomes[i] = done
+    return outcomes
 
 
 def record(service: Service, claims: Claims, key: str | None, via: str) -> bool:
     """Keep the unsubscribe in the journal (durably, without the list); False if it could
     not be kept. The list file is not rewritten: every reader honours the journal at once and
     the next command that writes the list folds it in (optouts.fold)."""
+    return record_many(service, [(claims, key)], via)[0]
+
+
+def record_many(service: Service, owners: list[Owner], via: str) -> list[bool]:
+    """record() of several (claims, key), kept together: whether each was kept."""
+    if not owners:
+        return []
+    entries = [(claims.list_name, claims.address_id, key) for claims, key in owners]
     try:
-        if service.pg is not None:  # the row, the journal and the event: one transaction
-            service.pg.unsubscribe(claims.list_name, claims.address_id, key, via)
-            return True
-        service.journal.unsubscribe(claims.list_name, claims.address_id, key, via)
+        if service.pg is not None:  # the rows, the journal and the events: one transaction
+            service.pg.unsubscribe_many(entries, via)
+            return [True] * len(owners)
+        service.journal.unsubscribe_many(entries, via)
     except NewsletterError as exc:
-        log.error("unsubscribe not recorded for list %s: %s", claims.list_name, exc)
-        return False
+        _not_recorded({name for name, _, _ in entries}, exc)
+        return [False] * len(owners)
     try:
-        service.events.add_grouped(web_event("unsubscribe", key, claims.list_name, via=via))
-    except NewsletterError as exc:  # the journal has it; the event is for reports
+        service.events.add_grouped_many(
+            [web_event("unsubscribe", key, claims.list_name, via=via) for claims, key in owners]
+        )
+    except NewsletterError as exc:  # the journal has them; the events are for reports
         log.warning("unsubscribe event not recorded: %s", exc)
-    return True
+    return [True] * len(owners)
+
+
+def _not_recorded(list_names: set[str], exc: NewsletterError) -> None:
+    for name in sorted(list_names):
+        log.error("unsubscribe not recorded for list %s: %s", name, exc)
 
 
 async def resubscribe(service: Service, request: Request) -> Response:

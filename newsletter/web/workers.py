@@ -12,11 +12,10 @@ import logging
 import os
 from pathlib import Path
 
-from starlette.applications import Starlette
-
 from newsletter.config import Config, load_config
 from newsletter.errors import ConfigError
 from newsletter.store import uses_postgres
+from newsletter.web.oneclick import OneClick
 
 CONFIG_PATH = "NEWSLETTER_SERVE_WORKER_CONFIG"  # the workspace file, for each worker's app
 
@@ -33,7 +32,7 @@ def check(config: Config, workers: int) -> None:
         raise ConfigError(f"--workers {workers}: the workspace has no newsletter.toml to load")
 
 
-def app() -> Starlette:
+def app() -> OneClick:
     """uvicorn's app factory, in each worker process: the workspace's app, as `run` makes it."""
     from newsletter.web.app import create_app
 

@@ -1,0 +1,172 @@
+"""RFC 8058 one-click POSTs are answered in front of Starlette (web.oneclick): the same answer
+as the `/unsubscribe/{token}` route, recorded before it, behind the same guards; on both stores.
+
+A POST whose body is exactly `List-Unsubscribe=One-Click` takes the fast path; the same POST
+with any other body that still says one-click (`...&`, multipart) goes to the route, so each
+test sends both and compares them. Real `serve` over loopback HTTP, raw sockets where the
+request must be exactly so.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from test_serve import LiveServer, configure, statuses
+from test_serve_pg import pg_config, row, seed
+
+from newsletter import optouts
+from newsletter.tokens import load_secret, make_token
+from newsletter.web.events import EventStore
+from newsletter.web.service import FORM_LIMIT
+
+FAST = b"List-Unsubscribe=One-Click"
+ROUTED = b"List-Unsubscribe=One-Click&"  # one-click too, but not RFC 8058's exact body
+HOST = "news.example.org"
+COOKIE = "nl_csrf=a-cookie-of-this-browser"
+
+
+@pytest.fixture(params=["files", "postgres"])
+def served(request) -> tuple[str, Path, object]:
+    """(store, workspace, its config) on each store."""
+    if request.param == "files":
+        root = request.getfixturevalue("workspace")
+        return "files", root, configure(root)
+    root = request.getfixturevalue("pg_workspace")
+    url = request.getfixturevalue("pg_url")
+    seed(url)
+    return url, root, pg_config(root, url)
+
+
+def link(root: Path, address: str) -> str:
+    secret = load_secret(root / ".newsletter", env={})
+    return f"/unsubscribe/{make_token(secret, 'main', address)}"
+
+
+def exchange(port: int, request: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    """One raw HTTP/1.1 exchange: (status, headers in order, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = [tuple(x.strip() for x in line.split(":", 1)) for line in lines]
+    return int(status_line.split()[1]), headers, body
+
+
+def post(
+    port: int, path: str, body: bytes, *, host: str = HOST, cookie: str | None = None, extra=""
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        + (f"Cookie: {cookie}\r\n" if cookie else "")
+        + (extra or f"Content-Length: {len(body)}\r\n")
+        + "Connection: close\r\n\r\n"
+    )
+    return exchange(port, head.encode() + body)
+
+
+def without_date(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(n.lower(), v) for n, v in headers if n.lower() != "date"]
+
+
+def unsubscribed(store: str, root: Path, address: str) -> bool:
+    if store == "files":
+        return statuses(root)[address] == "unsubscribed"
+    return row(store, address) == ("unsubscribed", "web:one-click")
+
+
+def test_the_one_click_answer_is_the_routes_answer_and_is_recorded_before_it(served):
+    store, root, config = served
+    with LiveServer(config) as live:
+        fast = post(live.port, link(root, "ada@example.org"), FAST, cookie=COOKIE)
+        assert unsubscribed(store, root, "ada@example.org")  # recorded when answered
+        routed = post(live.port, link(root, "grace@example.net"), ROUTED, cookie=COOKIE)
+        assert unsubscribed(store, root, "grace@example.net")
+        # Without a cookie each answer sets a new one, with the same attributes.
+        fresh = post(live.port, link(root, "ada@example.org"), FAST)
+        fresh_routed = post(live.port, link(root, "ada@example.org"), ROUTED)
+    ada, grace = link(root, "ada@example.org")[13:], link(root, "grace@example.net")[13:]
+    assert fast[0] == routed[0] == 200
+    assert without_date(fast[1]) == without_date(routed[1])  # the security headers included
+    assert {"x-content-type-options", "referrer-policy", "x-frame-options"} <= {
+        n for n, _ in without_date(fast[1])
+    }
+    # The same page; each with its own link's Resubscribe action and CSRF token.
+    assert b"You are unsubscribed" in fast[2]
+    assert ada.encode() in fast[2] and grace.encode() in routed[2]
+    assert len(fast[2]) == len(routed[2])
+
+    def cookie_attributes(answer) -> list[str]:
+        [cookie] = [v for n, v in answer[1] if n.lower() == "set-cookie"]
+        return cookie.split(";")[1:]
+
+    assert fresh[0] == fresh_routed[0] == 200
+    assert cookie_attributes(fresh) == cookie_attributes(fresh_routed)
+    assert fresh[2] != fast[2]  # a new cookie, so a new CSRF token in the form
+
+
+def test_one_click_posts_for_another_host_or_too_big_are_refused_as_every_route_refuses(served):
+    store, root, config = served
+    path = link(root, "ada@example.org")
+    big = FAST + b"&" + b"x" * FORM_LIMIT
+    with LiveServer(config) as live:
+        for host, status in (("evil.example", 421), ("bad host!", 400)):
+            refused = post(live.port, path, FAST, host=host)
+            other = post(live.port, "/resubscribe/x", FAST, host=host)
+            assert refused[0] == other[0] == status
+            assert (without_date(refused[1]), refused[2]) == (without_date(other[1]), other[2])
+        declared = post(live.port, path, big)
+        chunks = [FAST[:10], FAST[10:] + b"&" + b"x" * 2048] + [b"x" * 2048] * 8
+        chunked = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+        streamed = post(live.port, path, chunked, extra="Transfer-Encoding: chunked\r\n")
+    assert declared[0] == streamed[0] == 413
+    assert declared[2] == streamed[2] == b"Request body too large.\n"
+    assert not unsubscribed(store, root, "ada@example.org")
+    if store == "files":
+        assert EventStore.for_workspace(root / ".newsletter").counts() == {}
+
+
+def test_a_one_click_body_split_across_packets_is_still_one_click(served):
+    store, root, config = served
+    chunks = [FAST[:7], FAST[7:]]
+    body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    with LiveServer(config) as live:
+        answer = post(
+            live.port,
+            link(root, "ada@example.org"),
+            body,
+            extra="Transfer-Encoding: chunked\r\n",
+        )
+    assert answer[0] == 200 and b"You are unsubscribed" in answer[2]
+    assert unsubscribed(store, root, "ada@example.org")
+
+
+def test_forged_and_probe_tokens_get_the_routes_answers_and_nothing_is_kept(served):
+    store, root, config = served
+    secret = load_secret(root / ".newsletter", env={})
+    probe = f"/unsubscribe/{make_token(secret, 'main', 'doctor@example.invalid', 'probe')}"
+    forged = link(root, "ada@example.org")[:-3] + "AAA"
+    with LiveServer(config) as live:
+        answers = {
+            name: (
+                post(live.port, path, FAST, cookie=COOKIE),
+                post(live.port, path, ROUTED, cookie=COOKIE),
+            )
+            for name, path in (("probe", probe), ("forged", forged))
+        }
+    for fast, routed in answers.values():
+        assert fast[0] == routed[0]
+        assert (without_date(fast[1]), fast[2]) == (without_date(routed[1]), routed[2])
+    assert answers["forged"][0][0] == 404
+    assert answers["probe"][0][2] == b"One-click unsubscribe answers here.\n"
+    assert not unsubscribed(store, root, "ada@example.org")
+    if store == "files":
+        assert (
+            optouts.Journal.existing(root / ".newsletter") is None
+            or not optouts.Journal(root / ".newsletter").unsubscribes()
+        )
