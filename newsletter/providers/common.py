@@ -6,7 +6,7 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Callable, Mapping, Sequence
-from json.encoder import c_make_encoder, encode_basestring_ascii
+from json.encoder import JSONEncoder, c_make_encoder, encode_basestring_ascii
 from typing import Any
 
 from newsletter.errors import ConfigError
@@ -15,7 +15,9 @@ from newsletter.errors import ConfigError
 # its time for a small value): the same text, checked in tests/test_providers_sizes.py.
 # No circular-reference check: what is encoded is built here, never from itself.
 _ENCODE = (
-    c_make_encoder(None, None, encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    c_make_encoder(
+        None, JSONEncoder().default, encode_basestring_ascii, None, ": ", ", ", False, False, True
+    )
     if c_make_encoder is not None
     else None
 )
