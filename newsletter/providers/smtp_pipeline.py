@@ -23,7 +23,7 @@ def send(conn: smtplib.SMTP, sender: str, recipient: str, stuffed: bytes, option
     `stuffed` is the message with CRLF line ends, dot-stuffed, without the final ".".
     """
     esmtp = list(options)
-    if conn.has_extn("size"):
+    if conn.has_extn("size"):  # RFC 1870; the stuffing dots make it a few octets high
         esmtp.insert(0, f"SIZE={len(stuffed)}")
     encoding = "utf-8" if any(o.upper() == "SMTPUTF8" for o in esmtp) else "ascii"
     commands = [
