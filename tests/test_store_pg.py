@@ -96,24 +96,3 @@ def test_status_names_the_files_store_when_no_url_is_set(workspace):
     result = _run("store", "status")
     assert result.exit_code == 0
     assert result.output.startswith("files store: lists in ")
-
-
-def test_a_database_at_lists_1_migrates_to_2_and_loses_the_status_index(
-    workspace, pg_url, monkeypatch
-):
-    monkeypatch.setenv("NEWSLETTER_STORE_URL", pg_url)
-    [first, second] = migrations.steps()["lists"]
-    with psycopg.connect(pg_url) as conn:  # as `store migrate` of the round before left it
-        conn.execute(migrations._META)
-        conn.execute(first.sql)
-        conn.execute("INSERT INTO newsletter_schema (component, version) VALUES ('lists', 1)")
-    result = _run("store", "migrate")
-    assert result.exit_code == 0, result.output
-    assert "applied lists 2: drop status index" in result.output
-    with psycopg.connect(pg_url) as conn:
-        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes").fetchall()}
-        (version,) = conn.execute(
-            "SELECT version FROM newsletter_schema WHERE component = 'lists'"
-        ).fetchone()
-    assert version == second.version == 2
-    assert "subscribers_list_position" in indexes and "subscribers_list_status" not in indexes
