@@ -76,6 +76,15 @@ class Personalized:
     text: str
 
 
+@dataclass(frozen=True)
+class FieldTags:
+    """The merge fields the HTML and the text use, each as (a provider's name for it, field)."""
+
+    html: list[tuple[str, int]]
+    text: list[tuple[str, int]]
+    size: int  # characters of all the names together
+
+
 @dataclass
 class Rendered:
     """One issue rendered once: final HTML and text with per-recipient tokens still in them."""
@@ -102,6 +111,7 @@ class Rendered:
         self.text_parts = TOKEN.split(self.text)
         self.subject_parts = TOKEN.split(self.subject)
         self._subject_fields = [int(i) for i in self.subject_parts[1::2]]
+        self._tags: dict[tuple[str, str], FieldTags] = {}
         used = {
             int(parts[i])
             for parts in (self.html_parts, self.text_parts, self.subject_parts)
@@ -117,6 +127,21 @@ class Rendered:
         if self.env is not None and self.used_fields:
             sources = ", ".join(f"({m.source})" for m in self.used_fields.values())
             self._evaluate_all = compile_all(self.env, f"({sources},)")
+
+    def tags(self, html_name: str, text_name: str) -> FieldTags:
+        """The fields each part uses, named as a provider names them (`html_name.format(i)`):
+        worked out once per issue and naming, as every recipient's message asks for them."""
+        found = self._tags.get((html_name, text_name))
+        if found is None:
+            html = [
+                (html_name.format(i), i) for i in sorted({int(i) for i in self.html_parts[1::2]})
+            ]
+            text = [
+                (text_name.format(i), i) for i in sorted({int(i) for i in self.text_parts[1::2]})
+            ]
+            found = FieldTags(html, text, sum(len(name) for name, _ in [*html, *text]))
+            self._tags[(html_name, text_name)] = found
+        return found
 
     def values(self, subscriber: dict[str, str], unsubscribe_url: str) -> dict[int, Any]:
         """Evaluate the merge fields this issue uses for one recipient (TemplateError names one)."""

@@ -290,28 +290,14 @@ def _recipient(message: OutgoingMessage) -> tuple[str, str, str]:
     address = wire_address(message.to_email)
     name = header_safe(message.to_name or "")[:NAME_MAX].rstrip()
     to = formataddr((name, address), "utf-8") if name else address
-    html_vars, text_vars = _variables(rendered)
-    variables = {var: html_values[i] for var, i in html_vars}
-    variables.update({var: text_values[i] for var, i in text_vars})
+    names = rendered.tags(HTML_VAR, TEXT_VAR)
+    variables = {var: html_values[i] for var, i in names.html}
+    variables.update({var: text_values[i] for var, i in names.text})
     variables["unsubscribe"] = message.list_unsubscribe
     if len(rendered.subject_parts) > 1:  # a personal subject
         variables["subject"] = header_safe(campaign.subject_prefix + subject)
     # ASCII: escaped as json.dumps escapes it.
     return to, address, f"{json_text(address)}: {json_text(variables)}"
-
-
-def _variables(rendered) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """(variable name, merge field) for the HTML and the text: once per issue and process."""
-    found = _VARIABLES.get(id(rendered))
-    if found is None or found[0] is not rendered:
-        html = sorted({int(i) for i in rendered.html_parts[1::2]})
-        text = sorted({int(i) for i in rendered.text_parts[1::2]})
-        pairs = ([(HTML_VAR.format(i), i) for i in html], [(TEXT_VAR.format(i), i) for i in text])
-        found = _VARIABLES[id(rendered)] = (rendered, pairs)
-    return found[1]
-
-
-_VARIABLES: dict[int, tuple[object, tuple]] = {}
 
 
 def _store(results: dict[int, Result], items: list[_Item], status: Status, reason="", **extra):

@@ -30,7 +30,6 @@ from newsletter.providers.sendgrid.api import API_KEY_ENV
 from newsletter.providers.sendgrid.personalize import (
     HTML_TAG,
     TEXT_TAG,
-    Tags,
     checked_headers,
     encoded,
 )
@@ -55,7 +54,6 @@ class _Shared:
 
     campaign: Campaign
     base: dict  # the request without personalizations
-    tags: Tags
     # The request's JSON before and after its personalizations, as json.dumps writes it.
     head: str = ""
     tail: str = ""
@@ -179,19 +177,19 @@ class SendgridProvider(Provider):
             base["send_at"] = int(self.options.send_at)
         if self.sandbox:
             base["mail_settings"] = {"sandbox_mode": {"enable": True}}
-        self._shared = _Shared(campaign=campaign, base=base, tags=Tags.of(campaign))
+        self._shared = _Shared(campaign=campaign, base=base)
         return self._shared
 
     @classmethod
     def encode_ahead(cls, message: OutgoingMessage) -> str | None:
         """The recipient's personalization as JSON: the read-ahead's part of the request."""
-        text, content = encoded(message, Tags.of(message.campaign))
+        text, content = encoded(message)
         return text if content is None else None
 
     def _item(self, shared: _Shared, index: int, message: OutgoingMessage) -> _Item:
         text, content = self.ahead_of(message), None
         if text is None:
-            text, content = encoded(message, shared.tags)
+            text, content = encoded(message)
         address = wire_address(message.to_email).lower()
         return _Item(index, message, text, address, content)
 

@@ -8,13 +8,11 @@ process can do it for every recipient while the sending threads talk to SendGrid
 from __future__ import annotations
 
 import email.utils
-from dataclasses import dataclass
 
 from newsletter.errors import SubscriberError
 from newsletter.message import (
     NAME_MAX,
     NEEDS_SMTPUTF8,
-    Campaign,
     OutgoingMessage,
     header_safe,
     wire_address,
@@ -42,45 +40,18 @@ RESERVED_HEADERS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Tags:
-    """A campaign's substitution tags: (tag, merge field) for each part."""
-
-    html: list[tuple[str, int]]
-    text: list[tuple[str, int]]
-    size: int  # bytes of all the tags together
-
-    @staticmethod
-    def of(campaign: Campaign) -> Tags:
-        """The campaign's tags, worked out once per campaign and process."""
-        found = _BY_CAMPAIGN.get(id(campaign))
-        if found is None or found[0] is not campaign:
-            parts = campaign.rendered
-            html = [
-                (HTML_TAG.format(i), i) for i in sorted({int(i) for i in parts.html_parts[1::2]})
-            ]
-            text = [
-                (TEXT_TAG.format(i), i) for i in sorted({int(i) for i in parts.text_parts[1::2]})
-            ]
-            tags = Tags(html, text, sum(len(tag) for tag, _ in [*html, *text]))
-            found = _BY_CAMPAIGN[id(campaign)] = (campaign, tags)
-        return found[1]
-
-
-_BY_CAMPAIGN: dict[int, tuple[Campaign, Tags]] = {}
-
-
-def encoded(message: OutgoingMessage, tags: Tags) -> tuple[str, list[dict] | None]:
+def encoded(message: OutgoingMessage) -> tuple[str, list[dict] | None]:
     """(The recipient's personalization as JSON text, their own content when theirs cannot be
     substituted into the request's; None when it can)."""
-    personalization, content = _personalization(message, tags)
+    personalization, content = _personalization(message)
     return json_text(personalization), content
 
 
-def _personalization(message: OutgoingMessage, tags: Tags) -> tuple[dict, list[dict] | None]:
+def _personalization(message: OutgoingMessage) -> tuple[dict, list[dict] | None]:
     """(The recipient's personalization, their own content when it cannot be substituted)."""
     campaign = message.campaign
     rendered = campaign.rendered
+    tags = rendered.tags(HTML_TAG, TEXT_TAG)
     html_values, text_values, subject = rendered.part_values(message.values)
     if message.needs_smtputf8:
         # SendGrid documents no SMTPUTF8 support: refuse it here rather than have it
