@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from collections.abc import Callable
-from functools import partial
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -47,8 +47,9 @@ class OneClick:
         self.allowed = allowed
         self.limit_for = limit_for
         self.state = getattr(app, "state", None)  # the application's, for whoever asks
+        self._lock = threading.Lock()
         self._waiting: list[tuple[str, asyncio.Future]] = []
-        self._busy = False  # a batch is being kept
+        self._draining = False  # a worker thread is keeping batches
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _PATH.fullmatch(scope["path"]) if _posted(scope) else None
@@ -101,41 +102,48 @@ class OneClick:
     def _submit(self, token: str) -> asyncio.Future:
         """unsubscribe_now(token)'s outcome to come, kept in one worker-thread hop with the
         others arriving meanwhile."""
-        outcome = asyncio.get_running_loop().create_future()
-        self._waiting.append((token, outcome))
-        if not self._busy:
-            self._next_batch()
+        loop = asyncio.get_running_loop()
+        outcome = loop.create_future()
+        with self._lock:
+            self._waiting.append((token, outcome))
+            if self._draining:  # the worker takes it with its next batch
+                return outcome
+            self._draining = True
+        loop.run_in_executor(None, self._drain, loop)
         return outcome
 
-    def _next_batch(self) -> None:
-        """Keep what is waiting in a worker thread, started at once: while it is being kept
-        the loop reads the next requests of a burst, which the next batch takes (one batch
-        at a time; each request is answered once its own batch is durable)."""
-        batch, self._waiting = self._waiting, []
-        self._busy = True
-        tokens = [token for token, _ in batch]
-        job = asyncio.get_running_loop().run_in_executor(
-            None, unsubscribe.unsubscribe_many, self.service, tokens, VIA
-        )
-        job.add_done_callback(partial(self._batch_done, batch))
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In a worker thread: keep what is waiting, batch after batch, until nothing is. Each
+        batch is answered as soon as it is durable, and the next is taken at once, not when the
+        loop (busy reading the rest of a burst) gets round to it."""
+        while True:
+            with self._lock:
+                batch, self._waiting = self._waiting, []
+                if not batch:
+                    self._draining = False
+                    return
+            tokens = [token for token, _ in batch]
+            try:
+                outcomes = unsubscribe.unsubscribe_many(self.service, tokens, VIA)
+            except Exception as exc:  # each request of the batch hears of it (a 500)
+                outcomes = [exc] * len(batch)
+            try:
+                loop.call_soon_threadsafe(_settle, batch, outcomes)
+            except RuntimeError:  # the loop is closed: nobody is waiting for an answer
+                with self._lock:
+                    self._waiting, self._draining = [], False
+                return
 
-    def _batch_done(self, batch: list[tuple[str, asyncio.Future]], job: asyncio.Future) -> None:
-        if job.cancelled():  # the loop is closing
-            outcomes: list = [asyncio.CancelledError()] * len(batch)
-        elif job.exception() is not None:  # each request of the batch hears of it (a 500)
-            outcomes = [job.exception()] * len(batch)
+
+def _settle(batch: list[tuple[str, asyncio.Future]], outcomes: list) -> None:
+    """In the loop: each request of a kept batch gets its outcome."""
+    for (_, waiter), done in zip(batch, outcomes, strict=True):
+        if waiter.done():  # its client went
+            continue
+        if isinstance(done, BaseException):
+            waiter.set_exception(done)
         else:
-            outcomes = job.result()
-        for (_, waiter), done in zip(batch, outcomes, strict=True):
-            if waiter.done():  # its client went
-                continue
-            if isinstance(done, BaseException):
-                waiter.set_exception(done)
-            else:
-                waiter.set_result(done)
-        self._busy = False
-        if self._waiting:
-            self._next_batch()
+            waiter.set_result(done)
 
 
 async def _answer(send: Send, response: Response) -> None:
