@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from html import escape
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -26,7 +25,6 @@ from newsletter.web.optin import OptIn
 from newsletter.web.pages import Pages
 from newsletter.web.pglists import PgLists
 
-_ACTION, _TOKEN = "\x00action\x00", "\x00csrf\x00"  # one_form_page's stand-ins
 FORM_LIMIT = 16 * 1024  # bytes: a subscribe form or an unsubscribe POST
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 NO_STORE = {"Cache-Control": "no-store"}
@@ -59,7 +57,6 @@ class Service:
     mailgun_webhook_key: bytes | None = None  # MAILGUN_WEBHOOK_SIGNING_KEY; None = refused
     mailgun_tokens: Any = None  # providers.mailgun.webhook.Tokens: signatures already used
     pg: PgLists | None = None  # PostgreSQL store: list changes, each one transaction
-    _skeletons: dict[str, str] = field(default_factory=dict)  # one_form_page's, by name
 
     @property
     def lists(self) -> list[str]:
@@ -100,19 +97,6 @@ class Service:
                 path="/",
             )
         return response
-
-    def one_form_page(self, request: Request, name: str, action: str) -> HTMLResponse:
-        """page(request, name, forms=(action,)) without Jinja on each request: the page is
-        rendered once with stand-ins for the form's action and CSRF token, which are then
-        put in (escaped as Jinja would). One-click unsubscribes come in bursts of hundreds."""
-        skeleton = self._skeletons.get(name)
-        if skeleton is None:
-            html = self.pages.render(name, csrf={_ACTION: _TOKEN}, csrf_field=guards.CSRF_FIELD)
-            skeleton = self._skeletons[name] = html
-        cookie, fresh = self._csrf_cookie(request)
-        token = guards.csrf_token(self.secret, cookie, action)
-        html = skeleton.replace(_ACTION, escape(action)).replace(_TOKEN, escape(token))
-        return self._with_cookie(request, HTMLResponse(html, headers=NO_STORE), cookie, fresh)
 
     def message(self, request: Request, status: int, title: str, text: str) -> HTMLResponse:
         return self.page(request, "message", status, title=title, text=text)

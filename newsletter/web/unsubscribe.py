@@ -13,11 +13,12 @@ from newsletter import subscribers as subs
 from newsletter.errors import NewsletterError, SubscriberError
 from newsletter.tokens import PROBE_PURPOSE, Claims, verify_token
 from newsletter.web.events import web_event
-from newsletter.web.service import Service
+from newsletter.web.service import NO_STORE, Service
 
 Owner = tuple[Claims, str | None]  # a token's claims and the key of its row, if found
 
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
+ONE_CLICK_DONE = "You are unsubscribed.\n"
 
 log = logging.getLogger("newsletter.serve")
 
@@ -62,14 +63,16 @@ async def unsubscribe(service: Service, request: Request) -> Response:
 def one_click_answer(
     service: Service, request: Request, token: str, outcome: bool | None
 ) -> Response:
-    """The answer to a one-click unsubscribe whose unsubscribe_now() gave `outcome`."""
+    """The answer to a one-click unsubscribe whose unsubscribe_now() gave `outcome`. Done, it
+    is a short text: the mailbox provider that posts it reads no page, so there is no form
+    (and no CSRF cookie) to send it, and a burst of hundreds costs a few bytes each."""
     if outcome is None:
         if verify_token(service.secret, token, PROBE_PURPOSE):
             return PlainTextResponse("One-click unsubscribe answers here.\n")  # doctor's probe
         return service.invalid_link(request)
     if not outcome:
         return not_recorded(service, request)
-    return service.one_form_page(request, "unsubscribed", f"/resubscribe/{token}")
+    return PlainTextResponse(ONE_CLICK_DONE, headers=NO_STORE)
 
 
 def not_recorded(service: Service, request: Request) -> Response:
