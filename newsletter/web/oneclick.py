@@ -73,16 +73,8 @@ class OneClick:
         request = Request(scope)  # the answer's cookie and scheme, as the route sees them
         try:
             token = match.group(1)
-            waiting = self._submit(token)
-            # Made while the unsubscribe is being kept (when the loop has nothing else to do in
-            # a burst), sent only once it is; a token found nobody's costs a page for nothing.
-            ready = unsubscribe.one_click_answer(self.service, request, token, True)
-            outcome = await waiting
-            response = (
-                ready
-                if outcome is True
-                else unsubscribe.one_click_answer(self.service, request, token, outcome)
-            )
+            outcome = await self._submit(token)
+            response = unsubscribe.one_click_answer(self.service, request, token, outcome)
             status = response.status_code
             await _answer(send, response)
         except Exception as exc:
